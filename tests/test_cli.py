@@ -1,0 +1,125 @@
+"""The command line, run as a user runs it: in a subprocess, checking files, exit codes and stderr."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRESETS = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg")))
+
+
+def run_cli(*args, cwd=None):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", "tf_style.main", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, env=environment, timeout=600)
+
+
+def test_writes_an_image_of_the_asked_size_with_snapshots(tmp_path, content_path, style_path):
+    output = tmp_path / "out" / "result.png"
+    result = run_cli(f"--content={content_path}", f"--style={style_path}", f"--output={output}", "--size=64",
+                     "--steps=6", "--save_every=3")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(output).size == (64, 48)
+    assert (tmp_path / "out" / "result_step0003.png").exists()
+    assert "wrote" in result.stdout and "final losses" in result.stdout
+    assert sorted(os.listdir(tmp_path / "out")) == ["result.png", "result_step0003.png"]
+
+
+def test_jpeg_output_and_noise_start(tmp_path, content_path, style_path):
+    output = tmp_path / "result.jpg"
+    result = run_cli(f"--content={content_path}", f"--style={style_path}", f"--output={output}", "--size=64",
+                     "--steps=2", "--init=noise", "--seed=1", "--pooling=avg", "--precision=float32")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(output).format == "JPEG"
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+BAD_INPUTS = {
+    "missing content": (lambda tmp, content, style: [f"--content={tmp / 'nope.jpg'}", f"--style={style}"],
+                        "does not exist"),
+    "directory as style": (lambda tmp, content, style: [f"--content={content}", f"--style={tmp}"],
+                           "is a directory"),
+    "text file as image": (lambda tmp, content, style: [f"--content={_write(tmp / 'fake.jpg', b'text')}",
+                                                         f"--style={style}"], "not a readable image"),
+    "tiny image": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
+                                                f"--size=8"], "needs at least 16"),
+    "unknown layer": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
+                                                   "--style_layers=block1_conv1,block6_conv1"], "unknown layer"),
+    "zero size": (lambda tmp, content, style: [f"--content={content}", f"--style={style}", "--size=0"],
+                  "--size must be a positive integer"),
+    "zero steps": (lambda tmp, content, style: [f"--content={content}", f"--style={style}", "--steps=0"],
+                   "--steps must be a positive integer"),
+    "negative weight": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
+                                                     "--style_weight=-1"], "--style_weight must be"),
+    "non-numeric flag": (lambda tmp, content, style: ["--size=big"], "--size"),
+    "unknown flag": (lambda tmp, content, style: ["--colour=red"], "colour"),
+    "bad enum": (lambda tmp, content, style: ["--pooling=min"], "--pooling"),
+    "missing weights file": (lambda tmp, content, style: ["--weights=/no/such/vgg.h5"], "--weights"),
+    "not a weights file": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
+                                                        f"--weights={_write(tmp / 'w.h5', b'junk')}"],
+                           "not an HDF5 weights file"),
+    "unknown output extension": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
+                                                              f"--output={tmp / 'result.xyz'}"],
+                                 "unknown image extension"),
+    "output is a directory": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
+                                                           f"--output={tmp}"], "is a directory"),
+    "stray argument": (lambda tmp, content, style: ["extra"], "unexpected arguments"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_touches_no_output(case, tmp_path, content_path, style_path):
+    make_args, message = BAD_INPUTS[case]
+    args = make_args(tmp_path, content_path, style_path)
+    if not any(arg.startswith("--output") for arg in args):
+        output = tmp_path / "existing.png"
+        Image.fromarray(np.full((20, 20, 3), 7, np.uint8)).save(output)
+        before = output.read_bytes()
+        args.append(f"--output={output}")
+    else:
+        output, before = None, None
+    result = run_cli(*args, "--steps=2" if "--steps=0" not in args else "--size=64", cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(error_lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message in error_lines[0]
+    if output is not None:
+        assert output.read_bytes() == before
+
+
+@pytest.mark.parametrize("preset", [os.path.basename(path) for path in PRESETS])
+def test_presets_parse_into_a_valid_config(preset):
+    # This module is the only one that parses absl's global FLAGS in-process; it resets them around use.
+    from absl import flags
+
+    from tf_style import main
+
+    flags.FLAGS.unparse_flags()
+    try:
+        flags.FLAGS([sys.argv[0], f"--flagfile={os.path.join(REPO, 'flags', preset)}"])
+        config = main.config_from_flags()
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert config.steps > 0 and config.size >= 64
+
+
+def test_there_are_presets():
+    assert {"preview.cfg", "quality.cfg"} <= {os.path.basename(path) for path in PRESETS}
+
+
+def test_helpfull_documents_the_flags():
+    result = run_cli("--helpfull")
+    for flag in ("--content", "--style", "--output", "--size", "--steps", "--learning_rate", "--content_weight",
+                 "--style_weight", "--tv_weight", "--content_layers", "--style_layers", "--weights", "--pooling",
+                 "--init", "--seed", "--save_every", "--xla", "--precision"):
+        assert flag in result.stdout

@@ -1,0 +1,51 @@
+"""StyleConfig validation: each bad value is a UsageError that names the flag."""
+
+import pytest
+
+from tf_style.config import DEFAULT_STYLE_LAYERS, StyleConfig
+from tf_style.errors import UsageError
+
+
+@pytest.mark.parametrize("changes, flag", [
+    ({"size": 0}, "--size"),
+    ({"size": -5}, "--size"),
+    ({"steps": 0}, "--steps"),
+    ({"learning_rate": 0.0}, "--learning_rate"),
+    ({"learning_rate": float("nan")}, "--learning_rate"),
+    ({"style_weight": -1.0}, "--style_weight"),
+    ({"content_weight": float("inf")}, "--content_weight"),
+    ({"tv_weight": -0.1}, "--tv_weight"),
+    ({"content_layers": ("block9_conv1",)}, "--content_layers"),
+    ({"style_layers": ()}, "--style_layers"),
+    ({"style_layer_weights": (1.0, 2.0)}, "--style_layer_weights"),
+    ({"style_layer_weights": (0.0,) * 5}, "--style_layer_weights"),
+    ({"weights": "no/such/file.h5"}, "--weights"),
+    ({"pooling": "min"}, "--pooling"),
+    ({"init": "no/such/image.png"}, "--init"),
+    ({"xla": "maybe"}, "--xla"),
+    ({"precision": "int8"}, "--precision"),
+    ({"save_every": -1}, "--save_every"),
+])
+def test_bad_values_name_their_flag(changes, flag):
+    with pytest.raises(UsageError, match=flag):
+        StyleConfig(**changes)
+
+
+def test_layers_accept_a_comma_separated_string():
+    config = StyleConfig(style_layers="block1_conv1, block3_conv1")
+    assert config.style_layers == ("block1_conv1", "block3_conv1")
+
+
+def test_style_layer_weights_are_normalized():
+    config = StyleConfig(style_layer_weights=(256, 64, 16, 4, 0))
+    assert config.normalized_style_layer_weights == pytest.approx((256 / 340, 64 / 340, 16 / 340, 4 / 340, 0))
+
+
+def test_equal_style_layer_weights_by_default():
+    weights = StyleConfig().normalized_style_layer_weights
+    assert weights == pytest.approx((1 / len(DEFAULT_STYLE_LAYERS),) * len(DEFAULT_STYLE_LAYERS))
+
+
+def test_replace_validates_again():
+    with pytest.raises(UsageError, match="--steps"):
+        StyleConfig().replace(steps=0)

@@ -1,0 +1,80 @@
+"""The loss math against hand-computed values, and its invariance to image size and feature scale."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_style import losses
+
+
+def test_gram_matrix_by_hand():
+    # Two positions, two channels: features (1, 2) and (3, 4).
+    features = tf.constant([[[[1.0, 2.0], [3.0, 4.0]]]])  # [1, 1, 2, 2]
+    expected = np.array([[1 * 1 + 3 * 3, 1 * 2 + 3 * 4], [2 * 1 + 4 * 3, 2 * 2 + 4 * 4]]) / 2.0
+    np.testing.assert_allclose(losses.gram_matrix(features)[0].numpy(), expected)
+
+
+def test_gram_matrix_is_the_same_for_a_tiled_feature_map():
+    # The same texture over four times the area must give the same Gram: that is what keeps the style
+    # weight meaningful at every image size.
+    features = tf.random.stateless_uniform([1, 5, 7, 8], seed=[1, 2])
+    tiled = tf.tile(features, [1, 2, 2, 1])
+    np.testing.assert_allclose(losses.gram_matrix(tiled).numpy(), losses.gram_matrix(features).numpy(),
+                               rtol=1e-5)
+
+
+def test_relative_squared_error_by_hand():
+    value = tf.constant([[1.0, 2.0]])
+    target = tf.constant([[2.0, 4.0]])
+    # mean((1-2)^2, (2-4)^2) = 2.5; mean(2^2, 4^2) = 10
+    np.testing.assert_allclose(losses.relative_squared_error(value, target).numpy(), [0.25], rtol=1e-6)
+
+
+def test_relative_squared_error_ignores_feature_scale():
+    # A weights file whose activations are 100x larger must give the same loss.
+    value = tf.random.stateless_normal([2, 3, 3, 4], seed=[3, 4])
+    target = tf.random.stateless_normal([2, 3, 3, 4], seed=[5, 6])
+    np.testing.assert_allclose(losses.relative_squared_error(100 * value, 100 * target).numpy(),
+                               losses.relative_squared_error(value, target).numpy(), rtol=1e-5)
+
+
+def test_content_loss_averages_layers():
+    features = {"a": tf.ones([1, 2, 2, 1]), "b": tf.zeros([1, 2, 2, 1])}
+    targets = {"a": 2 * tf.ones([1, 2, 2, 1]), "b": tf.ones([1, 2, 2, 1])}
+    # layer a: mean((1-2)^2)/mean(2^2) = 1/4; layer b: 1/1
+    np.testing.assert_allclose(losses.content_loss(features, targets).numpy(), [(0.25 + 1.0) / 2], rtol=1e-6)
+
+
+def test_style_loss_weights_layers():
+    features = {"a": tf.ones([1, 2, 2, 1]), "b": tf.ones([1, 2, 2, 1])}
+    # Gram of all-ones is [[1]]; against targets [[2]] and [[4]] the relative errors are 1/4 and 9/16.
+    targets = {"a": tf.constant([[[2.0]]]), "b": tf.constant([[[4.0]]])}
+    loss = losses.style_loss(features, targets, {"a": 0.75, "b": 0.25})
+    np.testing.assert_allclose(loss.numpy(), [0.75 * 0.25 + 0.25 * 9 / 16], rtol=1e-6)
+
+
+def test_style_loss_is_size_invariant():
+    style = tf.random.stateless_uniform([1, 6, 6, 4], seed=[7, 8])
+    image = tf.random.stateless_uniform([1, 6, 6, 4], seed=[9, 10])
+    target = {"a": losses.gram_matrix(style)}
+    small = losses.style_loss({"a": image}, target, {"a": 1.0})
+    large = losses.style_loss({"a": tf.tile(image, [1, 3, 3, 1])}, target, {"a": 1.0})
+    np.testing.assert_allclose(large.numpy(), small.numpy(), rtol=1e-5)
+
+
+def test_total_variation_by_hand():
+    image = np.zeros([1, 2, 2, 3], np.float32)
+    image[0, 0, 1, :] = 255.0  # one white pixel: two of four neighbour pairs differ by 1 (on [0, 1])
+    # vertical pairs: (0,0)-(1,0) 0, (0,1)-(1,1) 1 -> mean 1/2; horizontal: row 0 differs, row 1 not -> 1/2
+    np.testing.assert_allclose(losses.total_variation_loss(tf.constant(image)).numpy(), [1.0], rtol=1e-6)
+
+
+def test_losses_are_per_image():
+    images = tf.stack([tf.zeros([4, 4, 3]), 255 * tf.ones([4, 4, 3])])
+    assert losses.total_variation_loss(images).shape == (2,)
+
+
+@pytest.mark.parametrize("dtype", [tf.bfloat16, tf.float16])
+def test_gram_matrix_is_float32_for_low_precision_features(dtype):
+    features = tf.cast(tf.ones([1, 2, 2, 3]), dtype)
+    assert losses.gram_matrix(features).dtype == tf.float32

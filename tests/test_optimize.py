@@ -1,0 +1,119 @@
+"""The train step: it lowers the loss, traces once, keeps the image valid; targets and start images."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import gradient_image, stripes_image
+from tf_style import device, losses
+from tf_style.config import StyleConfig
+from tf_style.errors import DivergedError
+from tf_style.features import build_feature_extractor
+from tf_style.optimize import Optimization, StepReport, compute_targets, initial_image
+
+CONFIG = StyleConfig(size=64, steps=12, learning_rate=4.0, progress_every=4)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return build_feature_extractor(CONFIG.content_layers + CONFIG.style_layers)
+
+
+@pytest.fixture(scope="module")
+def targets(extractor):
+    return compute_targets(extractor, gradient_image(48, 64), stripes_image(64, 64), CONFIG)
+
+
+def test_targets_have_the_layers_and_gram_shapes(targets):
+    assert list(targets.content_features) == ["block4_conv2"]
+    assert {name: tuple(gram.shape) for name, gram in targets.style_grams.items()} == {
+        "block1_conv1": (1, 64, 64), "block2_conv1": (1, 128, 128), "block3_conv1": (1, 256, 256),
+        "block4_conv1": (1, 512, 512), "block5_conv1": (1, 512, 512)}
+
+
+def test_steps_lower_the_loss_and_trace_once(extractor, targets):
+    optimization = Optimization(extractor, targets, gradient_image(48, 64), CONFIG)
+    reports = []
+    result = optimization.run(CONFIG.steps, callbacks=[reports.append], progress_every=CONFIG.progress_every)
+    assert [report.step for report in reports] == [4, 8, 12]
+    assert reports[-1].losses["total"] < reports[0].losses["total"]
+    assert optimization.train_step.experimental_get_tracing_count() == 1
+    assert result.shape == (48, 64, 3) and result.dtype == np.float32
+    assert result.min() >= 0.0 and result.max() <= 255.0
+    np.testing.assert_array_equal(result, reports[-1].image)
+
+
+def test_reported_losses_add_up(extractor, targets):
+    optimization = Optimization(extractor, targets, gradient_image(48, 64), CONFIG)
+    report = []
+    optimization.run(1, callbacks=[report.append])
+    losses_now = report[0].losses
+    assert losses_now["total"] == pytest.approx(losses_now["content"] + losses_now["style"] + losses_now["tv"],
+                                                rel=1e-5)
+
+
+def test_content_start_has_zero_content_loss_before_the_first_step(extractor, targets):
+    content = gradient_image(48, 64)
+    features = extractor(content[None])
+    loss = losses.content_loss(features, targets.content_features)
+    np.testing.assert_allclose(loss.numpy(), [0.0], atol=1e-6)
+
+
+def test_divergence_raises_with_the_last_finite_image(extractor, targets):
+    start = gradient_image(48, 64)
+    optimization = Optimization(extractor, targets, start, CONFIG)
+    seen = []
+
+    def poison_after_first_step(report):
+        seen.append(report.image)
+        optimization.image.assign(tf.fill(optimization.image.shape, float("nan")))
+
+    with pytest.raises(DivergedError, match="smaller --learning_rate") as raised:
+        optimization.run(3, callbacks=[poison_after_first_step], progress_every=1)
+    assert raised.value.step == 2
+    np.testing.assert_array_equal(raised.value.image, seen[0])
+
+
+def test_noise_start_is_reproducible_with_a_seed():
+    content = gradient_image(16, 16)
+    first = initial_image("noise", content, seed=3, load=None)
+    np.testing.assert_array_equal(first, initial_image("noise", content, seed=3, load=None))
+    assert not np.array_equal(first, initial_image("noise", content, seed=4, load=None))
+    assert first.shape == content.shape and 0 <= first.min() and first.max() <= 255
+
+
+def test_content_start_is_a_copy():
+    content = gradient_image(16, 16)
+    start = initial_image("content", content, seed=None, load=None)
+    start += 1
+    assert not np.array_equal(start, content)
+
+
+def test_compute_plan_follows_the_cpu(monkeypatch, tmp_path):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: [])
+    monkeypatch.setattr(device, "cpu_has_fast_bfloat16", lambda: True)
+    assert device.plan_compute().dtype_policy == "mixed_bfloat16"
+    assert device.plan_compute().jit_compile is False
+    monkeypatch.setattr(device, "cpu_has_fast_bfloat16", lambda: False)
+    assert device.plan_compute().dtype_policy == "float32"
+    assert device.plan_compute("mixed_float16", "true").dtype_policy == "mixed_float16"
+    assert device.plan_compute("auto", "true").jit_compile is True
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx512f avx512_bf16\n")
+    assert device.cpu_has_fast_bfloat16(str(cpuinfo))
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2\n")
+    assert not device.cpu_has_fast_bfloat16(str(cpuinfo))
+    assert not device.cpu_has_fast_bfloat16(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_both_precisions_lower_the_loss(precision):
+    extractor = build_feature_extractor(CONFIG.content_layers + CONFIG.style_layers, dtype_policy=precision)
+    targets = compute_targets(extractor, gradient_image(48, 64), stripes_image(64, 64), CONFIG)
+    optimization = Optimization(extractor, targets, gradient_image(48, 64), CONFIG)
+    reports = []
+    optimization.run(8, callbacks=[reports.append], progress_every=4)
+    assert reports[-1].losses["total"] < reports[0].losses["total"]

@@ -1,0 +1,31 @@
+"""tf_style: neural style transfer (Gatys, Ecker & Bethge, CVPR 2016) in TensorFlow/Keras.
+
+    >>> import tf_style
+    >>> result = tf_style.stylize("photo.jpg", "painting.jpg", size=256, steps=200)
+
+The public names load on first use, so that `python -m tf_style.main` can import TensorFlow itself,
+quietly, after its own start-up.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "stylize": "tf_style.api",
+    "StyleConfig": "tf_style.config",
+    "StepReport": "tf_style.optimize",
+    "UsageError": "tf_style.errors",
+    "DivergedError": "tf_style.errors",
+}
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'tf_style' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

