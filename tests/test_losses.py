@@ -78,3 +78,47 @@ def test_losses_are_per_image():
 def test_gram_matrix_is_float32_for_low_precision_features(dtype):
     features = tf.cast(tf.ones([1, 2, 2, 3]), dtype)
     assert losses.gram_matrix(features).dtype == tf.float32
+
+
+def test_covariance_from_moments_by_hand():
+    # Positions (0, 0) and (2, 4): mean (1, 2), covariance [[1, 2], [2, 4]].
+    features = tf.constant([[[[0.0, 0.0], [2.0, 4.0]]]])
+    mean = losses.feature_mean(features)
+    covariance = losses.covariance_from_moments(mean, losses.gram_matrix(features))
+    np.testing.assert_allclose(mean.numpy(), [[1.0, 2.0]])
+    np.testing.assert_allclose(covariance.numpy(), [[[1.0, 2.0], [2.0, 4.0]]], atol=1e-6)
+
+
+def test_newton_schulz_square_root():
+    random = tf.random.stateless_normal([2, 6, 6], seed=[1, 3])
+    spd = tf.matmul(random, random, transpose_b=True) + 0.1 * tf.eye(6)
+    root = losses.sqrtm_newton_schulz(spd, num_iterations=30)
+    np.testing.assert_allclose(tf.matmul(root, root).numpy(), spd.numpy(), rtol=1e-3, atol=1e-3)
+
+
+def _wasserstein(image_features, style_features):
+    target_mean = losses.feature_mean(style_features)
+    target_gram = losses.gram_matrix(style_features)
+    root = losses.sqrtm_newton_schulz(losses.covariance_from_moments(target_mean, target_gram), 30)
+    return losses.wasserstein_style_loss({"a": image_features}, {"a": target_mean}, {"a": root},
+                                         {"a": target_gram}, {"a": 1.0})
+
+
+def test_wasserstein_is_zero_for_the_same_statistics_and_positive_otherwise():
+    style = tf.random.stateless_normal([1, 8, 8, 4], seed=[4, 5]) + 2.0
+    np.testing.assert_allclose(_wasserstein(style, style).numpy(), [0.0], atol=1e-3)
+    # Shuffled positions have the same statistics.
+    shuffled = tf.reshape(tf.random.experimental.stateless_shuffle(tf.reshape(style, [64, 4]), seed=[1, 1]),
+                          [1, 8, 8, 4])
+    np.testing.assert_allclose(_wasserstein(shuffled, style).numpy(), [0.0], atol=1e-3)
+    assert _wasserstein(style * 0.5, style).numpy()[0] > 0.05
+
+
+def test_wasserstein_matches_the_closed_form_for_a_mean_shift():
+    # Same covariance, means differing by d: W2^2 = |d|^2.
+    style = tf.random.stateless_normal([1, 8, 8, 3], seed=[6, 7])
+    shift = tf.constant([1.0, -2.0, 0.5])
+    target_mean = losses.feature_mean(style)
+    target_covariance = losses.covariance_from_moments(target_mean, losses.gram_matrix(style))
+    expected = (1.0 + 4.0 + 0.25) / (tf.reduce_sum(target_mean ** 2) + tf.linalg.trace(target_covariance)[0])
+    np.testing.assert_allclose(_wasserstein(style + shift, style).numpy(), [expected.numpy()], rtol=2e-3)

@@ -9,7 +9,7 @@ from tf_style import device, losses
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError
 from tf_style.features import build_feature_extractor
-from tf_style.optimize import Optimization, StepReport, compute_targets, initial_image
+from tf_style.optimize import Optimization, compute_targets
 
 CONFIG = StyleConfig(size=64, steps=12, learning_rate=4.0, progress_every=4)
 
@@ -72,21 +72,6 @@ def test_divergence_raises_with_the_last_finite_image(extractor, targets):
         optimization.run(3, callbacks=[poison_after_first_step], progress_every=1)
     assert raised.value.step == 2
     np.testing.assert_array_equal(raised.value.image, seen[0])
-
-
-def test_noise_start_is_reproducible_with_a_seed():
-    content = gradient_image(16, 16)
-    first = initial_image("noise", content, seed=3, load=None)
-    np.testing.assert_array_equal(first, initial_image("noise", content, seed=3, load=None))
-    assert not np.array_equal(first, initial_image("noise", content, seed=4, load=None))
-    assert first.shape == content.shape and 0 <= first.min() and first.max() <= 255
-
-
-def test_content_start_is_a_copy():
-    content = gradient_image(16, 16)
-    start = initial_image("content", content, seed=None, load=None)
-    start += 1
-    assert not np.array_equal(start, content)
 
 
 def test_compute_plan_follows_the_cpu(monkeypatch, tmp_path):

@@ -1,4 +1,4 @@
-"""The Python API: `stylize()` turns a content and a style image into a stylized array.
+"""The Python API: `stylize()` turns a content image and one or more style images into a stylized array.
 
 The command line is a thin shell around this function, so a notebook gets exactly what the CLI gets.
 """
@@ -8,12 +8,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tf_style import images
-from tf_style.config import StyleConfig
+from tf_style import color, images
+from tf_style.config import StyleConfig, scaled_size
 from tf_style.device import plan_compute
 from tf_style.errors import UsageError
 from tf_style.features import build_feature_extractor
-from tf_style.optimize import Callback, Optimization, compute_targets, initial_image
+from tf_style.optimize import Callback, stylize_coarse_to_fine
 
 SAMPLES_DIR = os.path.join(os.path.dirname(__file__), "samples")
 SAMPLE_CONTENT = os.path.join(SAMPLES_DIR, "tubingen.jpg")
@@ -26,7 +26,8 @@ def stylize(content, style, config: Optional[StyleConfig] = None, callbacks: Seq
 
     Args:
         content: the photo: a path, a PIL image or an array ([H, W, 3] uint8 or floats in [0, 255]).
-        style: the painting, in any of the same forms.
+        style: the painting, in any of the same forms, or a list of them to blend (see
+            `style_blend_weights`).
         config: a StyleConfig; `options` override its fields. None starts from the defaults.
         callbacks: called with a `StepReport` every `config.progress_every` steps, at every
             `config.save_every`-th step and at the end.
@@ -42,27 +43,52 @@ def stylize(content, style, config: Optional[StyleConfig] = None, callbacks: Seq
 
     Example:
         >>> import tf_style
-        >>> result = tf_style.stylize("photo.jpg", "painting.jpg", size=256, steps=200)
+        >>> result = tf_style.stylize("photo.jpg", ["a.jpg", "b.jpg"], size=256, style_blend_weights=(3, 7))
     """
     config = config.replace(**options) if config is not None else StyleConfig(**options)
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not styles:
+        raise UsageError("--style: give at least one style image")
+    if config.style_blend_weights is not None and len(config.style_blend_weights) != len(styles):
+        raise UsageError(f"--style_blend_weights has {len(config.style_blend_weights)} values for "
+                         f"{len(styles)} style images; give one weight per style image")
     content_image = images.load_image(content, "content image")
-    style_image = images.load_image(style, "style image")
-    height, width = images.scaled_size(*content_image.shape[:2], config.size)
-    if min(height, width) < images.MIN_INPUT_SIDE:
-        raise UsageError(f"--size={config.size} makes the result {width}x{height} pixels; VGG16 needs at least "
-                         f"{images.MIN_INPUT_SIDE} on each side: use a larger --size")
+    style_images = [images.load_image(path, "style image") for path in styles]
+    height, width = scaled_size(*content_image.shape[:2], config.size)
+    smallest_side = min(scaled_size(height, width, config.scale_sizes()[0]))
+    if smallest_side < images.MIN_INPUT_SIDE:
+        raise UsageError(f"--size={config.size} (first scale {config.scale_sizes()[0]}) makes the result "
+                         f"{smallest_side} pixels on its short side; VGG16 needs at least "
+                         f"{images.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
     content_image = images.resize(content_image, height, width)
-    style_image = images.resize_long_side(style_image, config.size)
-    start_image = initial_image(
-        config.init, content_image, config.seed,
-        load=lambda path: images.resize(images.load_image(path, "--init image"), height, width))
+    style_long_side = max(images.MIN_INPUT_SIDE, round(config.size * config.style_scale))
+    style_images = [images.resize_long_side(image, style_long_side) for image in style_images]
+    start_image = _start_image(config, content_image, style_images)
 
     plan = plan_compute(config.precision, config.xla)
     if log is not None:
-        log(f"tf_style: {plan.reason}")
+        log(f"tf_style: {plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
     extractor = build_feature_extractor(config.content_layers + config.style_layers, config.weights,
-                                        config.pooling, plan.dtype_policy)
-    targets = compute_targets(extractor, content_image, style_image, config)
-    optimization = Optimization(extractor, targets, start_image, config, jit_compile=plan.jit_compile)
-    return optimization.run(config.steps, callbacks, save_every=config.save_every,
-                            progress_every=config.progress_every)
+                                        config.pooling, plan.dtype_policy, config.padding)
+    result = stylize_coarse_to_fine(extractor, content_image, style_images, start_image, config, callbacks,
+                                    jit_compile=plan.jit_compile)
+    if config.original_colors:
+        result = color.transfer_luminance(result, content_image)
+    return result
+
+
+def _start_image(config: StyleConfig, content_image: np.ndarray, style_images: list) -> np.ndarray:
+    """The start of the optimization at the output size, as `config.init` asks."""
+    # The colour reference for the style-coloured starts is the most heavily weighted style.
+    blend = config.style_blend_weights or (1.0,) * len(style_images)
+    main_style = style_images[int(np.argmax(blend))]
+    rng = np.random.default_rng(config.seed)
+    if config.init == "content":
+        return content_image.copy()
+    if config.init == "noise":
+        return rng.uniform(0.0, 255.0, size=content_image.shape).astype(np.float32)
+    if config.init == "style_noise":
+        return color.colored_noise(content_image.shape, main_style, rng).astype(np.float32)
+    if config.init == "style_colors":
+        return color.match_color_statistics(content_image, main_style).astype(np.float32)
+    return images.resize(images.load_image(config.init, "--init image"), *content_image.shape[:2])

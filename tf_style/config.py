@@ -26,7 +26,9 @@ DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_
 
 WEIGHT_SOURCES = ("hed", "imagenet")
 POOLING_MODES = ("max", "avg")
-INIT_MODES = ("content", "noise")
+INIT_MODES = ("content", "noise", "style_noise", "style_colors")
+PADDING_MODES = ("zero", "replicate", "reflect")
+STYLE_LOSSES = ("gram", "wasserstein")
 XLA_MODES = ("auto", "true", "false")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
@@ -45,9 +47,23 @@ class StyleConfig:
         content_layers: VGG16 layers whose activations the result must keep from the content image.
         style_layers: VGG16 layers whose Gram matrices the result must take from the style image.
         style_layer_weights: relative weight of each style layer (normalized to sum to 1); None for equal.
+        style_loss: "gram" (Gatys et al.) or "wasserstein" (mean and covariance of the features, compared
+            as Gaussians with the squared 2-Wasserstein distance).
+        style_blend_weights: with several style images, the weight of each in the blended target; None
+            for equal.
+        style_scale: size at which the style image is seen, relative to the output's long side.
+        initial_size: long side of the first scale of a coarse-to-fine run; scales grow by at most sqrt(2)
+            up to `size`. 0 (or >= size) optimizes at `size` only.
+        initial_steps: Adam steps at the first scale; None means `steps`. Later scales take `steps` each.
+        average_decay: decay of the exponential moving average of the image that is the output (it
+            removes the high-frequency noise Adam leaves); 0 outputs the last iterate.
+        original_colors: keep the content's colours, take only the luminance from the stylized result.
         weights: "hed" (bundled, no download), "imagenet" (Keras download) or a path to a weights file.
         pooling: "max" or "avg" pooling between VGG16 blocks.
-        init: start image: "content", "noise" or a path to an image.
+        padding: the first convolution's padding: "zero", "replicate" or "reflect".
+        init: start image: "content", "noise" (uniform), "style_noise" (noise with the style's colour
+            statistics), "style_colors" (the content recoloured with the style's colour statistics) or a
+            path to an image.
         seed: random seed for the noise start; None draws one.
         save_every: write an intermediate result every this many steps; 0 never.
         xla: "auto", "true" or "false": compile the train step with XLA.
@@ -64,8 +80,16 @@ class StyleConfig:
     content_layers: tuple = DEFAULT_CONTENT_LAYERS
     style_layers: tuple = DEFAULT_STYLE_LAYERS
     style_layer_weights: Optional[tuple] = None
+    style_loss: str = "gram"
+    style_blend_weights: Optional[tuple] = None
+    style_scale: float = 1.0
+    initial_size: int = 0
+    initial_steps: Optional[int] = None
+    average_decay: float = 0.99
+    original_colors: bool = False
     weights: str = "hed"
     pooling: str = "max"
+    padding: str = "replicate"
     init: str = "content"
     seed: Optional[int] = None
     save_every: int = 0
@@ -97,11 +121,28 @@ class StyleConfig:
                 raise UsageError(
                     f"--style_layer_weights must be non-negative numbers, not all zero, got {list(weights)}")
             object.__setattr__(self, "style_layer_weights", tuple(float(w) for w in weights))
+        _require_choice("style_loss", self.style_loss, STYLE_LOSSES)
+        if self.style_blend_weights is not None:
+            blend = tuple(self.style_blend_weights)
+            if any(not _is_finite_number(w) or w < 0 for w in blend) or sum(blend) <= 0:
+                raise UsageError(
+                    f"--style_blend_weights must be non-negative numbers, not all zero, got {list(blend)}")
+            object.__setattr__(self, "style_blend_weights", tuple(float(w) for w in blend))
+        if not _is_finite_number(self.style_scale) or self.style_scale <= 0:
+            raise UsageError(f"--style_scale must be a positive number, got {self.style_scale}")
+        if not isinstance(self.initial_size, int) or self.initial_size < 0:
+            raise UsageError(f"--initial_size must be 0 (single scale) or a positive number of pixels, "
+                             f"got {self.initial_size!r}")
+        if self.initial_steps is not None:
+            _require_positive_int("initial_steps", self.initial_steps)
+        if not _is_finite_number(self.average_decay) or not 0 <= self.average_decay < 1:
+            raise UsageError(f"--average_decay must be in [0, 1), got {self.average_decay}")
         if self.weights not in WEIGHT_SOURCES and not os.path.isfile(self.weights):
             raise UsageError(
                 f"--weights must be one of {', '.join(WEIGHT_SOURCES)} or the path of a weights file; "
                 f"no file at {self.weights!r}")
         _require_choice("pooling", self.pooling, POOLING_MODES)
+        _require_choice("padding", self.padding, PADDING_MODES)
         if self.init not in INIT_MODES and not os.path.isfile(self.init):
             raise UsageError(
                 f"--init must be one of {', '.join(INIT_MODES)} or the path of an image; no file at {self.init!r}")
@@ -117,9 +158,29 @@ class StyleConfig:
         total = sum(weights)
         return tuple(w / total for w in weights)
 
+    def scale_sizes(self) -> tuple:
+        """Long sides of the coarse-to-fine scales, ending at `size`, each at most sqrt(2) times the last."""
+        if not self.initial_size or self.initial_size >= self.size:
+            return (self.size,)
+        num_scales = math.ceil(math.log(self.size / self.initial_size) / math.log(math.sqrt(2)) - 1e-9) + 1
+        ratio = (self.size / self.initial_size) ** (1 / (num_scales - 1))
+        return tuple(round(self.initial_size * ratio ** index) for index in range(num_scales))
+
+    def steps_at_scale(self, scale_index: int) -> int:
+        """Adam steps at the scale with this index (0 is the first)."""
+        if scale_index == 0 and self.initial_steps is not None:
+            return self.initial_steps
+        return self.steps
+
     def replace(self, **changes) -> "StyleConfig":
         """A copy with some options changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def scaled_size(height: int, width: int, long_side: int) -> tuple:
+    """(height, width) scaled so that the longer side is `long_side`, keeping the aspect ratio."""
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _is_finite_number(value) -> bool:

@@ -61,8 +61,28 @@ class FeatureExtractor:
         return {name: tf.cast(outputs[name], tf.float32) for name in self.layer_names}
 
 
+class EdgePadding(keras.layers.Layer):
+    """Pads one pixel on each side of H and W by reflecting or replicating the edge, not with zeros.
+
+    Zero padding in front of the first convolution shows the network a hard edge of ImageNet-mean grey all
+    around the image, and the optimization paints a visible band along the borders to match it.
+    """
+
+    def __init__(self, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, inputs):
+        # For a one-pixel pad, TF's SYMMETRIC mode repeats the edge pixel: that is replicate padding.
+        return tf.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]],
+                      mode="REFLECT" if self.mode == "reflect" else "SYMMETRIC")
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
 def build_feature_extractor(layer_names, weights: str = "hed", pooling: str = "max",
-                            dtype_policy: str = "float32") -> FeatureExtractor:
+                            dtype_policy: str = "float32", padding: str = "zero") -> FeatureExtractor:
     """Builds VGG16 up to the deepest of `layer_names` and loads its weights.
 
     Args:
@@ -71,6 +91,8 @@ def build_feature_extractor(layer_names, weights: str = "hed", pooling: str = "m
             cache) or the path of an HDF5 weights file holding VGG16's thirteen 3x3 convolutions.
         pooling: "max" or "avg" between blocks.
         dtype_policy: Keras dtype policy for the network ("float32", "mixed_bfloat16", "mixed_float16").
+        padding: how the first convolution pads the image: "zero" (as VGG16 was trained), "replicate" or
+            "reflect" (no dark band along the borders of the result).
 
     Returns:
         A FeatureExtractor.
@@ -79,7 +101,7 @@ def build_feature_extractor(layer_names, weights: str = "hed", pooling: str = "m
         UsageError: the weights cannot be had or are not VGG16's.
     """
     layer_names = tuple(dict.fromkeys(layer_names))
-    model = _build_vgg16(layer_names, pooling, dtype_policy)
+    model = _build_vgg16(layer_names, pooling, dtype_policy, padding)
     kernels_and_biases = _load_weights(weights)
     for layer in model.layers:
         if layer.name in kernels_and_biases:
@@ -88,7 +110,7 @@ def build_feature_extractor(layer_names, weights: str = "hed", pooling: str = "m
     return FeatureExtractor(model, layer_names, compute_dtype)
 
 
-def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str) -> keras.Model:
+def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: str) -> keras.Model:
     deepest = max(VGG16_CONV_LAYERS.index(name) for name in layer_names)
     pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
     inputs = keras.Input(shape=(None, None, 3), name="preprocessed_bgr")
@@ -98,7 +120,11 @@ def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str) -> keras.M
         block, conv = re.match(r"block(\d)_conv(\d)", name).groups()
         if conv == "1" and block != "1":
             x = pool_layer(2, strides=2, name=f"block{int(block) - 1}_pool", dtype=dtype_policy)(x)
-        x = keras.layers.Conv2D(channels_out, 3, padding="same", activation="relu", name=name,
+        conv_padding = "same"
+        if name == "block1_conv1" and padding != "zero":
+            x = EdgePadding(padding, name="block1_edge_padding", dtype=dtype_policy)(x)
+            conv_padding = "valid"
+        x = keras.layers.Conv2D(channels_out, 3, padding=conv_padding, activation="relu", name=name,
                                 dtype=dtype_policy)(x)
         if name in layer_names:
             outputs[name] = x

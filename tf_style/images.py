@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from tf_style.config import scaled_size
 from tf_style.errors import UsageError
 
 # Refuse images whose header claims more pixels than this before decoding them: a 20 000 x 6 000 panorama
@@ -122,12 +123,6 @@ def _array_to_rgb(array: np.ndarray, what: str) -> np.ndarray:
     if values.shape[-1] == 1:
         values = np.repeat(values, 3, axis=-1)
     return np.clip(values, 0.0, 255.0)
-
-
-def scaled_size(height: int, width: int, long_side: int) -> tuple:
-    """(height, width) scaled so that the longer side is `long_side`, keeping the aspect ratio."""
-    scale = long_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:

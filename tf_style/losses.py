@@ -62,3 +62,64 @@ def total_variation_loss(images: tf.Tensor) -> tf.Tensor:
     vertical = tf.reduce_mean(tf.square(images[:, 1:, :, :] - images[:, :-1, :, :]), axis=[1, 2, 3])
     horizontal = tf.reduce_mean(tf.square(images[:, :, 1:, :] - images[:, :, :-1, :]), axis=[1, 2, 3])
     return vertical + horizontal
+
+
+def feature_mean(features: tf.Tensor) -> tf.Tensor:
+    """Mean activation of each channel: [B, H, W, C] -> [B, C]."""
+    return tf.reduce_mean(tf.cast(features, tf.float32), axis=[1, 2])
+
+
+def covariance_from_moments(mean: tf.Tensor, gram: tf.Tensor) -> tf.Tensor:
+    """Channel covariance from the mean [B, C] and the (position-averaged) Gram [B, C, C] -> [B, C, C]."""
+    return gram - mean[:, :, None] * mean[:, None, :]
+
+
+def sqrtm_newton_schulz(matrix: tf.Tensor, num_iterations: int = 10) -> tf.Tensor:
+    """Square root of symmetric positive semi-definite matrices by coupled Newton-Schulz iterations.
+
+    Only matrix products, so it is fast on accelerators and its gradient is well defined, unlike an
+    eigendecomposition's at repeated eigenvalues. [B, C, C] -> [B, C, C].
+    """
+    identity = tf.eye(tf.shape(matrix)[-1], batch_shape=[tf.shape(matrix)[0]], dtype=matrix.dtype)
+    # The iteration converges for matrices with norm below 1; scale there and back.
+    norm = tf.sqrt(tf.reduce_sum(tf.square(matrix), axis=[1, 2], keepdims=True)) + _EPSILON
+    y = matrix / norm
+    z = identity
+    for _ in range(num_iterations):
+        t = 0.5 * (3.0 * identity - tf.matmul(z, y))
+        y = tf.matmul(y, t)
+        z = tf.matmul(t, z)
+    return y * tf.sqrt(norm)
+
+
+def wasserstein_style_loss(features: dict, target_means: dict, target_covariance_roots: dict,
+                           target_grams: dict, layer_weights: dict) -> tf.Tensor:
+    """Weighted sum over style layers of the squared 2-Wasserstein distance between Gaussian fits.
+
+    For each layer, W2^2 = |m - m_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^1/2 S S_t^1/2)^1/2), with m, S the
+    channel mean and covariance; divided by the target's second moment |m_t|^2 + tr(S_t), so that, like the
+    Gram loss, it is a relative error that does not depend on the weight source's activation scale.
+
+    Args:
+        features: {layer: [B, H, W, C]} of the image being optimized.
+        target_means: {layer: [1, C]}; target_covariance_roots: {layer: [1, C, C]} (S_t^1/2);
+        target_grams: {layer: [1, C, C]}, the target's second moments.
+        layer_weights: {layer: weight}.
+    Returns:
+        [B]
+    """
+    losses = []
+    for name, root in target_covariance_roots.items():
+        layer_features = tf.cast(features[name], tf.float32)
+        mean = feature_mean(layer_features)
+        covariance = covariance_from_moments(mean, gram_matrix(layer_features))
+        target_mean = target_means[name]
+        target_covariance = covariance_from_moments(target_mean, target_grams[name])
+        root = tf.broadcast_to(root, tf.shape(covariance))
+        cross_root = sqrtm_newton_schulz(tf.matmul(tf.matmul(root, covariance), root))
+        distance = (tf.reduce_sum(tf.square(mean - target_mean), axis=-1)
+                    + tf.linalg.trace(covariance) + tf.linalg.trace(target_covariance)
+                    - 2.0 * tf.linalg.trace(cross_root))
+        scale = tf.reduce_sum(tf.square(target_mean), axis=-1) + tf.linalg.trace(target_covariance) + _EPSILON
+        losses.append(layer_weights[name] * tf.maximum(distance, 0.0) / scale)
+    return tf.add_n(losses)
