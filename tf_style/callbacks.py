@@ -1,7 +1,6 @@
 """Callbacks for `stylize()`: they receive a `StepReport` every few steps and do the run's I/O."""
 
 import os
-import sys
 
 import keras
 
@@ -10,18 +9,22 @@ from tf_style.optimize import StepReport
 
 
 class ProgressBar:
-    """A Keras progress bar with the step, the weighted losses and the time left."""
+    """A Keras progress bar over the whole run (step, weighted losses, time left), and a line per scale."""
 
-    def __init__(self, num_steps: int, stream=sys.stdout):
-        self._num_steps = num_steps
+    def __init__(self):
         self._progbar = None
-        self._stream = stream
+        self._scale_index = None
 
     def __call__(self, report: StepReport) -> None:
+        if report.scale_index != self._scale_index:
+            self._scale_index = report.scale_index
+            height, width = report.image.shape[:2]
+            if report.num_scales > 1:
+                print(f"\nscale {report.scale_index + 1}/{report.num_scales}: {width}x{height}", flush=True)
         if self._progbar is None:
-            self._progbar = keras.utils.Progbar(self._num_steps, stateful_metrics=list(report.losses),
+            self._progbar = keras.utils.Progbar(report.num_steps, stateful_metrics=list(report.losses),
                                                 unit_name="step")
-        self._progbar.update(report.step, values=list(report.losses.items()), finalize=False)
+        self._progbar.update(report.step, values=list(report.losses.items()))
 
 
 class SnapshotSaver:

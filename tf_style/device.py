@@ -57,9 +57,9 @@ def plan_compute(precision: str = "auto", xla: str = "auto") -> ComputePlan:
     elif has_gpu:
         dtype_policy, why = "mixed_float16", "GPU found"
     elif cpu_has_fast_bfloat16():
-        dtype_policy, why = "mixed_bfloat16", "CPU with bfloat16 units (AMX/AVX-512 BF16)"
+        dtype_policy, why = "mixed_bfloat16", "the CPU has AMX or AVX-512 BF16"
     else:
-        dtype_policy, why = "float32", "CPU without bfloat16 units"
+        dtype_policy, why = "float32", "the CPU has no bfloat16 units"
     jit_compile = has_gpu if xla == "auto" else xla == "true"
     reason = (f"{device}: {dtype_policy} compute ({why}), XLA {'on' if jit_compile else 'off'}"
               f"{' (auto)' if xla == 'auto' else ''}")

@@ -69,9 +69,10 @@ def feature_mean(features: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.cast(features, tf.float32), axis=[1, 2])
 
 
-def covariance_from_moments(mean: tf.Tensor, gram: tf.Tensor) -> tf.Tensor:
-    """Channel covariance from the mean [B, C] and the (position-averaged) Gram [B, C, C] -> [B, C, C]."""
-    return gram - mean[:, :, None] * mean[:, None, :]
+def feature_covariance(features: tf.Tensor) -> tf.Tensor:
+    """Channel covariance over positions, centred first for accuracy: [B, H, W, C] -> [B, C, C]."""
+    features = tf.cast(features, tf.float32)
+    return gram_matrix(features - feature_mean(features)[:, None, None, :])
 
 
 def sqrtm_newton_schulz(matrix: tf.Tensor, num_iterations: int = 10) -> tf.Tensor:
@@ -81,8 +82,12 @@ def sqrtm_newton_schulz(matrix: tf.Tensor, num_iterations: int = 10) -> tf.Tenso
     eigendecomposition's at repeated eigenvalues. [B, C, C] -> [B, C, C].
     """
     identity = tf.eye(tf.shape(matrix)[-1], batch_shape=[tf.shape(matrix)[0]], dtype=matrix.dtype)
+    # Rounding can leave tiny negative eigenvalues, which the iteration amplifies until it overflows; a ridge
+    # of a millionth of the mean eigenvalue lifts them above zero.
+    mean_eigenvalue = tf.linalg.trace(matrix)[:, None, None] / tf.cast(tf.shape(matrix)[-1], matrix.dtype)
+    matrix = matrix + 1e-6 * mean_eigenvalue * identity
     # The iteration converges for matrices with norm below 1; scale there and back.
-    norm = tf.sqrt(tf.reduce_sum(tf.square(matrix), axis=[1, 2], keepdims=True)) + _EPSILON
+    norm = tf.sqrt(tf.reduce_sum(tf.square(matrix), axis=[1, 2], keepdims=True) + _EPSILON)
     y = matrix / norm
     z = identity
     for _ in range(num_iterations):
@@ -92,8 +97,20 @@ def sqrtm_newton_schulz(matrix: tf.Tensor, num_iterations: int = 10) -> tf.Tenso
     return y * tf.sqrt(norm)
 
 
+def sqrtm_eigh(matrix: tf.Tensor) -> tf.Tensor:
+    """Exact square root of symmetric PSD matrices by eigendecomposition, in float64: [B, C, C] -> [B, C, C].
+
+    For targets, computed once: Newton-Schulz iterations drift and overflow once converged on the
+    rank-deficient covariances of deep layers, and no gradient is needed here.
+    """
+    eigenvalues, eigenvectors = tf.linalg.eigh(tf.cast(matrix, tf.float64))
+    # Rounding leaves tiny negative eigenvalues on rank-deficient covariances; they are zeros.
+    roots = tf.sqrt(tf.maximum(eigenvalues, 0.0))
+    return tf.cast(tf.matmul(eigenvectors * roots[:, None, :], eigenvectors, transpose_b=True), matrix.dtype)
+
+
 def wasserstein_style_loss(features: dict, target_means: dict, target_covariance_roots: dict,
-                           target_grams: dict, layer_weights: dict) -> tf.Tensor:
+                           layer_weights: dict, num_iterations: int = 10) -> tf.Tensor:
     """Weighted sum over style layers of the squared 2-Wasserstein distance between Gaussian fits.
 
     For each layer, W2^2 = |m - m_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^1/2 S S_t^1/2)^1/2), with m, S the
@@ -102,9 +119,9 @@ def wasserstein_style_loss(features: dict, target_means: dict, target_covariance
 
     Args:
         features: {layer: [B, H, W, C]} of the image being optimized.
-        target_means: {layer: [1, C]}; target_covariance_roots: {layer: [1, C, C]} (S_t^1/2);
-        target_grams: {layer: [1, C, C]}, the target's second moments.
+        target_means: {layer: [1, C]}; target_covariance_roots: {layer: [1, C, C]} (S_t^1/2).
         layer_weights: {layer: weight}.
+        num_iterations: Newton-Schulz iterations for the per-step square root.
     Returns:
         [B]
     """
@@ -112,14 +129,13 @@ def wasserstein_style_loss(features: dict, target_means: dict, target_covariance
     for name, root in target_covariance_roots.items():
         layer_features = tf.cast(features[name], tf.float32)
         mean = feature_mean(layer_features)
-        covariance = covariance_from_moments(mean, gram_matrix(layer_features))
+        covariance = feature_covariance(layer_features)
         target_mean = target_means[name]
-        target_covariance = covariance_from_moments(target_mean, target_grams[name])
+        target_trace = tf.reduce_sum(tf.square(root), axis=[1, 2])  # tr(S_t) = |S_t^1/2|_F^2
         root = tf.broadcast_to(root, tf.shape(covariance))
-        cross_root = sqrtm_newton_schulz(tf.matmul(tf.matmul(root, covariance), root))
+        cross_root = sqrtm_newton_schulz(tf.matmul(tf.matmul(root, covariance), root), num_iterations)
         distance = (tf.reduce_sum(tf.square(mean - target_mean), axis=-1)
-                    + tf.linalg.trace(covariance) + tf.linalg.trace(target_covariance)
-                    - 2.0 * tf.linalg.trace(cross_root))
-        scale = tf.reduce_sum(tf.square(target_mean), axis=-1) + tf.linalg.trace(target_covariance) + _EPSILON
+                    + tf.linalg.trace(covariance) + target_trace - 2.0 * tf.linalg.trace(cross_root))
+        scale = tf.reduce_sum(tf.square(target_mean), axis=-1) + target_trace + _EPSILON
         losses.append(layer_weights[name] * tf.maximum(distance, 0.0) / scale)
     return tf.add_n(losses)

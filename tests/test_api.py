@@ -1,0 +1,139 @@
+"""tf_style.stylize and its controls: inputs in every form, scales, averaging, blends, colours, starts."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tf_style
+from conftest import gradient_image, stripes_image
+from tf_style import color
+from tf_style.api import _start_image
+from tf_style.config import StyleConfig
+from tf_style.features import build_feature_extractor
+from tf_style.optimize import Optimization, compute_targets
+from tf_style.losses import gram_matrix
+
+FAST = dict(size=64, steps=3, progress_every=1, log=None)
+
+
+def test_accepts_paths_pil_images_and_arrays(content_path, style_path):
+    from_paths = tf_style.stylize(content_path, style_path, seed=0, **FAST)
+    from_objects = tf_style.stylize(Image.open(content_path), np.asarray(Image.open(style_path)), seed=0, **FAST)
+    assert from_paths.shape == (48, 64, 3) and from_paths.dtype == np.float32
+    np.testing.assert_allclose(from_paths, from_objects, atol=1.0)
+
+
+@pytest.mark.parametrize("content_shape, size, initial_size", [((31, 50), 67, 33), ((50, 31), 45, 28)])
+def test_coarse_to_fine_returns_the_asked_size(content_shape, size, initial_size):
+    reports = []
+    result = tf_style.stylize(gradient_image(*content_shape), stripes_image(40, 40), size=size,
+                              initial_size=initial_size, steps=2, progress_every=1, log=None,
+                              callbacks=[reports.append])
+    height, width = content_shape
+    scale = size / max(height, width)
+    assert result.shape == (round(height * scale), round(width * scale), 3)
+    assert reports[-1].num_scales == len(StyleConfig(size=size, initial_size=initial_size).scale_sizes()) > 1
+    assert max(reports[0].image.shape[:2]) == initial_size
+    assert [report.step for report in reports] == list(range(1, reports[-1].num_steps + 1))
+
+
+def test_initial_steps_apply_to_the_first_scale_only():
+    reports = []
+    tf_style.stylize(gradient_image(48, 64), stripes_image(40, 40), size=64, initial_size=32, steps=2,
+                     initial_steps=4, progress_every=1, log=None, callbacks=[reports.append])
+    steps_per_scale = [sum(1 for r in reports if r.scale_index == index) for index in range(3)]
+    assert steps_per_scale == [4, 2, 2]
+
+
+def test_original_colors_keep_the_contents_chroma():
+    content = gradient_image(48, 64)
+    result = tf_style.stylize(content, stripes_image(64, 64), original_colors=True, **FAST)
+    content_yuv, result_yuv = color.rgb_to_yuv(content), color.rgb_to_yuv(result)
+    unclipped = np.all((result > 1) & (result < 254), axis=-1)
+    assert unclipped.mean() > 0.5
+    np.testing.assert_allclose(result_yuv[unclipped][:, 1:], content_yuv[unclipped][:, 1:], atol=0.5)
+
+
+def test_blend_weights_blend_the_gram_targets():
+    config = StyleConfig(style_layers=("block1_conv1", "block2_conv1"))
+    extractor = build_feature_extractor(config.content_layers + config.style_layers)
+    first, second = stripes_image(32, 32), gradient_image(32, 32)
+    blended = compute_targets(extractor, first, [first, second], config, blend_weights=(3, 7))
+    for name in config.style_layers:
+        expected = (0.3 * gram_matrix(extractor(first[None])[name])
+                    + 0.7 * gram_matrix(extractor(second[None])[name]))
+        np.testing.assert_allclose(blended.style_grams[name].numpy(), expected.numpy(), rtol=1e-4)
+
+
+def test_blend_weights_must_match_the_styles():
+    with pytest.raises(tf_style.UsageError, match="one weight per style image"):
+        tf_style.stylize(gradient_image(32, 32), [stripes_image(32, 32)] * 2, style_blend_weights=(1, 2, 3),
+                         **FAST)
+
+
+def test_the_output_is_the_bias_corrected_average():
+    config = StyleConfig(size=64, average_decay=0.9)
+    extractor = build_feature_extractor(config.content_layers + config.style_layers)
+    content = gradient_image(48, 64)
+    targets = compute_targets(extractor, content, stripes_image(64, 64), config)
+    optimization = Optimization(extractor, targets, content, config)
+    iterates = []
+    for _ in range(3):
+        optimization.train_step(targets)
+        iterates.append(optimization.image[0].numpy())
+    # EMA from zero: 0.1 * (0.81 x1 + 0.9 x2 + x3), divided by 1 - 0.9^3 to undo the pull towards zero.
+    expected = 0.1 * (0.81 * iterates[0] + 0.9 * iterates[1] + iterates[2]) / (1 - 0.9 ** 3)
+    np.testing.assert_allclose(optimization.result(), np.clip(expected, 0, 255), atol=1e-3)
+    assert not np.allclose(optimization.result(), iterates[-1], atol=1e-3)
+    reports = []
+    final = optimization.run(1, callbacks=[reports.append])
+    np.testing.assert_array_equal(final, reports[-1].image)
+    np.testing.assert_array_equal(final, optimization.result())
+
+
+def test_no_averaging_outputs_the_last_iterate():
+    config = StyleConfig(size=64, average_decay=0.0)
+    extractor = build_feature_extractor(config.content_layers + config.style_layers)
+    content = gradient_image(48, 64)
+    targets = compute_targets(extractor, content, stripes_image(64, 64), config)
+    optimization = Optimization(extractor, targets, content, config)
+    final = optimization.run(2)
+    np.testing.assert_array_equal(final, optimization.image[0].numpy())
+
+
+@pytest.mark.parametrize("init", ["noise", "style_noise"])
+def test_noise_starts_are_reproducible_with_a_seed(init):
+    content, style = gradient_image(24, 32), stripes_image(32, 32)
+    first = _start_image(StyleConfig(init=init, seed=3), content, [style])
+    again = _start_image(StyleConfig(init=init, seed=3), content, [style])
+    other = _start_image(StyleConfig(init=init, seed=4), content, [style])
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.shape == content.shape and first.min() >= 0 and first.max() <= 255
+
+
+def test_style_colors_start_has_the_styles_mean_colour():
+    content, style = gradient_image(48, 64), stripes_image(64, 64)
+    start = _start_image(StyleConfig(init="style_colors"), content, [style])
+    np.testing.assert_allclose(start.reshape(-1, 3).mean(0), style.reshape(-1, 3).mean(0), atol=6.0)
+
+
+def test_init_from_a_file_is_resized_to_the_output(tmp_path):
+    path = tmp_path / "start.png"
+    Image.fromarray(np.full((100, 80, 3), 9, np.uint8)).save(path)
+    start = _start_image(StyleConfig(init=str(path)), gradient_image(48, 64), [stripes_image(32, 32)])
+    assert start.shape == (48, 64, 3)
+
+
+@pytest.mark.parametrize("style_loss, padding", [("wasserstein", "reflect"), ("gram", "zero")])
+def test_other_losses_and_paddings_run(style_loss, padding):
+    result = tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64), style_loss=style_loss,
+                              padding=padding, **FAST)
+    assert result.shape == (48, 64, 3) and np.isfinite(result).all()
+
+
+def test_style_scale_changes_the_result():
+    content, style = gradient_image(48, 64), stripes_image(96, 96)
+    small = tf_style.stylize(content, style, style_scale=0.5, seed=0, **FAST)
+    large = tf_style.stylize(content, style, style_scale=2.0, seed=0, **FAST)
+    assert np.abs(small - large).mean() > 0.1
