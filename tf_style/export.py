@@ -59,5 +59,10 @@ def export_from_flags(argv) -> str:
         max_pixels=_MAX_PIXELS.value)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console-script entry point (`tf-style-export`)."""
     app.run(main, flags_parser=flags_parser_for(PROGRAM))
+
+
+if __name__ == "__main__":
+    run()
