@@ -31,6 +31,7 @@ PADDING_MODES = ("zero", "replicate", "reflect")
 STYLE_LOSSES = ("gram", "wasserstein")
 XLA_MODES = ("auto", "true", "false")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+MAX_LEARNING_RATE = 255.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,9 @@ class StyleConfig:
         xla: "auto", "true" or "false": compile the train step with XLA.
         precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16" compute for the network.
         progress_every: read the losses back from the device every this many steps.
+        checkpoint_dir: where to keep checkpoints to resume an interrupted run from; None for none.
+        checkpoint_every: save a checkpoint every this many steps (also at the end of each scale and on an
+            interrupt).
     """
 
     size: int = 512
@@ -96,6 +100,8 @@ class StyleConfig:
     xla: str = "auto"
     precision: str = "auto"
     progress_every: int = 10
+    checkpoint_dir: Optional[str] = None
+    checkpoint_every: int = 50
 
     def __post_init__(self):
         _require_positive_int("size", self.size)
@@ -150,6 +156,15 @@ class StyleConfig:
             raise UsageError(f"--seed must be an integer, got {self.seed!r}")
         _require_choice("xla", self.xla, XLA_MODES)
         _require_choice("precision", self.precision, PRECISIONS)
+        if self.checkpoint_dir is not None and (not isinstance(self.checkpoint_dir, str) or not self.checkpoint_dir):
+            raise UsageError(f"--checkpoint_dir must be a directory path, got {self.checkpoint_dir!r}")
+        _require_positive_int("checkpoint_every", self.checkpoint_every)
+        # Adam moves every pixel by about the learning rate on each step: beyond the whole range of pixel
+        # values every step slams pixels to black or white, and the loss jumps about without ever being NaN.
+        if self.learning_rate > MAX_LEARNING_RATE:
+            raise UsageError(f"--learning_rate must be at most {MAX_LEARNING_RATE:g} (Adam moves each pixel by "
+                             f"about that much per step, and pixels range over 0..255); try 1 to 10, got "
+                             f"{self.learning_rate:g}")
 
     @property
     def normalized_style_layer_weights(self) -> tuple:

@@ -4,7 +4,9 @@ Everything the tool reads or writes as a picture passes through here, so that ev
 handling of modes, EXIF rotation, size limits and atomic writes.
 """
 
+import contextlib
 import os
+import re
 import tempfile
 import warnings
 
@@ -13,6 +15,7 @@ from PIL import Image, ImageOps
 
 from tf_style.config import scaled_size
 from tf_style.errors import UsageError
+from tf_style.files import require_writable_directory
 
 # Refuse images whose header claims more pixels than this before decoding them: a 20 000 x 6 000 panorama
 # still loads, a decompression bomb (a few KB claiming gigapixels) does not reach the decoder.
@@ -25,6 +28,8 @@ OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP
                   ".tif": "TIFF", ".tiff": "TIFF"}
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+_EXIF_ORIENTATION = 0x0112
 
 
 def load_image(source, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) -> np.ndarray:
@@ -52,28 +57,63 @@ def load_image(source, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) 
         raise UsageError(f"{what}: expected a file path, a PIL image or a numpy array, got {type(source).__name__}")
     height, width = image.shape[:2]
     if min(height, width) < MIN_INPUT_SIDE:
-        raise UsageError(f"{what} is {width}x{height} pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels on "
-                         "each side: use a larger image")
+        where = f" {os.fspath(source)}" if isinstance(source, (str, os.PathLike)) else ""
+        raise UsageError(f"{what}{where} is {width}x{height} pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels "
+                         "on each side: use a larger image")
     return image
 
 
 def _read_file(path: str, what: str, max_pixels: int) -> np.ndarray:
+    with _open_image_file(path, what, max_pixels) as image:
+        return _pil_to_rgb(image)
+
+
+def image_file_size(path: str, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) -> tuple:
+    """(height, width) of an image file as displayed (EXIF rotation applied), from its header only.
+
+    Raises:
+        UsageError: as `load_image`, for the faults a header shows.
+    """
+    with _open_image_file(path, what, max_pixels) as image:
+        width, height = image.size
+        # EXIF orientations 5 to 8 turn the picture by a quarter.
+        if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            width, height = height, width
+        return height, width
+
+
+@contextlib.contextmanager
+def _open_image_file(path: str, what: str, max_pixels: int):
+    """Opens an image file, refusing it before decoding if its header claims more than `max_pixels`.
+
+    Every failure inside the block, decoding included, becomes a UsageError that names the file.
+    """
     if os.path.isdir(path):
         raise UsageError(f"{what} {path} is a directory; give the path of an image file")
     if not os.path.exists(path):
         raise UsageError(f"{what} {path} does not exist; check the path")
+
+    def too_large(claim: str) -> UsageError:
+        return UsageError(f"{what} {path} claims {claim} pixels, more than the limit of {max_pixels:,} (a "
+                          "decompression bomb, or a huge image); downscale it first")
+
     try:
         with warnings.catch_warnings():
-            # We apply our own pixel limit below, before decoding; Pillow's warning would only add noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # We apply our own pixel limit below, before decoding; Pillow's warning would only add noise,
+            # and so would its warnings about odd but readable metadata.
+            warnings.simplefilter("ignore")
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise UsageError(f"{what} {path} claims {width}x{height} pixels, more than the limit of "
-                                     f"{max_pixels:,}; downscale it first")
-                return _pil_to_rgb(image)
+                    raise too_large(f"{width}x{height}")
+                yield image
     except UsageError:
         raise
+    except Image.DecompressionBombError as error:
+        # Pillow refuses, in `Image.open`, headers beyond twice its own limit, before ours is checked; its
+        # message gives the number of pixels but not the width and height.
+        claimed = re.search(r"\((\d+) pixels\)", str(error))
+        raise too_large(f"{int(claimed.group(1)):,}" if claimed else "too many") from None
     except PermissionError:
         raise UsageError(f"{what} {path} cannot be read (permission denied); check its permissions") from None
     except Exception as error:  # Pillow signals bad bytes with many exception types; all mean "not readable".
@@ -96,7 +136,8 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
             values = values / 257.0
         return np.repeat(np.clip(values, 0, 255)[..., None], 3, axis=-1)
     if image.mode == "F":
-        values = np.clip(np.asarray(image, dtype=np.float32), 0, 255)
+        # Floating-point TIFFs may hold NaN or infinities; no pixel may leave [0, 255].
+        values = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=255.0), 0, 255)
         return np.repeat(values[..., None], 3, axis=-1)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if has_alpha:
@@ -159,14 +200,7 @@ def check_output_path(path: str) -> None:
     if os.path.isdir(path):
         raise UsageError(f"output {path} is a directory; give a file name such as {os.path.join(path, 'result.png')}")
     output_format(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".tf_style_probe_"):
-            pass
-    except OSError as error:
-        raise UsageError(f"cannot write output {path}: {error.strerror or error} in {directory}; choose a "
-                         "writable location with --output") from None
+    require_writable_directory(os.path.dirname(os.path.abspath(path)), f"output {path}", "--output")
 
 
 def save_image(path: str, image: np.ndarray) -> None:

@@ -1,23 +1,32 @@
 """Command line: `python -m tf_style.main --content=photo.jpg --style=painting.jpg` (or `tf-style`).
 
 Defines the flags, turns them into a StyleConfig once, calls `tf_style.stylize`, and maps errors to exit
-codes: 0 done, 1 diverged (the last finite image is written), 2 bad input (one line on stderr).
+codes: 0 done, 1 diverged (the last finite image is written), 2 bad input (one line on stderr), 130 and 143
+interrupted by SIGINT (Ctrl-C) and SIGTERM (the current image is written, and a checkpoint if asked).
+
+Signals are handled here, not in the library: the first SIGINT or SIGTERM raises KeyboardInterrupt, which the
+optimization loop turns into an `Interrupted` error carrying the current image; later ones are only noted, so
+that they cannot cut short the writing of that image.
 """
 
 import os
+import signal
 import sys
 import time
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_silenced, print_error
 
 with native_stderr_silenced():
-    from tf_style import api, images
+    from tf_style import api, checkpoint, images, memory
     from tf_style.callbacks import ProgressBar, SnapshotSaver
     from tf_style.config import (INIT_MODES, PADDING_MODES, POOLING_MODES, PRECISIONS, STYLE_LOSSES,
-                                 VGG16_CONV_LAYERS, WEIGHT_SOURCES, XLA_MODES, StyleConfig)
-    from tf_style.errors import DivergedError, UsageError
+                                 VGG16_CONV_LAYERS, WEIGHT_SOURCES, XLA_MODES, StyleConfig, scaled_size)
+    from tf_style.device import plan_compute
+    from tf_style.errors import DivergedError, Interrupted, UsageError
+    from tf_style.files import require_writable_directory
 
 PROGRAM = "tf_style"
 EXIT_DIVERGED = 1
@@ -80,6 +89,13 @@ _XLA = flags.DEFINE_enum("xla", _DEFAULTS.xla, XLA_MODES,
 _PRECISION = flags.DEFINE_enum("precision", _DEFAULTS.precision, PRECISIONS,
                                "Network compute precision. auto: mixed_bfloat16 on a CPU with bfloat16 units, "
                                "mixed_float16 on a GPU, else float32. Losses stay float32.")
+_CHECKPOINT_DIR = flags.DEFINE_string("checkpoint_dir", None,
+                                      "Keep checkpoints here (created if missing). Rerunning the same command "
+                                      "resumes from the newest one and ends with the same image as a run that was "
+                                      "never interrupted; a checkpoint of other options or images is refused.")
+_CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every,
+                                         "With --checkpoint_dir, save a checkpoint every N steps (and at the end "
+                                         "of each scale, and when interrupted).")
 
 
 def config_from_flags() -> StyleConfig:
@@ -95,7 +111,8 @@ def config_from_flags() -> StyleConfig:
         style_scale=_STYLE_SCALE.value, average_decay=_AVERAGE_DECAY.value,
         original_colors=_ORIGINAL_COLORS.value, weights=_WEIGHTS.value, pooling=_POOLING.value,
         padding=_PADDING.value, init=_INIT.value, seed=_SEED.value, save_every=_SAVE_EVERY.value, xla=_XLA.value,
-        precision=_PRECISION.value)
+        precision=_PRECISION.value, checkpoint_dir=_CHECKPOINT_DIR.value or None,
+        checkpoint_every=_CHECKPOINT_EVERY.value)
 
 
 def _numbers(name: str, values):
@@ -113,13 +130,61 @@ def default_output_path(content: str, styles: list) -> str:
     return os.path.join("saved_outputs", "_".join(stems) + ".png")
 
 
+class _StopSignals:
+    """Turns the first SIGINT or SIGTERM into a KeyboardInterrupt; later ones are only noted.
+
+    Attributes:
+        received: the number of the first signal received, or None.
+    """
+
+    def __init__(self):
+        self.received = None
+        self._deferring = False
+
+    def install(self) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._handle)
+
+    def defer(self) -> None:
+        """From now on a signal is only noted: the result is being written and must not be cut short."""
+        self._deferring = True
+
+    def _handle(self, number, frame) -> None:
+        if self.received is None:
+            self.received = number
+            if not self._deferring:
+                raise KeyboardInterrupt
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received or signal.SIGINT).name
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal number, as a shell reports a process that a signal ended: 130, 143."""
+        return 128 + (self.received or signal.SIGINT)
+
+
+_STOP_SIGNALS = _StopSignals()
+
+
 def main(argv) -> int:
+    _STOP_SIGNALS.install()
+    if not flags.FLAGS["verbosity"].present:
+        # absl logs at INFO by default, and TensorFlow logs a line there for every checkpoint it writes.
+        absl_logging.set_verbosity(absl_logging.WARNING)
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags take the form --name=value")
     config = config_from_flags()
     content, style = _CONTENT.value, _STYLE.value
     output = _OUTPUT.value or default_output_path(content, style)
     images.check_output_path(output)
+    _require_memory(content, style, config)
+    if config.checkpoint_dir:
+        require_writable_directory(config.checkpoint_dir, "checkpoints", "--checkpoint_dir")
+        saved = checkpoint.read_latest(config.checkpoint_dir)
+        if saved is not None:
+            print(f"found a checkpoint at step {saved.step} in {config.checkpoint_dir}", flush=True)
     callbacks = [ProgressBar()]
     if config.save_every:
         callbacks.append(SnapshotSaver(output, config.save_every))
@@ -128,15 +193,52 @@ def main(argv) -> int:
     callbacks.append(lambda report: final_losses.update(report.losses))
     try:
         result = api.stylize(content, style, config, callbacks=callbacks)
+    except Interrupted as error:
+        _STOP_SIGNALS.defer()
+        return _write_interrupted(output, error, config.checkpoint_dir)
     except DivergedError as error:
-        images.save_image(output, error.image)
-        print_error(PROGRAM, f"{error}; wrote the last finite image to {output}")
+        _STOP_SIGNALS.defer()
+        if error.image is None:
+            print_error(PROGRAM, f"{error}; no step gave a finite image, so nothing was written")
+        else:
+            images.save_image(output, error.image)
+            print_error(PROGRAM, f"{error}; wrote the last finite image (step {error.step} or before) to {output}")
         return EXIT_DIVERGED
+    _STOP_SIGNALS.defer()
     images.save_image(output, result)
     losses_text = ", ".join(f"{name} {value:.4g}" for name, value in final_losses.items())
-    print(f"wrote {output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s; "
-          f"final losses: {losses_text}")
+    print(f"wrote {output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s"
+          f"{'; final losses: ' + losses_text if losses_text else ''}")
     return 0
+
+
+def _require_memory(content: str, styles: list, config: StyleConfig) -> None:
+    """Refuses a --size that the machine's memory cannot hold, from the images' headers, before loading them.
+
+    The API checks again with the images it has loaded; this check comes before resizing them to --size,
+    which alone would need gigabytes for a --size far too large.
+    """
+    height, width = scaled_size(*images.image_file_size(content, "content image"), config.size)
+    style_long_side = max(images.MIN_INPUT_SIDE, round(config.size * config.style_scale))
+    style_shapes = [scaled_size(*images.image_file_size(path, "style image"), style_long_side) for path in styles]
+    plan = plan_compute(config.precision, config.xla)
+    if plan.device == "CPU":  # a GPU's allocator fails with an error, not a kill
+        memory.require_fits(height, width, style_shapes, config.content_layers + config.style_layers,
+                            plan.dtype_policy)
+
+
+def _write_interrupted(output: str, error: Interrupted, checkpoint_dir) -> int:
+    """Writes the image an interrupted run carries, says where and at which step, returns the exit status."""
+    if sys.stdout.isatty():
+        print()  # ends the progress bar's line
+    if error.image is None:
+        print(f"{PROGRAM}: {error} ({_STOP_SIGNALS.name}); nothing was written", file=sys.stderr)
+        return _STOP_SIGNALS.exit_status
+    images.save_image(output, error.image)
+    resume = f"; run the same command to resume from the checkpoint in {checkpoint_dir}" if checkpoint_dir else ""
+    print(f"{PROGRAM}: {error} ({_STOP_SIGNALS.name}); wrote the current image to {output}{resume}",
+          file=sys.stderr)
+    return _STOP_SIGNALS.exit_status
 
 
 def _main_or_usage_error(argv) -> None:
@@ -145,6 +247,11 @@ def _main_or_usage_error(argv) -> None:
     except UsageError as error:
         print_error(PROGRAM, str(error))
         sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        # Before the optimization started (checks, image loading, building the network).
+        print(f"{PROGRAM}: interrupted before the first step ({_STOP_SIGNALS.name}); nothing was written",
+              file=sys.stderr)
+        sys.exit(_STOP_SIGNALS.exit_status)
 
 
 def run() -> None:

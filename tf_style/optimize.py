@@ -1,11 +1,16 @@
 """The optimization: targets computed once per scale, one traced train step per image size, the Adam loop.
 
-The loop runs in Python and does no I/O itself: every `progress_every` steps (and at snapshots and the end)
-it reads the losses back from the device once and hands a `StepReport` to the callbacks, which print,
-save or log. Between reports the device is never waited on.
+The loop runs in Python and does no I/O itself: every `progress_every` steps (and at snapshots, checkpoints
+and the end) it reads the losses back from the device once and hands a `StepReport` to the callbacks, which
+print, save or log. Between reports the device is never waited on.
+
+A KeyboardInterrupt (Ctrl-C, or one raised by the caller's signal handler) between or during steps becomes an
+`Interrupted` error that carries the current result; a non-finite loss or image becomes a `DivergedError`
+that carries the last finite one. Neither is ever written into a checkpoint.
 """
 
 import dataclasses
+import gc
 import math
 import time
 from typing import Callable, NamedTuple, Sequence
@@ -14,9 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_style import losses
+from tf_style import losses, memory
+from tf_style.checkpoint import RunCheckpoints, run_fingerprint
 from tf_style.config import StyleConfig, scaled_size
-from tf_style.errors import DivergedError
+from tf_style.errors import DivergedError, Interrupted
 from tf_style.features import FeatureExtractor
 
 LOSS_NAMES = ("total", "content", "style", "tv")
@@ -142,7 +148,7 @@ class Optimization:
         self.config = config
         self.image = tf.Variable(initial_image[None], dtype=tf.float32, name="image")
         self.average = tf.Variable(tf.zeros_like(self.image), name="image_average")
-        self.num_averaged = tf.Variable(0.0, name="num_averaged")
+        self.steps_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_done")
         self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_2=0.99)
         if extractor.compute_dtype == "float16":
             # float16 gradients underflow without loss scaling.
@@ -163,48 +169,99 @@ class Optimization:
         self.image.assign(tf.clip_by_value(self.image, 0.0, 255.0))
         decay = self.config.average_decay
         self.average.assign(decay * self.average + (1.0 - decay) * self.image)
-        self.num_averaged.assign_add(1.0)
+        self.steps_done.assign_add(1)
         return {name: tf.reduce_mean(value) for name, value in terms.items()}
+
+    def state(self) -> dict:
+        """The variables that a checkpoint must hold to continue this optimization exactly."""
+        return {"image": self.image, "image_average": self.average, "steps_done": self.steps_done,
+                "optimizer": self.optimizer}
+
+    def completed_steps(self) -> int:
+        """Steps done so far (restored ones included)."""
+        return int(self.steps_done.numpy())
 
     def result(self) -> np.ndarray:
         """The output image: the bias-corrected moving average, or the last iterate without averaging."""
         decay = self.config.average_decay
-        if decay == 0.0 or self.num_averaged.numpy() == 0:
+        steps_done = self.completed_steps()
+        if decay == 0.0 or steps_done == 0:
             return self.image[0].numpy()
-        correction = 1.0 - decay ** float(self.num_averaged.numpy())
+        correction = 1.0 - decay ** steps_done
         return np.clip(self.average[0].numpy() / correction, 0.0, 255.0)
 
     def run(self, num_steps: int, callbacks: Sequence[Callback] = (), save_every: int = 0,
             progress_every: int = 10, first_step: int = 1, total_steps: int = None,
-            scale_index: int = 0, num_scales: int = 1, start_time: float = None) -> np.ndarray:
-        """Runs `num_steps` steps; returns the result, float32 [H, W, 3].
+            scale_index: int = 0, num_scales: int = 1, start_time: float = None,
+            checkpoints: RunCheckpoints = None) -> np.ndarray:
+        """Runs `num_steps` more steps; returns the result, float32 [H, W, 3].
 
         `first_step`, `total_steps`, `scale_index`, `num_scales` and `start_time` place this run inside a
         coarse-to-fine run, for the reports.
 
+        Args:
+            checkpoints: if given, tracking this optimization's `state()`; saved every `checkpoints.every`
+                steps, at the last step and on an interrupt.
+
         Raises:
-            DivergedError: a loss or the image became non-finite; `error.image` is the last finite result.
+            DivergedError: a loss or the image became non-finite; `error.image` is the last finite result
+                (None if there was none).
+            Interrupted: a KeyboardInterrupt arrived; `error.image` is the current result (None if no step
+                had finished).
         """
         start_time = time.perf_counter() if start_time is None else start_time
         total_steps = total_steps or num_steps
-        last_finite_image = self.result()
-        for step in range(first_step, first_step + num_steps):
-            step_losses = self.train_step(self.targets)
-            is_last = step == first_step + num_steps - 1
-            if not (is_last or step % progress_every == 0 or (save_every and step % save_every == 0)):
-                continue
-            losses_now = {name: float(value) for name, value in step_losses.items()}
-            image = self.result()
-            if not all(math.isfinite(value) for value in losses_now.values()) or not np.isfinite(image).all():
-                raise DivergedError(
-                    f"the optimization diverged at step {step} (loss {losses_now['total']}); "
-                    "use a smaller --learning_rate", step=step, image=last_finite_image)
-            last_finite_image = image
-            report = StepReport(step, total_steps, losses_now, image, time.perf_counter() - start_time,
-                                scale_index, num_scales)
-            for callback in callbacks:
-                callback(report)
+        last_step = first_step + num_steps - 1
+        # Steps done before (restored from a checkpoint) count as finished: their result is finite.
+        steps_before = self.completed_steps()
+        last_finite_image = self.result() if steps_before else None
+        try:
+            for step in range(first_step, last_step + 1):
+                step_losses = self.train_step(self.targets)
+                is_last = step == last_step
+                checkpoint_now = checkpoints is not None and (is_last or step % checkpoints.every == 0)
+                if not (is_last or checkpoint_now or step % progress_every == 0
+                        or (save_every and step % save_every == 0)):
+                    continue
+                losses_now = {name: float(value) for name, value in step_losses.items()}
+                image = self.result()
+                if not all(math.isfinite(value) for value in losses_now.values()) or not self._is_finite(image):
+                    raise _diverged(step, f"loss {losses_now['total']:.4g}", last_finite_image)
+                last_finite_image = image
+                if checkpoint_now:
+                    checkpoints.save(step)
+                report = StepReport(step, total_steps, losses_now, image, time.perf_counter() - start_time,
+                                    scale_index, num_scales)
+                for callback in callbacks:
+                    callback(report)
+        except KeyboardInterrupt:
+            step = first_step - 1 + self.completed_steps() - steps_before
+            raise self._interrupted(step, total_steps, last_finite_image, checkpoints) from None
         return last_finite_image
+
+    def _is_finite(self, result: np.ndarray) -> bool:
+        """Whether the result and the iterate are finite: only then may they be reported or checkpointed."""
+        return bool(np.isfinite(result).all() and tf.reduce_all(tf.math.is_finite(self.image)))
+
+    def _interrupted(self, step: int, total_steps: int, last_finite_image, checkpoints):
+        """The error to raise for a KeyboardInterrupt at `step`: Interrupted with the current result, saved."""
+        if not self.completed_steps():
+            return Interrupted(_interrupted_message(step, total_steps), step, None)
+        image = self.result()
+        if not self._is_finite(image):
+            return _diverged(step, "non-finite image", last_finite_image)
+        if checkpoints is not None:
+            checkpoints.save(step)
+        return Interrupted(_interrupted_message(step, total_steps), step, image)
+
+
+def _interrupted_message(step: int, total_steps: int) -> str:
+    return f"interrupted at step {step} of {total_steps}" if step else "interrupted before the first step"
+
+
+def _diverged(step: int, what: str, last_finite_image) -> DivergedError:
+    return DivergedError(f"the optimization diverged at step {step} ({what}); use a smaller --learning_rate "
+                         "(or smaller loss weights)", step=step, image=last_finite_image)
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -233,24 +290,65 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_image: np.ndarra
     """
     height, width = content_image.shape[:2]
     sizes = config.scale_sizes()
+    if not tf.config.list_physical_devices("GPU"):  # a GPU's allocator fails with an error, not a kill
+        memory.require_fits(height, width, [image.shape[:2] for image in style_images],
+                            config.content_layers + config.style_layers, extractor.compute_dtype)
     total_steps = sum(config.steps_at_scale(index) for index in range(len(sizes)))
     image = start_image
+    finished_image = None  # the result of the last finished scale, for an early stop in the next
     first_step = 1
     start_time = time.perf_counter()
-    for scale_index, long_side in enumerate(sizes):
-        scale_height, scale_width = scaled_size(height, width, long_side)
-        scale_factor = long_side / config.size
-        scaled_styles = [resize_image(style, *scaled_size(*style.shape[:2],
-                                                           max(1, round(max(style.shape[:2]) * scale_factor))))
-                         for style in style_images]
-        targets = compute_targets(extractor, resize_image(content_image, scale_height, scale_width),
-                                  scaled_styles, config, config.style_blend_weights)
-        optimization = Optimization(extractor, targets, resize_image(image, scale_height, scale_width), config,
-                                    jit_compile=jit_compile)
-        num_steps = config.steps_at_scale(scale_index)
-        image = optimization.run(num_steps, callbacks, save_every=config.save_every,
-                                 progress_every=config.progress_every, first_step=first_step,
-                                 total_steps=total_steps, scale_index=scale_index, num_scales=len(sizes),
-                                 start_time=start_time)
-        first_step += num_steps
+    try:
+        checkpoints, resume = None, None
+        if config.checkpoint_dir:
+            checkpoints = RunCheckpoints(config.checkpoint_dir, run_fingerprint(
+                config, content_image, style_images, start_image, extractor.compute_dtype, jit_compile),
+                config.checkpoint_every)
+            resume = checkpoints.latest()
+        for scale_index, long_side in enumerate(sizes):
+            num_steps = config.steps_at_scale(scale_index)
+            # Resuming skips the scales finished before the checkpoint; its own scale starts from it.
+            if resume is None or scale_index >= resume.scale_index:
+                optimization = _optimization_at_scale(extractor, content_image, style_images, image, config,
+                                                      long_side, jit_compile)
+                if checkpoints is not None:
+                    checkpoints.track(optimization.state(), scale_index)
+                    if resume is not None and scale_index == resume.scale_index:
+                        checkpoints.restore(resume)
+                done = optimization.completed_steps()
+                image = optimization.run(num_steps - done, callbacks, save_every=config.save_every,
+                                         progress_every=config.progress_every, first_step=first_step + done,
+                                         total_steps=total_steps, scale_index=scale_index,
+                                         num_scales=len(sizes), start_time=start_time, checkpoints=checkpoints)
+                finished_image = image
+                # The traced step keeps the optimization in a reference cycle: free its tensors now, not
+                # while the next, larger scale is using memory.
+                del optimization
+                gc.collect()
+            first_step += num_steps
+    except (DivergedError, Interrupted) as error:
+        # The caller gets an image of the output size: this scale's, or the last finished scale's.
+        error.image = _at_size(finished_image if error.image is None else error.image, height, width)
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted_message(first_step - 1, total_steps), first_step - 1,
+                          _at_size(finished_image, height, width)) from None
     return image
+
+
+def _optimization_at_scale(extractor: FeatureExtractor, content_image: np.ndarray,
+                           style_images: Sequence[np.ndarray], image: np.ndarray, config: StyleConfig,
+                           long_side: int, jit_compile: bool) -> Optimization:
+    """The optimization at one scale of a coarse-to-fine run, starting from `image` resized to it."""
+    height, width = scaled_size(*content_image.shape[:2], long_side)
+    scale_factor = long_side / config.size
+    scaled_styles = [resize_image(style, *scaled_size(*style.shape[:2],
+                                                       max(1, round(max(style.shape[:2]) * scale_factor))))
+                     for style in style_images]
+    targets = compute_targets(extractor, resize_image(content_image, height, width), scaled_styles, config,
+                              config.style_blend_weights)
+    return Optimization(extractor, targets, resize_image(image, height, width), config, jit_compile=jit_compile)
+
+
+def _at_size(image, height: int, width: int):
+    return None if image is None else resize_image(image, height, width)
