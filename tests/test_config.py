@@ -49,3 +49,17 @@ def test_equal_style_layer_weights_by_default():
 def test_replace_validates_again():
     with pytest.raises(UsageError, match="--steps"):
         StyleConfig().replace(steps=0)
+
+
+def test_initial_steps_only_apply_to_the_first_of_several_scales():
+    config = StyleConfig(size=512, initial_size=256, initial_steps=200, steps=100)
+    assert config.scale_sizes() == (256, 362, 512)
+    assert [config.steps_at_scale(index) for index in range(3)] == [200, 100, 100]
+    single = StyleConfig(size=128, initial_size=256, initial_steps=200, steps=7)
+    assert single.scale_sizes() == (128,) and single.steps_at_scale(0) == 7
+
+
+def test_scales_grow_by_at_most_the_square_root_of_two():
+    sizes = StyleConfig(size=1000, initial_size=128).scale_sizes()
+    assert sizes[0] == 128 and sizes[-1] == 1000
+    assert all(1 < later / earlier <= 2 ** 0.5 + 1e-3 for earlier, later in zip(sizes, sizes[1:]))

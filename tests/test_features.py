@@ -136,3 +136,19 @@ def test_a_damaged_hed_file_fails_its_checksum(monkeypatch, tmp_path):
     monkeypatch.setattr(features.importlib.util, "find_spec", lambda name: spec)
     with pytest.raises(UsageError, match="SHA-256"):
         features._load_weights("hed")
+
+
+@pytest.mark.parametrize("padding", ["replicate", "reflect"])
+def test_edge_padding_keeps_shapes_down_to_one_pixel_maps(padding):
+    extractor = features.build_feature_extractor(["block5_conv1"], padding=padding)
+    assert extractor(tf.fill([1, 16, 20, 3], 90.0))["block5_conv1"].shape == (1, 1, 1, 512)
+    assert extractor(tf.fill([1, 40, 24, 3], 90.0))["block5_conv1"].shape == (1, 2, 1, 512)
+
+
+def test_edge_padding_replicates_or_reflects_the_border():
+    row = tf.constant([[[[1.0], [2.0], [3.0]]]])  # [1, 1, 3, 1]
+    image = tf.tile(row, [1, 3, 1, 1])
+    replicated = features.EdgePadding("replicate")(image)[0, 1, :, 0].numpy()
+    reflected = features.EdgePadding("reflect")(image)[0, 1, :, 0].numpy()
+    np.testing.assert_array_equal(replicated, [1, 1, 2, 3, 3])
+    np.testing.assert_array_equal(reflected, [2, 1, 2, 3, 2])

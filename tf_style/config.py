@@ -55,13 +55,14 @@ class StyleConfig:
         style_scale: size at which the style image is seen, relative to the output's long side.
         initial_size: long side of the first scale of a coarse-to-fine run; scales grow by at most sqrt(2)
             up to `size`. 0 (or >= size) optimizes at `size` only.
-        initial_steps: Adam steps at the first scale; None means `steps`. Later scales take `steps` each.
+        initial_steps: Adam steps at the first of several scales; None means `steps`. Later scales, and a
+            single-scale run, take `steps` each.
         average_decay: decay of the exponential moving average of the image that is the output (it
             removes the high-frequency noise Adam leaves); 0 outputs the last iterate.
         original_colors: keep the content's colours, take only the luminance from the stylized result.
         weights: "hed" (bundled, no download), "imagenet" (Keras download) or a path to a weights file.
         pooling: "max" or "avg" pooling between VGG16 blocks.
-        padding: the first convolution's padding: "zero", "replicate" or "reflect".
+        padding: the convolutions' padding: "zero", "replicate" or "reflect".
         init: start image: "content", "noise" (uniform), "style_noise" (noise with the style's colour
             statistics), "style_colors" (the content recoloured with the style's colour statistics) or a
             path to an image.
@@ -76,10 +77,10 @@ class StyleConfig:
     """
 
     size: int = 512
-    steps: int = 500
+    steps: int = 100
     learning_rate: float = 4.0
     content_weight: float = 1.0
-    style_weight: float = 1.0
+    style_weight: float = 5.0
     tv_weight: float = 1.0
     content_layers: tuple = DEFAULT_CONTENT_LAYERS
     style_layers: tuple = DEFAULT_STYLE_LAYERS
@@ -87,12 +88,12 @@ class StyleConfig:
     style_loss: str = "gram"
     style_blend_weights: Optional[tuple] = None
     style_scale: float = 1.0
-    initial_size: int = 0
-    initial_steps: Optional[int] = None
+    initial_size: int = 256
+    initial_steps: Optional[int] = 200
     average_decay: float = 0.99
     original_colors: bool = False
     weights: str = "hed"
-    pooling: str = "max"
+    pooling: str = "avg"
     padding: str = "replicate"
     init: str = "content"
     seed: Optional[int] = None
@@ -183,7 +184,7 @@ class StyleConfig:
 
     def steps_at_scale(self, scale_index: int) -> int:
         """Adam steps at the scale with this index (0 is the first)."""
-        if scale_index == 0 and self.initial_steps is not None:
+        if scale_index == 0 and self.initial_steps is not None and len(self.scale_sizes()) > 1:
             return self.initial_steps
         return self.steps
 

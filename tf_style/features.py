@@ -75,9 +75,15 @@ class EdgePadding(keras.layers.Layer):
         self.mode = mode
 
     def call(self, inputs):
+        paddings = [[0, 0], [1, 1], [1, 1], [0, 0]]
         # For a one-pixel pad, TF's SYMMETRIC mode repeats the edge pixel: that is replicate padding.
-        return tf.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]],
-                      mode="REFLECT" if self.mode == "reflect" else "SYMMETRIC")
+        replicate = lambda: tf.pad(inputs, paddings, mode="SYMMETRIC")  # noqa: E731
+        if self.mode == "replicate":
+            return replicate()
+        # A feature map one pixel high or wide (deep layers of a small image) has nothing to reflect.
+        shape = tf.shape(inputs)
+        return tf.cond(tf.minimum(shape[1], shape[2]) > 1,
+                       lambda: tf.pad(inputs, paddings, mode="REFLECT"), replicate)
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
