@@ -22,12 +22,14 @@ def run_cli(*args, cwd=None):
 def test_writes_an_image_of_the_asked_size_with_snapshots(tmp_path, content_path, style_path):
     output = tmp_path / "out" / "result.png"
     result = run_cli(f"--content={content_path}", f"--style={style_path}", f"--output={output}", "--size=64",
-                     "--steps=6", "--save_every=3")
+                     "--steps=6", "--save_every=3", "--contact_sheet")
     assert result.returncode == 0, result.stderr
     assert Image.open(output).size == (64, 48)
     assert (tmp_path / "out" / "result_step0003.png").exists()
     assert "wrote" in result.stdout and "final losses" in result.stdout
-    assert sorted(os.listdir(tmp_path / "out")) == ["result.png", "result_step0003.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["result.png", "result_sheet.png", "result_step0003.png"]
+    # content (64x48) | style (64x64, shown at 48x48) | result, 8 px apart
+    assert Image.open(tmp_path / "out" / "result_sheet.png").size == (64 + 8 + 48 + 8 + 64, 48)
 
 
 def test_jpeg_output_and_noise_start(tmp_path, content_path, style_path):

@@ -189,3 +189,15 @@ def test_check_output_path_rejects_a_read_only_directory(tmp_path):
         pytest.skip("this user can write to read-only directories (root)")
     with pytest.raises(UsageError, match="cannot write output"):
         images.check_output_path(str(directory / "result.png"))
+
+
+def test_contact_sheet_puts_panels_side_by_side_at_one_height():
+    red = np.zeros((10, 20, 3), np.float32)
+    red[..., 0] = 255
+    blue = np.zeros((20, 20, 3), np.float32)
+    blue[..., 2] = 255
+    sheet = images.contact_sheet([red, blue], height=10, gap=2)
+    assert sheet.shape == (10, 20 + 2 + 10, 3)
+    np.testing.assert_allclose(sheet[:, :20], red, atol=1)
+    np.testing.assert_array_equal(sheet[:, 20:22], 255.0)
+    np.testing.assert_allclose(sheet[:, 22:, 2], 255.0, atol=1)

@@ -225,3 +225,24 @@ def save_image(path: str, image: np.ndarray) -> None:
         if os.path.exists(temporary_path):
             os.remove(temporary_path)
         raise
+
+
+def contact_sheet(panels, height: int, gap: int = 8) -> np.ndarray:
+    """Images side by side at one height, on white, for showing a run: content | style(s) | result.
+
+    Args:
+        panels: float32 [h, w, 3] images in [0, 255], any sizes.
+        height: the height every panel is resized to.
+        gap: white pixels between panels.
+
+    Returns:
+        float32 [height, total width, 3].
+    """
+    resized = [resize(panel, height, max(1, round(panel.shape[1] * height / panel.shape[0]))) for panel in panels]
+    width = sum(panel.shape[1] for panel in resized) + gap * (len(resized) - 1)
+    sheet = np.full((height, width, 3), 255.0, np.float32)
+    left = 0
+    for panel in resized:
+        sheet[:, left:left + panel.shape[1]] = panel
+        left += panel.shape[1] + gap
+    return sheet

@@ -38,6 +38,8 @@ _STYLE = flags.DEFINE_list("style", [api.SAMPLE_STYLE], "Style image (the painti
                            "commas to blend. Default: the bundled sample painting.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the result (.png, .jpg, ...). Default: "
                               "saved_outputs/<content>_<style>.png. Missing directories are created.")
+_CONTACT_SHEET = flags.DEFINE_boolean("contact_sheet", False,
+                                      "Also write <output>_sheet.png: content | style(s) | result side by side.")
 _SIZE = flags.DEFINE_integer("size", _DEFAULTS.size, "Long side of the result in pixels.")
 _STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Adam steps at each scale (after the first).")
 _INITIAL_SIZE = flags.DEFINE_integer("initial_size", _DEFAULTS.initial_size,
@@ -206,10 +208,19 @@ def main(argv) -> int:
         return EXIT_DIVERGED
     _STOP_SIGNALS.defer()
     images.save_image(output, result)
+    if _CONTACT_SHEET.value:
+        panels = [images.load_image(path) for path in (content, *style)] + [result]
+        images.save_image(contact_sheet_path(output), images.contact_sheet(panels, result.shape[0]))
     losses_text = ", ".join(f"{name} {value:.4g}" for name, value in final_losses.items())
     print(f"wrote {output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s"
           f"{'; final losses: ' + losses_text if losses_text else ''}")
     return 0
+
+
+def contact_sheet_path(output: str) -> str:
+    """Where --contact_sheet writes: `out/result.png` -> `out/result_sheet.png`."""
+    stem, extension = os.path.splitext(output)
+    return f"{stem}_sheet{extension}"
 
 
 def _require_memory(content: str, styles: list, config: StyleConfig) -> None:
