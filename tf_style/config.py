@@ -88,8 +88,8 @@ class StyleConfig:
     style_loss: str = "gram"
     style_blend_weights: Optional[tuple] = None
     style_scale: float = 1.0
-    initial_size: int = 256
-    initial_steps: Optional[int] = 200
+    initial_size: int = 128
+    initial_steps: Optional[int] = 300
     average_decay: float = 0.99
     original_colors: bool = False
     weights: str = "hed"
