@@ -27,7 +27,8 @@ from tf_style.errors import DivergedError, Interrupted, UsageError
 from tf_style.features import build_feature_extractor
 from tf_style.optimize import Optimization, compute_targets
 
-FAST = dict(size=64, progress_every=1, log=None)
+# One scale unless a test asks for more: these tests must not follow the tuned defaults of the scales.
+FAST = dict(size=64, initial_size=0, initial_steps=None, progress_every=1, log=None)
 LAYERS = DEFAULT_CONTENT_LAYERS + DEFAULT_STYLE_LAYERS
 GiB = 1 << 30
 
@@ -48,26 +49,26 @@ _UNINTERRUPTED = {}  # results of uninterrupted runs, by options
 
 @pytest.mark.parametrize("options, stop_at", [
     (dict(steps=6), 2),
-    (dict(steps=3, initial_size=32), 5),  # scales 32, 45, 64 px: in the middle of the second
-    (dict(steps=3, initial_size=32), 3),  # at the end of the first scale, before the second starts
+    (dict(steps=3, initial_size=32, initial_steps=3), 5),  # scales 32, 45, 64 px: in the middle of the second
+    (dict(steps=3, initial_size=32, initial_steps=3), 3),  # at the end of the first scale, before the second starts
 ])
 def test_a_resumed_run_ends_with_the_same_image_as_an_uninterrupted_one(tmp_path, options, stop_at):
     content, style = gradient_image(48, 64), stripes_image(64, 64)
     key = tuple(sorted(options.items()))
     if key not in _UNINTERRUPTED:
-        _UNINTERRUPTED[key] = tf_style.stylize(content, style, **FAST, **options)
+        _UNINTERRUPTED[key] = tf_style.stylize(content, style, **{**FAST, **options})
     uninterrupted = _UNINTERRUPTED[key]
     directory = str(tmp_path / "checkpoints")
     with pytest.raises(Interrupted) as raised:
         tf_style.stylize(content, style, checkpoint_dir=directory, checkpoint_every=100,
-                         callbacks=[_interrupt_at(stop_at)], **FAST, **options)
+                         callbacks=[_interrupt_at(stop_at)], **{**FAST, **options})
     assert raised.value.step == stop_at
     assert raised.value.image.shape == (48, 64, 3) and np.isfinite(raised.value.image).all()
     saved = checkpoint.read_latest(directory)
     assert saved.step == stop_at
     reports = []
     resumed = tf_style.stylize(content, style, checkpoint_dir=directory, checkpoint_every=100,
-                               callbacks=[reports.append], **FAST, **options)
+                               callbacks=[reports.append], **{**FAST, **options})
     assert reports[0].step == stop_at + 1
     np.testing.assert_array_equal(resumed, uninterrupted)
 
@@ -96,26 +97,27 @@ def test_interrupt_after_a_finished_scale_carries_that_scale_resized(monkeypatch
 
     monkeypatch.setattr(optimize, "compute_targets", interrupted_at_the_second_scale)
     with pytest.raises(Interrupted) as raised:
-        tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64), steps=2, initial_size=32, **FAST)
+        tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64),
+                         **{**FAST, "steps": 2, "initial_size": 32, "initial_steps": 2})
     assert raised.value.step == 2
     assert raised.value.image.shape == (48, 64, 3)
 
 
 def test_a_checkpoint_of_another_run_is_refused_with_what_differs(tmp_path):
     content, style = gradient_image(48, 64), stripes_image(64, 64)
-    directory = str(tmp_path / "checkpoints")
-    tf_style.stylize(content, style, steps=2, checkpoint_dir=directory, **FAST)
+    first = dict(steps=2, style_weight=1.0, init="content", checkpoint_dir=str(tmp_path / "checkpoints"), **FAST)
+    tf_style.stylize(content, style, **first)
     with pytest.raises(UsageError, match=r"of a different run: --style_weight was 1.0, is 2.0; the content image "
                                          r"differs\. Rerun with the same options"):
-        tf_style.stylize(content[::-1].copy(), style, steps=2, style_weight=2.0, checkpoint_dir=directory, **FAST)
+        tf_style.stylize(content[::-1].copy(), style, **{**first, "style_weight": 2.0})
     with pytest.raises(UsageError, match=r"--init was content, is noise\. Rerun"):
-        tf_style.stylize(content, style, steps=2, init="noise", checkpoint_dir=directory, **FAST)
-    noise_directory = str(tmp_path / "noise")
-    tf_style.stylize(content, style, steps=2, init="noise", checkpoint_dir=noise_directory, **FAST)
+        tf_style.stylize(content, style, **{**first, "init": "noise"})
+    noise = {**first, "init": "noise", "checkpoint_dir": str(tmp_path / "noise")}
+    tf_style.stylize(content, style, **noise)
     with pytest.raises(UsageError, match=r": the start image differs \(with --init=noise .*give the same --seed"):
-        tf_style.stylize(content, style, steps=2, init="noise", checkpoint_dir=noise_directory, **FAST)
+        tf_style.stylize(content, style, **noise)
     # Options that do not change the result may differ.
-    tf_style.stylize(content, style, steps=2, save_every=1, original_colors=True, checkpoint_dir=directory, **FAST)
+    tf_style.stylize(content, style, **first, save_every=1, original_colors=True)
 
 
 def test_the_checkpoint_directory_must_be_writable(tmp_path):
