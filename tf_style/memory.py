@@ -6,16 +6,19 @@ with no message and no output. The estimate is a model of the peak resident memo
     peak = BASE + pixels x (VGG16 activations per input pixel, up to the deepest layer in use) x bytes
 
 where `bytes` (per activation, forward and backward together) depends on the compute dtype. Calibrated on this
-project's 2-core, 24 GiB AVX-512-BF16 CPU machine (TensorFlow 2.21, oneDNN) by running `tf_style.stylize`
-(a 768x576 content image, a 768x480 style image, default layers and style scale, 3 steps; 2 at 2048) in a
-fresh process for each size and precision, and reading `resource.getrusage(RUSAGE_SELF).ru_maxrss` at the
-end. Measured peaks, and this model's estimates (0 to 11% above, never below):
+project's 2-core, 24 GiB AVX-512-BF16 CPU machine (TensorFlow 2.21, oneDNN; avg pooling, replicate padding
+on every convolution) by running `tf_style.stylize` (a 768x576 content image, a 768x480 style image, default
+layers, one scale, 3 steps; 2 at 2048) in a fresh process for each size and precision, and reading
+`resource.getrusage(RUSAGE_SELF).ru_maxrss` at the end. Measured peaks, and this model's estimates (never
+below, at most 8% above):
 
     long side   pixels      mixed_bfloat16 (estimate)   float32 (estimate)
-    256         49,152      0.94 GB (1.00)              0.95 GB (1.06)
-    512         196,608     1.26 GB (1.32)              1.51 GB (1.54)
-    1024        786,432     2.56 GB (2.57)              3.41 GB (3.47)
-    2048        3,145,728   7.34 GB (7.59)              10.71 GB (11.19)
+    512         196,608     1.28 GB (1.32)              1.49 GB (1.56)
+    1024        786,432     2.58 GB (2.59)              3.51 GB (3.54)
+    2048        3,145,728   7.33 GB (7.68)              10.64 GB (11.44)
+
+A coarse-to-fine run peaks at its last scale, once the previous scales' tensors are freed (1024 px from
+512: 2.49 GB in mixed_bfloat16).
 
 The style images go through the network forward only, before the train step; measured at 512 with
 `style_scale=2` (a 1024x640 style image), they add what half their pixels would add to the train step. They
@@ -36,7 +39,7 @@ BASE_BYTES = 900_000_000
 # Peak bytes per VGG16 activation value of the train step (forward activations kept for the gradient, the
 # gradients, oneDNN's reorder buffers, the allocator's slack), fitted to the table above; float16 (a GPU's
 # precision, not measured on a CPU) is taken to be like bfloat16.
-BYTES_PER_ACTIVATION = {"bfloat16": 8.0, "float16": 8.0, "float32": 12.3}
+BYTES_PER_ACTIVATION = {"bfloat16": 8.1, "float16": 8.1, "float32": 12.6}
 
 # A forward pass alone (the style images) needs this fraction of the train step's bytes per activation.
 FORWARD_ONLY_FRACTION = 0.5
