@@ -201,3 +201,13 @@ def test_contact_sheet_puts_panels_side_by_side_at_one_height():
     np.testing.assert_allclose(sheet[:, :20], red, atol=1)
     np.testing.assert_array_equal(sheet[:, 20:22], 255.0)
     np.testing.assert_allclose(sheet[:, 22:, 2], 255.0, atol=1)
+
+
+def test_saved_files_get_the_umasks_permissions_not_private_ones(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "result.png"
+        images.save_image(str(path), np.zeros((10, 10, 3), np.float32))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644

@@ -1,12 +1,13 @@
-"""Where the tool writes: checking a directory before the work starts.
+"""Where the tool writes: checking a directory before the work starts, and writing a file atomically.
 
-The writes themselves are atomic where they happen (`images.save_image`: a temporary file and a rename;
+Files are written to a temporary name in their directory and renamed into place (`write_atomically`;
 checkpoints: `tf.train.CheckpointManager`, which renames its files into place and then rewrites its index
 file atomically), so that a crash or a kill leaves the previous file, never half of a new one.
 """
 
 import os
 import tempfile
+from typing import BinaryIO, Callable
 
 from tf_style.errors import UsageError
 
@@ -29,3 +30,31 @@ def require_writable_directory(directory: str, what: str, flag: str) -> None:
     except OSError as error:
         raise UsageError(f"cannot write {what} in {directory}: {error.strerror or error}; choose a writable "
                          f"location with {flag}") from None
+
+
+def write_atomically(path: str, write_contents: Callable[[BinaryIO], None]) -> None:
+    """Writes a file through a temporary file in the same directory, fsync and a rename.
+
+    A reader (or a crash) sees either the previous file or the complete new one. The file gets the
+    permissions `open` would give it (0666 less the umask), not the 0600 of a temporary file.
+
+    Args:
+        path: the file to write; its directory is created if missing.
+        write_contents: writes the contents to the binary file object it is given.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as temporary_file:
+            write_contents(temporary_file)
+            temporary_file.flush()
+            os.fsync(temporary_file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary_path, 0o666 & ~umask)
+        os.replace(temporary_path, path)
+    except BaseException:
+        if os.path.exists(temporary_path):
+            os.remove(temporary_path)
+        raise

@@ -7,7 +7,6 @@ handling of modes, EXIF rotation, size limits and atomic writes.
 import contextlib
 import os
 import re
-import tempfile
 import warnings
 
 import numpy as np
@@ -15,7 +14,7 @@ from PIL import Image, ImageOps
 
 from tf_style.config import scaled_size
 from tf_style.errors import UsageError
-from tf_style.files import require_writable_directory
+from tf_style.files import require_writable_directory, write_atomically
 
 # Refuse images whose header claims more pixels than this before decoding them: a 20 000 x 6 000 panorama
 # still loads, a decompression bomb (a few KB claiming gigapixels) does not reach the decoder.
@@ -210,21 +209,8 @@ def save_image(path: str, image: np.ndarray) -> None:
     """
     image_format = output_format(path)
     pixels = np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                              suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as temporary_file:
-            options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
-            Image.fromarray(pixels, "RGB").save(temporary_file, format=image_format, **options)
-            temporary_file.flush()
-            os.fsync(temporary_file.fileno())
-        os.replace(temporary_path, path)
-    except BaseException:
-        if os.path.exists(temporary_path):
-            os.remove(temporary_path)
-        raise
+    options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
+    write_atomically(path, lambda file: Image.fromarray(pixels, "RGB").save(file, format=image_format, **options))
 
 
 def contact_sheet(panels, height: int, gap: int = 8) -> np.ndarray:
