@@ -17,6 +17,7 @@ _PUBLIC = {
     "StepReport": "tf_style.optimize",
     "UsageError": "tf_style.errors",
     "DivergedError": "tf_style.errors",
+    "Interrupted": "tf_style.errors",
     "export_feature_extractor": "tf_style.export_lib",
 }
 __all__ = list(_PUBLIC)
