@@ -138,3 +138,15 @@ def test_style_scale_changes_the_result():
     small = tf_style.stylize(content, style, style_scale=0.5, seed=0, **FAST)
     large = tf_style.stylize(content, style, style_scale=2.0, seed=0, **FAST)
     assert np.abs(small - large).mean() > 0.1
+
+
+def test_a_size_beyond_memory_is_refused_before_any_resizing(monkeypatch):
+    from tf_style import images, memory
+
+    def no_resizing(*args, **kwargs):
+        raise AssertionError("resized before the memory check")
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 << 30)
+    monkeypatch.setattr(images, "resize", no_resizing)
+    with pytest.raises(tf_style.UsageError, match="GB of memory"):
+        tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64), size=40000, precision="float32", log=None)

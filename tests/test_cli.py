@@ -53,7 +53,7 @@ BAD_INPUTS = {
     "text file as image": (lambda tmp, content, style: [f"--content={_write(tmp / 'fake.jpg', b'text')}",
                                                          f"--style={style}"], "not a readable image"),
     "tiny image": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
-                                                f"--size=8"], "needs at least 16"),
+                                                "--size=8"], "needs at least 16"),
     "unknown layer": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
                                                    "--style_layers=block1_conv1,block6_conv1"], "unknown layer"),
     "zero size": (lambda tmp, content, style: [f"--content={content}", f"--style={style}", "--size=0"],

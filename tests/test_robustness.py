@@ -19,7 +19,7 @@ import tensorflow as tf
 from PIL import Image
 
 import tf_style
-from bad_inputs import ACCEPTED, REFUSED, REPO, png_bytes, run_cli
+from bad_inputs import ACCEPTED, REFUSED, REPO, png_bytes
 from conftest import gradient_image, stripes_image
 from tf_style import checkpoint, images, memory, optimize
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig

@@ -8,9 +8,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, images
+from tf_style import color, images, memory
 from tf_style.config import StyleConfig, scaled_size
-from tf_style.device import plan_compute
+from tf_style.device import ComputePlan, plan_compute
 from tf_style.errors import UsageError
 from tf_style.features import build_feature_extractor
 from tf_style.optimize import Callback, stylize_coarse_to_fine
@@ -60,12 +60,15 @@ def stylize(content, style, config: Optional[StyleConfig] = None, callbacks: Seq
         raise UsageError(f"--size={config.size} (first scale {config.scale_sizes()[0]}) makes the result "
                          f"{smallest_side} pixels on its short side; VGG16 needs at least "
                          f"{images.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
-    content_image = images.resize(content_image, height, width)
     style_long_side = max(images.MIN_INPUT_SIDE, round(config.size * config.style_scale))
-    style_images = [images.resize_long_side(image, style_long_side) for image in style_images]
+    style_shapes = [scaled_size(*image.shape[:2], style_long_side) for image in style_images]
+    plan = plan_compute(config.precision, config.xla)
+    # Before resizing: resizing to a --size far too large would itself need gigabytes.
+    require_memory(height, width, style_shapes, config, plan)
+    content_image = images.resize(content_image, height, width)
+    style_images = [images.resize(image, *shape) for image, shape in zip(style_images, style_shapes)]
     start_image = _start_image(config, content_image, style_images)
 
-    plan = plan_compute(config.precision, config.xla)
     if log is not None:
         log(f"tf_style: {plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
     extractor = build_feature_extractor(config.content_layers + config.style_layers, config.weights,
@@ -75,6 +78,17 @@ def stylize(content, style, config: Optional[StyleConfig] = None, callbacks: Seq
     if config.original_colors:
         result = color.transfer_luminance(result, content_image)
     return result
+
+
+def require_memory(height: int, width: int, style_shapes, config: StyleConfig, plan: ComputePlan) -> None:
+    """Refuses, with a UsageError, a run whose train step would not fit in this machine's memory.
+
+    On a GPU the allocator fails with an error instead of the kernel killing the process, so only CPU runs
+    are checked.
+    """
+    if plan.device == "CPU":
+        memory.require_fits(height, width, style_shapes, config.content_layers + config.style_layers,
+                            plan.dtype_policy)
 
 
 def _start_image(config: StyleConfig, content_image: np.ndarray, style_images: list) -> np.ndarray:

@@ -20,7 +20,7 @@ from absl import logging as absl_logging
 from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_silenced, print_error
 
 with native_stderr_silenced():
-    from tf_style import api, checkpoint, images, memory
+    from tf_style import api, checkpoint, images
     from tf_style.callbacks import ProgressBar, SnapshotSaver
     from tf_style.config import (INIT_MODES, PADDING_MODES, POOLING_MODES, PRECISIONS, STYLE_LOSSES,
                                  VGG16_CONV_LAYERS, WEIGHT_SOURCES, XLA_MODES, StyleConfig, scaled_size)
@@ -232,10 +232,7 @@ def _require_memory(content: str, styles: list, config: StyleConfig) -> None:
     height, width = scaled_size(*images.image_file_size(content, "content image"), config.size)
     style_long_side = max(images.MIN_INPUT_SIDE, round(config.size * config.style_scale))
     style_shapes = [scaled_size(*images.image_file_size(path, "style image"), style_long_side) for path in styles]
-    plan = plan_compute(config.precision, config.xla)
-    if plan.device == "CPU":  # a GPU's allocator fails with an error, not a kill
-        memory.require_fits(height, width, style_shapes, config.content_layers + config.style_layers,
-                            plan.dtype_policy)
+    api.require_memory(height, width, style_shapes, config, plan_compute(config.precision, config.xla))
 
 
 def _write_interrupted(output: str, error: Interrupted, checkpoint_dir) -> int:
