@@ -125,3 +125,16 @@ def test_helpfull_documents_the_flags():
                  "--style_weight", "--tv_weight", "--content_layers", "--style_layers", "--weights", "--pooling",
                  "--init", "--seed", "--save_every", "--xla", "--precision"):
         assert flag in result.stdout
+
+
+def test_the_readme_flag_table_lists_every_flag():
+    from absl import flags
+
+    from tf_style import main
+
+    ours = {flag.name for flag in flags.FLAGS.get_flags_for_module(main)}
+    assert {"content", "style", "checkpoint_dir", "precision"} <= ours
+    with open(os.path.join(REPO, "README.md")) as readme:
+        table = [line for line in readme if line.startswith("| `--")]
+    listed = {line.split("`")[1][2:] for line in table}
+    assert ours <= listed, sorted(ours - listed)
