@@ -1,0 +1,88 @@
+"""The benchmark, at a tiny size: it runs end to end and records every number; speed is never asserted."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tf_style import bench
+from tf_style.errors import UsageError
+from tf_style.features import build_feature_extractor
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_conv_flops_count_forward_convolutions_at_their_output_size():
+    extractor = build_feature_extractor(["block2_conv1"], dtype_policy="float32")
+    # block1_conv1 and block1_conv2 at 8x8, block2_conv1 at 4x4 after the pool.
+    expected = 2 * 64 * 9 * (3 * 64 + 64 * 64) + 2 * 16 * 9 * 64 * 128
+    assert bench.conv_flops(extractor.model, 8, 8) == expected
+    assert bench.step_flops(extractor.model, 8, 8) == 2 * expected
+
+
+def test_time_steps_times_fewer_steps_over_budget():
+    calls = []
+    timing = bench.time_steps(lambda: calls.append(1), num_steps=4, warmup_steps=2)
+    assert len(calls) == 6 and timing["timed_steps"] == 4 and len(timing["step_seconds"]) == 4
+    slow = bench.time_steps(lambda: sum(range(200_000)), num_steps=10, warmup_steps=1, budget_seconds=1e-9)
+    assert slow["timed_steps"] == 2
+
+
+def test_peak_dtype_of_policies():
+    assert bench.peak_dtype("mixed_bfloat16") == "bfloat16"
+    assert bench.peak_dtype("float32") == "float32"
+
+
+def test_tiny_benchmark_writes_every_number(tmp_path):
+    results = bench.run_benchmark([64], num_steps=1, warmup_steps=1, preset=None, progress=lambda message: None)
+    path = tmp_path / "out" / "bench.json"
+    bench.write_json(str(path), results)
+    written = json.loads(path.read_text())
+    assert os.listdir(path.parent) == ["bench.json"]
+
+    assert set(written) >= {"machine", "plan", "settings", "peaks", "flop_counting", "measurements", "skipped",
+                            "memory", "preset"}
+    assert written["plan"]["reason"]
+    assert written["preset"] is None
+    for dtype in ("float32", "bfloat16"):
+        assert set(written["peaks"][dtype]) == {"matmul_gflops", "conv_gflops", "peak_gflops"}
+        assert all(value > 0 for value in written["peaks"][dtype].values())
+    names = [measurement["name"] for measurement in written["measurements"]]
+    assert any(name.startswith("tf_style plan") for name in names)
+    assert any(name.startswith("tutorial") for name in names) and any(name.startswith("naive") for name in names)
+    for measurement in written["measurements"]:
+        assert measurement["size"] == 64 and measurement["timed_steps"] == 1
+        for key in ("seconds_per_step", "gflop_per_step", "achieved_gflops", "fraction_of_peak", "cores_used"):
+            assert measurement[key] > 0, (measurement["name"], key)
+    [memory] = written["memory"]["sizes"]
+    assert memory["size"] == 64 and memory["pixels"] == 64 * 48
+    assert memory["peak_rss_mb"] >= memory["start_rss_mb"] > 0
+
+    report = bench.format_report(written)
+    assert written["plan"]["reason"] in report and "of peak" in report and "peak memory" in report
+
+
+def test_preset_is_timed_through_the_cli(tmp_path):
+    preset = tmp_path / "tiny.cfg"
+    preset.write_text("# a two-step preset\n--steps=2\n")
+    timing = bench.time_preset(str(preset), 64)
+    assert timing["returncode"] == 0, timing.get("error")
+    assert timing["wall_seconds"] > 0 and timing["flags"] == ["--steps=2"]
+    assert timing["command"].startswith("python -m tf_style.main --flagfile=")
+
+
+def test_sizes_are_validated():
+    assert bench.parse_sizes(["256", "512"]) == [256, 512]
+    with pytest.raises(UsageError, match="--sizes must be integers"):
+        bench.parse_sizes(["abc"])
+    with pytest.raises(UsageError, match="--sizes must each be at least 22"):
+        bench.parse_sizes(["8"])
+
+
+def test_a_bad_flag_is_a_one_line_usage_error():
+    result = subprocess.run([sys.executable, "-m", "tf_style.bench", "--preset=no/such.cfg"], capture_output=True,
+                            text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("tf_style.bench: error: --preset: no file")

@@ -1,0 +1,544 @@
+"""Benchmark of the train step (issue 5, "close to the machine's limit per step"): `python -m tf_style.bench`.
+
+In one run it measures, at each size (long side, 4:3 images):
+- seconds per step of tf_style's own train step, built as `stylize()` builds it, with the chosen compute plan
+  and with float32;
+- the same for two baselines: the TensorFlow tutorial recipe ("Neural style transfer": VGG19, float32,
+  `tf.function` without XLA, Adam(0.02) on a [0, 1] image) and a naive eager loop that recomputes the targets
+  every step with tf_style's extractor;
+- the analytical FLOPs of a step and the machine's measured matmul and convolution GFLOP/s, so that each step
+  time is also a fraction of the peak of its precision;
+- the peak resident memory of tf_style's step, each size in a fresh child process;
+- the wall time of a preset (`flags/quality.cfg`) at 512 px through the CLI, start-up included.
+It prints a table and writes the numbers as JSON.
+"""
+
+import concurrent.futures
+import gc
+import json
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Optional, Sequence
+
+from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_silenced, print_error
+from tf_style.errors import UsageError
+from tf_style.files import write_atomically
+
+with native_stderr_silenced():
+    import keras
+    import tensorflow as tf
+
+    from tf_style import api, images, losses
+    from tf_style.config import StyleConfig
+    from tf_style.device import plan_compute
+    from tf_style.features import build_feature_extractor
+    from tf_style.optimize import Optimization, compute_targets
+
+PROGRAM = "tf_style.bench"
+
+# The layers of the TensorFlow tutorial (VGG19).
+TUTORIAL_CONTENT_LAYERS = ("block5_conv2",)
+TUTORIAL_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+
+# Operand sizes of the peak measurements: a square matmul, and a VGG-like 3x3 convolution.
+PEAK_MATMUL_SIZE = 2048
+PEAK_CONV_SHAPE = (1, 128, 128, 256)
+
+FLOP_COUNTING = (
+    "convolutions only, up to the deepest layer each model uses: forward 2*H*W*9*Cin*Cout per conv, plus the "
+    "same again for the gradient with respect to the conv's input (the image is what is optimized); no weight "
+    "gradients. Gram matrices, pooling, ReLU, losses and Adam are not counted (Grams would add about 6%). The "
+    "naive loop is credited with the same work as tf_style's step: recomputing the targets is waste, not work.")
+MEMORY_METHOD = (
+    "each size in a fresh child process (multiprocessing, spawn): peak RSS (VmHWM) after importing TensorFlow "
+    "and loading the images (start), and after building tf_style's step with the chosen plan and running "
+    "3 steps (peak)")
+
+
+def sample_images(size: int) -> tuple:
+    """The bundled photo at 4:3 with long side `size`, and the bundled painting with long side `size`.
+
+    Returns:
+        (content, style), float32 [H, W, 3] in [0, 255]; content is [round(size * 3 / 4), size, 3].
+    """
+    content = images.resize(images.load_image(api.SAMPLE_CONTENT), round(size * 3 / 4), size)
+    style = images.resize_long_side(images.load_image(api.SAMPLE_STYLE), size)
+    return content, style
+
+
+def time_steps(step: Callable[[], object], num_steps: int, warmup_steps: int = 3,
+               budget_seconds: Optional[float] = None) -> dict:
+    """Runs `step` (which must wait for its result) `warmup_steps` times untimed, then times it.
+
+    Args:
+        step: one step; it must return only when the work is done (e.g. read a value back).
+        num_steps: how many steps to time.
+        warmup_steps: untimed steps first (tracing, oneDNN primitive caches).
+        budget_seconds: if set, time fewer steps (at least 2) when `num_steps` of the last warm-up step's
+            length would exceed it.
+
+    Returns:
+        {"seconds_per_step": median, "timed_steps": how many were timed, "step_seconds": each one,
+         "cores_used": CPU seconds of this process per wall second while timing}.
+    """
+    last_warmup_seconds = 0.0
+    for _ in range(warmup_steps):
+        start = time.perf_counter()
+        step()
+        last_warmup_seconds = time.perf_counter() - start
+    if budget_seconds is not None and last_warmup_seconds > 0:
+        num_steps = max(min(2, num_steps), min(num_steps, int(budget_seconds / last_warmup_seconds)))
+    durations = []
+    cpu_start = time.process_time()
+    for _ in range(num_steps):
+        start = time.perf_counter()
+        step()
+        durations.append(time.perf_counter() - start)
+    # Below the number of cores, other work on the machine took some of them (or the step does not use them).
+    cores_used = (time.process_time() - cpu_start) / sum(durations) if sum(durations) > 0 else 0.0
+    return {"seconds_per_step": statistics.median(durations), "timed_steps": num_steps,
+            "step_seconds": durations, "cores_used": cores_used}
+
+
+def conv_flops(model: keras.Model, height: int, width: int) -> int:
+    """Forward FLOPs of the convolutions of a chain of layers (as VGG is) on a [1, H, W, 3] input."""
+    total = 0
+    shape = (1, height, width, 3)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        shape = layer.compute_output_spec(keras.KerasTensor(shape)).shape
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel_height, kernel_width, channels_in, channels_out = layer.kernel.shape
+            total += 2 * shape[1] * shape[2] * kernel_height * kernel_width * channels_in * channels_out
+    return total
+
+
+def step_flops(model: keras.Model, height: int, width: int) -> int:
+    """FLOPs of one step: the forward convolutions and their gradient with respect to the input."""
+    return 2 * conv_flops(model, height, width)
+
+
+def measure_peaks(precisions: Sequence[str] = ("float32", "bfloat16"), num_steps: int = 10,
+                  warmup_steps: int = 3) -> dict:
+    """The machine's GFLOP/s for a square matmul and a 3x3 convolution, per dtype.
+
+    Returns:
+        {dtype: {"matmul_gflops", "conv_gflops", "peak_gflops" (the larger)}}.
+    """
+    peaks = {}
+    generator = tf.random.Generator.from_seed(0)
+    for dtype in precisions:
+        matrix = tf.cast(generator.normal((PEAK_MATMUL_SIZE, PEAK_MATMUL_SIZE)), dtype)
+        batch, height, width, channels = PEAK_CONV_SHAPE
+        activations = tf.cast(generator.normal(PEAK_CONV_SHAPE), dtype)
+        kernel = tf.cast(generator.normal((3, 3, channels, channels)), dtype)
+        matmul = time_steps(lambda: tf.matmul(matrix, matrix)[0, 0].numpy(), num_steps, warmup_steps)
+        conv = time_steps(lambda: tf.nn.conv2d(activations, kernel, 1, "SAME")[0, 0, 0, 0].numpy(), num_steps,
+                          warmup_steps)
+        matmul_gflops = 2 * PEAK_MATMUL_SIZE ** 3 / matmul["seconds_per_step"] / 1e9
+        conv_gflops = 2 * batch * height * width * 9 * channels * channels / conv["seconds_per_step"] / 1e9
+        peaks[dtype] = {"matmul_gflops": matmul_gflops, "conv_gflops": conv_gflops,
+                        "peak_gflops": max(matmul_gflops, conv_gflops)}
+    return peaks
+
+
+class TfStyleStep:
+    """tf_style's train step at one size, built exactly as `stylize()` builds it.
+
+    Args:
+        size: long side; the content is 4:3.
+        precision: "auto" (the plan `stylize()` would choose) or a fixed precision such as "float32".
+    """
+
+    def __init__(self, size: int, precision: str = "auto"):
+        content, style = sample_images(size)
+        self.config = StyleConfig(size=size, precision=precision)
+        self.plan = plan_compute(self.config.precision, self.config.xla)
+        self.extractor = build_feature_extractor(self.config.content_layers + self.config.style_layers,
+                                                 self.config.weights, self.config.pooling,
+                                                 self.plan.dtype_policy, self.config.padding)
+        targets = compute_targets(self.extractor, content, [style], self.config, self.config.style_blend_weights)
+        self.optimization = Optimization(self.extractor, targets, content, self.config,
+                                         jit_compile=self.plan.jit_compile)
+        self.height, self.width = content.shape[:2]
+
+    def __call__(self) -> float:
+        return float(self.optimization.train_step(self.optimization.targets)["total"])
+
+    def flops(self) -> int:
+        return step_flops(self.extractor.model, self.height, self.width)
+
+
+class NaiveEagerStep:
+    """tf_style's float32 step run eagerly (no `tf.function`), recomputing the targets every step."""
+
+    def __init__(self, size: int):
+        self.tf_style_step = TfStyleStep(size, "float32")
+        self.content, self.style = sample_images(size)
+
+    def __call__(self) -> float:
+        step = self.tf_style_step
+        targets = compute_targets(step.extractor, self.content, [self.style], step.config,
+                                  step.config.style_blend_weights)
+        return float(step.optimization.train_step.python_function(targets)["total"])
+
+    def flops(self) -> int:
+        return self.tf_style_step.flops()
+
+
+class TutorialStep:
+    """The train step of the TensorFlow tutorial "Neural style transfer", for timing.
+
+    VGG19 with random weights (the ImageNet weights need a download; the work per step is the same), style
+    layers block1_conv1..block5_conv1, content block5_conv2, Grams divided by the number of positions, float32,
+    `tf.function` without XLA, Adam(0.02, beta_1=0.99, epsilon=0.1) on an image in [0, 1], clipped after
+    every step; loss weights style 1e-2, content 1e4, total variation 30.
+    """
+
+    def __init__(self, size: int):
+        content, style = sample_images(size)
+        vgg = keras.applications.VGG19(include_top=False, weights=None)
+        vgg.trainable = False
+        self.model = keras.Model(vgg.input, [vgg.get_layer(name).output
+                                             for name in TUTORIAL_STYLE_LAYERS + TUTORIAL_CONTENT_LAYERS])
+        self.style_targets = self._outputs(tf.constant(style[None] / 255.0))["style"]
+        self.content_targets = self._outputs(tf.constant(content[None] / 255.0))["content"]
+        self.image = tf.Variable(content[None] / 255.0, dtype=tf.float32)
+        self.optimizer = keras.optimizers.Adam(learning_rate=0.02, beta_1=0.99, epsilon=1e-1)
+        self.optimizer.build([self.image])
+        self.train_step = tf.function(self._train_step)
+        self.height, self.width = content.shape[:2]
+
+    def _outputs(self, images_0_1: tf.Tensor) -> dict:
+        outputs = self.model(keras.applications.vgg19.preprocess_input(images_0_1 * 255.0))
+        num_style = len(TUTORIAL_STYLE_LAYERS)
+        return {"style": [losses.gram_matrix(output) for output in outputs[:num_style]],
+                "content": outputs[num_style:]}
+
+    def _train_step(self) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            outputs = self._outputs(self.image)
+            style_loss = tf.add_n([tf.reduce_mean(tf.square(gram - target))
+                                   for gram, target in zip(outputs["style"], self.style_targets)])
+            content_loss = tf.add_n([tf.reduce_mean(tf.square(feature - target))
+                                     for feature, target in zip(outputs["content"], self.content_targets)])
+            loss = (1e-2 / len(TUTORIAL_STYLE_LAYERS) * style_loss
+                    + 1e4 / len(TUTORIAL_CONTENT_LAYERS) * content_loss
+                    + 30 * tf.image.total_variation(self.image))
+        gradient = tape.gradient(loss, self.image)
+        self.optimizer.apply_gradients([(gradient, self.image)])
+        self.image.assign(tf.clip_by_value(self.image, 0.0, 1.0))
+        return loss
+
+    def __call__(self) -> float:
+        return float(tf.reduce_sum(self.train_step()))
+
+    def flops(self) -> int:
+        return step_flops(self.model, self.height, self.width)
+
+
+def peak_dtype(dtype_policy: str) -> str:
+    """The dtype whose peak bounds a Keras dtype policy's convolutions: "mixed_bfloat16" -> "bfloat16"."""
+    return keras.DTypePolicy(dtype_policy).compute_dtype
+
+
+def measure_step(name: str, build: Callable[[], object], dtype: str, peaks: dict, num_steps: int,
+                 warmup_steps: int, budget_seconds: Optional[float]) -> dict:
+    """Builds a step (TfStyleStep, TutorialStep or NaiveEagerStep), times it, and rates it against the peak."""
+    step = build()
+    timing = time_steps(step, num_steps, warmup_steps, budget_seconds)
+    flops = step.flops()
+    achieved_gflops = flops / timing["seconds_per_step"] / 1e9
+    # A traced step holds its model in a reference cycle: free it before the next, possibly larger, one.
+    del step
+    keras.backend.clear_session()
+    gc.collect()
+    return {"name": name, "dtype": dtype, **timing, "gflop_per_step": flops / 1e9,
+            "achieved_gflops": achieved_gflops, "fraction_of_peak": achieved_gflops / peaks[dtype]["peak_gflops"]}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB.
+
+    Linux: VmHWM of /proc/self/status, the peak of this process image only. Not ru_maxrss: a child started by
+    fork and exec inherits its parent's peak in it.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    # ru_maxrss is in KiB on Linux, in bytes on macOS.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1024)
+
+
+def _memory_in_this_process(size: int) -> dict:
+    sample_images(size)
+    start_mb = peak_rss_mb()
+    step = TfStyleStep(size)
+    for _ in range(3):
+        step()
+    return {"size": size, "pixels": step.height * step.width, "start_rss_mb": start_mb,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def measure_memory(size: int) -> dict:
+    """Peak RSS of tf_style's step at `size`, in a fresh child process (see MEMORY_METHOD)."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+        return executor.submit(_memory_in_this_process, size).result()
+
+
+def preset_flags(preset: str) -> list:
+    """The flags a flagfile holds, nested flagfiles expanded, in order (for absl the last one wins)."""
+    from absl import flags
+
+    return flags.FlagValues().read_flags_from_files([f"--flagfile={preset}"])
+
+
+def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
+    """Wall time of `python -m tf_style.main --flagfile=<preset> --size=<size>`, start-up included."""
+    arguments = ["-m", "tf_style.main", f"--flagfile={preset}", f"--size={size}"]
+    flags_used = preset_flags(preset)  # read now: the file may change while the run takes minutes
+    with tempfile.TemporaryDirectory() as output_dir:
+        output = f"--output={os.path.join(output_dir, 'q.png')}"
+        start = time.perf_counter()
+        completed = subprocess.run([sys.executable, *arguments, output, *extra_args], capture_output=True,
+                                   text=True)
+        wall_seconds = time.perf_counter() - start
+    result = {"preset": preset, "size": size, "flags": flags_used,
+              "command": " ".join(["python", *arguments, "--output=<tmp>/q.png", *extra_args]),
+              "wall_seconds": wall_seconds, "returncode": completed.returncode}
+    if completed.returncode != 0:
+        error_lines = completed.stderr.strip().splitlines()
+        result["error"] = error_lines[-1] if error_lines else f"exit status {completed.returncode}"
+    return result
+
+
+def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int = 3,
+                  budget_seconds: Optional[float] = 45.0, naive_max_size: int = 512,
+                  preset: Optional[str] = "flags/quality.cfg", preset_size: int = 512,
+                  preset_extra_args: Sequence[str] = (), measure_memory_too: bool = True,
+                  progress=lambda message: print(message, file=sys.stderr, flush=True)) -> dict:
+    """Runs every measurement; returns the results as a JSON-ready dict.
+
+    Args:
+        sizes: long sides to measure, in pixels (4:3 images).
+        num_steps: timed steps per measurement (the median is reported).
+        warmup_steps: untimed steps before each measurement.
+        budget_seconds: time fewer steps (at least 2) where `num_steps` would take longer than this.
+        naive_max_size: skip the naive eager baseline above this size (it is several times slower).
+        preset: a flagfile to time through the CLI at `preset_size`; None skips it.
+        preset_extra_args: more CLI flags for the preset run (tests use them to make it short).
+        measure_memory_too: measure the peak RSS of each size in a child process.
+        progress: receives one line per measurement as it starts.
+    """
+    plan = plan_compute("auto", "auto")
+    float32_plan = plan_compute("float32", "auto")
+    progress(f"compute plan: {plan.reason}")
+    peak_dtypes = list(dict.fromkeys(["float32", "bfloat16", peak_dtype(plan.dtype_policy)]))
+    progress(f"measuring peak GFLOP/s ({', '.join(peak_dtypes)})")
+    peaks = measure_peaks(peak_dtypes, num_steps, warmup_steps)
+    results = {
+        "machine": {"processor": _processor_name(), "cpu_count": os.cpu_count(),
+                    "tensorflow": tf.__version__, "keras": keras.__version__,
+                    # Other work on the machine slows every measurement; the load says how much there was.
+                    "load_average_at_start": os.getloadavg()[0]},
+        "plan": {"device": plan.device, "dtype_policy": plan.dtype_policy, "jit_compile": plan.jit_compile,
+                 "reason": plan.reason},
+        "settings": {"sizes": list(sizes), "num_steps": num_steps, "warmup_steps": warmup_steps,
+                     "budget_seconds": budget_seconds, "naive_max_size": naive_max_size},
+        "peaks": peaks, "flop_counting": FLOP_COUNTING, "measurements": [], "skipped": [],
+    }
+    configurations = [
+        (f"tf_style plan ({plan.dtype_policy}, XLA {'on' if plan.jit_compile else 'off'})",
+         peak_dtype(plan.dtype_policy), lambda size: TfStyleStep(size, "auto")),
+        ("tf_style float32", "float32", lambda size: TfStyleStep(size, "float32")),
+        ("tutorial recipe (VGG19, float32)", "float32", TutorialStep),
+        ("naive eager (float32, targets every step)", "float32", NaiveEagerStep),
+    ]
+    if (plan.dtype_policy, plan.jit_compile) == (float32_plan.dtype_policy, float32_plan.jit_compile):
+        configurations.pop(1)
+        results["skipped"].append("tf_style float32: the plan is already float32 without XLA")
+    for size in sizes:
+        for name, dtype, build in configurations:
+            if build is NaiveEagerStep and size > naive_max_size:
+                results["skipped"].append(f"{name} at {size} px (above --naive_max_size={naive_max_size})")
+                continue
+            progress(f"{size} px: {name}")
+            measurement = measure_step(name, lambda: build(size), dtype, peaks, num_steps, warmup_steps,
+                                       budget_seconds)
+            results["measurements"].append({"size": size, **measurement})
+    results["memory"] = {"method": MEMORY_METHOD, "sizes": []}
+    if measure_memory_too:
+        for size in sizes:
+            progress(f"{size} px: peak memory in a child process")
+            results["memory"]["sizes"].append(measure_memory(size))
+    results["preset"] = None
+    if preset is not None:
+        progress(f"timing {preset} at {preset_size} px through the CLI")
+        results["preset"] = time_preset(preset, preset_size, preset_extra_args)
+        tutorial = [m for m in results["measurements"] if m["size"] == preset_size and m["name"].startswith("tutorial")]
+        if tutorial:
+            results["preset"]["tutorial_1000_steps_seconds"] = 1000 * tutorial[0]["seconds_per_step"]
+    results["machine"]["load_average_at_end"] = os.getloadavg()[0]
+    return results
+
+
+def _processor_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_report(results: dict) -> str:
+    """The printed table: step times, FLOPs and fraction of peak; memory; the preset."""
+    peaks, machine = results["peaks"], results["machine"]
+    lines = [f"compute plan: {results['plan']['reason']}",
+             f"machine: {machine['processor']}, {machine['cpu_count']} cores, TensorFlow {machine['tensorflow']}; "
+             f"load average {machine['load_average_at_start']:.2f} at the start, "
+             f"{machine['load_average_at_end']:.2f} at the end (other work slows every number)",
+             "measured peak (GFLOP/s): " + "; ".join(
+                 f"{dtype} matmul {PEAK_MATMUL_SIZE}^2 {peak['matmul_gflops']:.0f}, conv 3x3 "
+                 f"{PEAK_CONV_SHAPE[3]}->{PEAK_CONV_SHAPE[3]} on {PEAK_CONV_SHAPE[1]}^2 {peak['conv_gflops']:.0f}"
+                 for dtype, peak in peaks.items()),
+             f"FLOPs counted: {results['flop_counting']}",
+             f"s/step: median of the timed steps after {results['settings']['warmup_steps']} warm-up steps; "
+             "cores: CPU seconds per wall second while timing (below the core count: other work took some)",
+             "",
+             f"{'size':>9}  {'configuration':<44} {'steps':>5} {'s/step':>8} {'GFLOP/step':>10} {'GFLOP/s':>8} "
+             f"{'of peak':>8} {'cores':>6}"]
+    for measurement in results["measurements"]:
+        height, width = round(measurement["size"] * 3 / 4), measurement["size"]
+        lines.append(
+            f"{f'{width}x{height}':>9}  {measurement['name']:<44} {measurement['timed_steps']:>5} "
+            f"{measurement['seconds_per_step']:>8.3f} {measurement['gflop_per_step']:>10.1f} "
+            f"{measurement['achieved_gflops']:>8.1f} {measurement['fraction_of_peak']:>8.1%} "
+            f"{measurement['cores_used']:>6.2f}")
+    lines += [f"skipped: {reason}" for reason in results["skipped"]]
+    memory = results["memory"]["sizes"]
+    if memory:
+        lines += ["", f"peak memory (RSS) of tf_style's step with the plan; {results['memory']['method']}",
+                  f"{'size':>9} {'megapixels':>10} {'start MB':>9} {'peak MB':>9} {'growth MB':>10}"]
+        for entry in memory:
+            height, width = round(entry["size"] * 3 / 4), entry["size"]
+            lines.append(f"{f'{width}x{height}':>9} {entry['pixels'] / 1e6:>10.3f} {entry['start_rss_mb']:>9.0f} "
+                         f"{entry['peak_rss_mb']:>9.0f} {entry['peak_rss_mb'] - entry['start_rss_mb']:>10.0f}")
+        if len(memory) > 1:
+            first, last = memory[0], memory[-1]
+            slope = (last["peak_rss_mb"] - first["peak_rss_mb"]) / ((last["pixels"] - first["pixels"]) / 1e6)
+            lines.append(f"growth with pixels: about {slope:.0f} MB per megapixel "
+                         f"(from {first['size']} to {last['size']} px)")
+    preset = results["preset"]
+    if preset is not None:
+        lines += ["", f"preset: {preset['command']}"]
+        if "error" in preset:
+            lines.append(f"  failed (exit status {preset['returncode']}): {preset['error']}")
+        else:
+            lines.append(f"  {preset['preset']} ({' '.join(preset['flags'])}) at {preset['size']} px: "
+                         f"{preset['wall_seconds']:.1f} s wall, start-up included")
+        if "tutorial_1000_steps_seconds" in preset:
+            lines.append(f"  tutorial recipe, 1000 steps at {preset['size']} px (estimate: 1000 x its s/step): "
+                         f"{preset['tutorial_1000_steps_seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def write_json(path: str, results: dict) -> None:
+    """Writes `results` to `path` atomically, as every file the tool writes."""
+    text = json.dumps(results, indent=2) + "\n"
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def parse_sizes(values: Sequence[str]) -> list:
+    """The --sizes flag's values as long sides in pixels.
+
+    Raises:
+        UsageError: a value is not an integer, or too small for a 4:3 image to reach VGG16's block5.
+    """
+    try:
+        sizes = [int(value) for value in values]
+    except ValueError:
+        raise UsageError(f"--sizes must be integers, got {','.join(values)}") from None
+    smallest = math.ceil(images.MIN_INPUT_SIDE * 4 / 3)
+    if not sizes or min(sizes) < smallest:
+        raise UsageError(f"--sizes must each be at least {smallest} (the short side of a 4:3 image must reach "
+                         f"{images.MIN_INPUT_SIDE} pixels), got {','.join(values) or 'nothing'}")
+    return sizes
+
+
+def _define_flags():
+    # Defined when run, not on import: main.py defines --steps too, and tests import both modules.
+    from absl import flags
+
+    return {
+        "sizes": flags.DEFINE_list("sizes", ["256", "512", "1024"], "Long sides to measure, in pixels (4:3)."),
+        "steps": flags.DEFINE_integer("steps", 10, "Timed steps per measurement; the median is reported."),
+        "warmup_steps": flags.DEFINE_integer("warmup_steps", 3, "Untimed steps before each measurement."),
+        "budget_seconds": flags.DEFINE_float(
+            "budget_seconds", 45.0, "Time fewer steps (at least 2) where --steps would take longer than this."),
+        "naive_max_size": flags.DEFINE_integer("naive_max_size", 512,
+                                               "Skip the naive eager baseline above this size (it is slow)."),
+        "json": flags.DEFINE_string("json", "saved_outputs/bench.json", "Where to write the results."),
+        "skip_preset": flags.DEFINE_boolean("skip_preset", False, "Do not time the preset through the CLI."),
+        "preset": flags.DEFINE_string("preset", "flags/quality.cfg", "The preset (flagfile) to time at 512 px."),
+        "skip_memory": flags.DEFINE_boolean("skip_memory", False, "Do not measure peak memory per size."),
+    }
+
+
+def main(argv, flag_handles) -> int:
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags take the form --name=value")
+    sizes = parse_sizes(flag_handles["sizes"].value)
+    if flag_handles["steps"].value < 1:
+        raise UsageError(f"--steps must be a positive integer, got {flag_handles['steps'].value}")
+    preset = None if flag_handles["skip_preset"].value else flag_handles["preset"].value
+    if preset is not None and not os.path.isfile(preset):
+        raise UsageError(f"--preset: no file at {preset!r} (paths are relative to the working directory); "
+                         "run from the repository root or pass --skip_preset")
+    # Checked now, not after a quarter of an hour of measuring.
+    json_directory = os.path.dirname(os.path.abspath(flag_handles["json"].value))
+    if not os.access(json_directory if os.path.isdir(json_directory) else os.path.dirname(json_directory),
+                     os.W_OK):
+        raise UsageError(f"--json: cannot write in {json_directory}; choose a writable path")
+    results = run_benchmark(sizes, flag_handles["steps"].value, flag_handles["warmup_steps"].value,
+                            flag_handles["budget_seconds"].value, flag_handles["naive_max_size"].value, preset,
+                            measure_memory_too=not flag_handles["skip_memory"].value)
+    write_json(flag_handles["json"].value, results)
+    print(format_report(results))
+    print(f"\nwrote {flag_handles['json'].value}")
+    return 0
+
+
+def run() -> None:
+    from absl import app
+
+    flag_handles = _define_flags()
+
+    def main_or_usage_error(argv):
+        try:
+            sys.exit(main(argv, flag_handles))
+        except UsageError as error:
+            print_error(PROGRAM, str(error))
+            sys.exit(EXIT_USAGE)
+
+    app.run(main_or_usage_error, flags_parser=flags_parser_for(PROGRAM))
+
+
+if __name__ == "__main__":
+    run()
