@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_style import losses, memory
+from tf_style import losses
 from tf_style.checkpoint import RunCheckpoints, run_fingerprint
 from tf_style.config import StyleConfig, scaled_size
 from tf_style.errors import DivergedError, Interrupted
@@ -290,9 +290,6 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_image: np.ndarra
     """
     height, width = content_image.shape[:2]
     sizes = config.scale_sizes()
-    if not tf.config.list_physical_devices("GPU"):  # a GPU's allocator fails with an error, not a kill
-        memory.require_fits(height, width, [image.shape[:2] for image in style_images],
-                            config.content_layers + config.style_layers, extractor.compute_dtype)
     total_steps = sum(config.steps_at_scale(index) for index in range(len(sizes)))
     image = start_image
     finished_image = None  # the result of the last finished scale, for an early stop in the next
