@@ -25,8 +25,6 @@ from tf_style.config import StyleConfig, scaled_size
 from tf_style.errors import DivergedError, Interrupted
 from tf_style.features import FeatureExtractor
 
-LOSS_NAMES = ("total", "content", "style", "tv")
-
 # Newton-Schulz iterations for the per-step covariance square root of the Wasserstein style loss.
 _STEP_SQRT_ITERATIONS = 8
 
