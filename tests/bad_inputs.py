@@ -103,7 +103,8 @@ REFUSED = {
                                                 "not a readable image (UnidentifiedImageError"),
     "1x1 image": (lambda d: _save(d, "one_pixel.png", Image.new("RGB", (1, 1))),
                   "is 1x1 pixels; VGG16 needs at least 16 pixels on each side"),
-    "directory instead of a file": (lambda d: os.path.join(d, ""), "is a directory; give the path of an image"),
+    "directory with --output (a directory is a batch run)": (
+        lambda d: os.path.join(d, ""), "--output names one result; a batch run writes"),
     "huge header (a 65-byte PNG claiming 100000x100000 pixels)": (
         lambda d: _write(d, "huge.png", png_header_claiming(100000, 100000)),
         "claims 10,000,000,000 pixels, more than the limit of 120,000,000"),

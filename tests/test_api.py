@@ -75,7 +75,7 @@ def _optimization(average_decay: float) -> Optimization:
     config = StyleConfig(size=64, average_decay=average_decay)
     extractor = build_feature_extractor(config.content_layers + config.style_layers)
     content = gradient_image(48, 64)
-    return Optimization(extractor, compute_targets(extractor, content, stripes_image(64, 64), config), content,
+    return Optimization(extractor, compute_targets(extractor, content, stripes_image(64, 64), config), content[None],
                         config)
 
 
@@ -88,18 +88,18 @@ def test_the_output_is_the_bias_corrected_average():
         iterates.append(optimization.image[0].numpy())
     # EMA from zero: 0.1 * (0.81 x1 + 0.9 x2 + x3), divided by 1 - 0.9^3 to undo the pull towards zero.
     expected = 0.1 * (0.81 * iterates[0] + 0.9 * iterates[1] + iterates[2]) / (1 - 0.9 ** 3)
-    np.testing.assert_allclose(optimization.result(), np.clip(expected, 0, 255), atol=1e-3)
-    assert not np.allclose(optimization.result(), iterates[-1], atol=1e-3)
+    np.testing.assert_allclose(optimization.result()[0], np.clip(expected, 0, 255), atol=1e-3)
+    assert not np.allclose(optimization.result()[0], iterates[-1], atol=1e-3)
     reports = []
     final = optimization.run(1, callbacks=[reports.append])
-    np.testing.assert_array_equal(final, reports[-1].image)
+    np.testing.assert_array_equal(final[0], reports[-1].image)
     np.testing.assert_array_equal(final, optimization.result())
 
 
 def test_no_averaging_outputs_the_last_iterate():
     optimization = _optimization(average_decay=0.0)
     final = optimization.run(2)
-    np.testing.assert_array_equal(final, optimization.image[0].numpy())
+    np.testing.assert_array_equal(final, optimization.image.numpy())
 
 
 @pytest.mark.parametrize("init", ["noise", "style_noise"])

@@ -36,7 +36,8 @@ def test_peak_dtype_of_policies():
 
 
 def test_tiny_benchmark_writes_every_number(tmp_path):
-    results = bench.run_benchmark([64], num_steps=1, warmup_steps=1, preset=None, progress=lambda message: None)
+    results = bench.run_benchmark([64], num_steps=1, warmup_steps=1, preset=None, batch_size=2,
+                                  progress=lambda message: None)
     path = tmp_path / "out" / "bench.json"
     bench.write_json(str(path), results)
     written = json.loads(path.read_text())
@@ -52,6 +53,9 @@ def test_tiny_benchmark_writes_every_number(tmp_path):
     names = [measurement["name"] for measurement in written["measurements"]]
     assert any(name.startswith("tf_style plan") for name in names)
     assert any(name.startswith("tutorial") for name in names) and any(name.startswith("naive") for name in names)
+    [batched] = [measurement for measurement in written["measurements"] if measurement["batch_size"] == 2]
+    assert batched["name"].startswith("tf_style plan, batch of 2")
+    assert batched["seconds_per_image_step"] == pytest.approx(batched["seconds_per_step"] / 2)
     for measurement in written["measurements"]:
         assert measurement["size"] == 64 and measurement["timed_steps"] == 1
         for key in ("seconds_per_step", "gflop_per_step", "achieved_gflops", "fraction_of_peak", "cores_used"):

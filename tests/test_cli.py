@@ -28,8 +28,8 @@ def test_writes_an_image_of_the_asked_size_with_snapshots(tmp_path, content_path
     assert (tmp_path / "out" / "result_step0003.png").exists()
     assert "wrote" in result.stdout and "final losses" in result.stdout
     assert sorted(os.listdir(tmp_path / "out")) == ["result.png", "result_sheet.png", "result_step0003.png"]
-    # content (64x48) | style (64x64, shown at 48x48) | result, 8 px apart
-    assert Image.open(tmp_path / "out" / "result_sheet.png").size == (64 + 8 + 48 + 8 + 64, 48)
+    # content (64x48) | style (64x64, shown at 48x48) | the step-3 snapshot | result, 8 px apart
+    assert Image.open(tmp_path / "out" / "result_sheet.png").size == (64 + 8 + 48 + 8 + 64 + 8 + 64, 48)
 
 
 def test_jpeg_output_and_noise_start(tmp_path, content_path, style_path):
@@ -45,11 +45,17 @@ def _write(path, data):
     return str(path)
 
 
+def _empty_directory(tmp) -> str:
+    (tmp / "empty").mkdir(exist_ok=True)
+    return str(tmp / "empty")
+
+
 BAD_INPUTS = {
     "missing content": (lambda tmp, content, style: [f"--content={tmp / 'nope.jpg'}", f"--style={style}"],
                         "does not exist"),
-    "directory as style": (lambda tmp, content, style: [f"--content={content}", f"--style={tmp}"],
-                           "is a directory"),
+    "style directory without images": (lambda tmp, content, style: [f"--content={content}",
+                                                                     f"--style={_empty_directory(tmp)}"],
+                                       "holds no image files"),
     "text file as image": (lambda tmp, content, style: [f"--content={_write(tmp / 'fake.jpg', b'text')}",
                                                          f"--style={style}"], "not a readable image"),
     "tiny image": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",

@@ -32,19 +32,19 @@ def test_targets_have_the_layers_and_gram_shapes(targets):
 
 
 def test_steps_lower_the_loss_and_trace_once(extractor, targets):
-    optimization = Optimization(extractor, targets, gradient_image(48, 64), CONFIG)
+    optimization = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
     reports = []
     result = optimization.run(CONFIG.steps, callbacks=[reports.append], progress_every=CONFIG.progress_every)
     assert [report.step for report in reports] == [4, 8, 12]
     assert reports[-1].losses["total"] < reports[0].losses["total"]
     assert optimization.train_step.experimental_get_tracing_count() == 1
-    assert result.shape == (48, 64, 3) and result.dtype == np.float32
+    assert result.shape == (1, 48, 64, 3) and result.dtype == np.float32
     assert result.min() >= 0.0 and result.max() <= 255.0
-    np.testing.assert_array_equal(result, reports[-1].image)
+    np.testing.assert_array_equal(result[0], reports[-1].image)
 
 
 def test_reported_losses_add_up(extractor, targets):
-    optimization = Optimization(extractor, targets, gradient_image(48, 64), CONFIG)
+    optimization = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
     report = []
     optimization.run(1, callbacks=[report.append])
     losses_now = report[0].losses
@@ -61,7 +61,7 @@ def test_content_start_has_zero_content_loss_before_the_first_step(extractor, ta
 
 def test_divergence_raises_with_the_last_finite_image(extractor, targets):
     start = gradient_image(48, 64)
-    optimization = Optimization(extractor, targets, start, CONFIG)
+    optimization = Optimization(extractor, targets, start[None], CONFIG)
     seen = []
 
     def poison_after_first_step(report):
@@ -71,7 +71,7 @@ def test_divergence_raises_with_the_last_finite_image(extractor, targets):
     with pytest.raises(DivergedError, match="smaller --learning_rate") as raised:
         optimization.run(3, callbacks=[poison_after_first_step], progress_every=1)
     assert raised.value.step == 2
-    np.testing.assert_array_equal(raised.value.image, seen[0])
+    np.testing.assert_array_equal(raised.value.image[0], seen[0])
 
 
 def test_compute_plan_follows_the_cpu(monkeypatch, tmp_path):
@@ -98,7 +98,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 def test_both_precisions_lower_the_loss(precision):
     extractor = build_feature_extractor(CONFIG.content_layers + CONFIG.style_layers, dtype_policy=precision)
     targets = compute_targets(extractor, gradient_image(48, 64), stripes_image(64, 64), CONFIG)
-    optimization = Optimization(extractor, targets, gradient_image(48, 64), CONFIG)
+    optimization = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
     reports = []
     optimization.run(8, callbacks=[reports.append], progress_every=4)
     assert reports[-1].losses["total"] < reports[0].losses["total"]

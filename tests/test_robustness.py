@@ -77,7 +77,7 @@ def test_interrupt_before_the_first_step_carries_no_image(monkeypatch, tmp_path)
     def interrupted_while_preparing(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(optimize, "compute_targets", interrupted_while_preparing)
+    monkeypatch.setattr(optimize, "batch_targets", interrupted_while_preparing)
     with pytest.raises(Interrupted) as raised:
         tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64), steps=5,
                          checkpoint_dir=str(tmp_path / "checkpoints"), **FAST)
@@ -86,7 +86,7 @@ def test_interrupt_before_the_first_step_carries_no_image(monkeypatch, tmp_path)
 
 
 def test_interrupt_after_a_finished_scale_carries_that_scale_resized(monkeypatch):
-    original = optimize.compute_targets
+    original = optimize.batch_targets
     calls = []
 
     def interrupted_at_the_second_scale(*args, **kwargs):
@@ -95,7 +95,7 @@ def test_interrupt_after_a_finished_scale_carries_that_scale_resized(monkeypatch
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(optimize, "compute_targets", interrupted_at_the_second_scale)
+    monkeypatch.setattr(optimize, "batch_targets", interrupted_at_the_second_scale)
     with pytest.raises(Interrupted) as raised:
         tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64),
                          **{**FAST, "steps": 2, "initial_size": 32, "initial_steps": 2})
@@ -139,7 +139,7 @@ def extractor():
 
 def _optimization_with_checkpoints(extractor, directory):
     targets = compute_targets(extractor, gradient_image(48, 64), stripes_image(64, 64), CONFIG)
-    optimization = Optimization(extractor, targets, gradient_image(48, 64), CONFIG)
+    optimization = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
     checkpoints = checkpoint.RunCheckpoints(directory, {"run": 1}, every=1)
     checkpoints.track(optimization.state(), scale_index=0)
     return optimization, checkpoints
@@ -160,7 +160,7 @@ def test_divergence_keeps_the_last_finite_image_out_of_the_checkpoints(extractor
         optimization.run(CONFIG.steps, callbacks=[lambda report: seen.append(report.image),
                                                   _poison_at(optimization, 2)], checkpoints=checkpoints)
     assert raised.value.step == 3
-    np.testing.assert_array_equal(raised.value.image, seen[-1])
+    np.testing.assert_array_equal(raised.value.image[0], seen[-1])
     saved = checkpoint.read_latest(directory)
     assert saved.step == 2
     image = tf.train.load_checkpoint(saved.path).get_tensor("image/.ATTRIBUTES/VARIABLE_VALUE")
@@ -486,3 +486,22 @@ def test_an_interrupt_before_the_first_step_writes_nothing(tmp_path, inputs):
     assert process.returncode == 130, stderr
     assert stderr == "tf_style: interrupted before the first step (SIGINT); nothing was written\n"
     assert open(output, "rb").read() == before
+
+
+def test_an_interrupted_batch_keeps_finished_results_and_writes_no_half_done_one(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png"):
+        (photos / name).write_bytes(png_bytes(48, 64))
+    style = tmp_path / "style.png"
+    style.write_bytes(png_bytes(64, 64))
+    out = tmp_path / "out"
+    process = _start_cli(f"--content={photos}", f"--style={style}", f"--output_dir={out}", "--size=64",
+                         "--initial_size=0", "--steps=100000", "--save_every=2", "--batch_size=1")
+    _wait_for_file(out / "a__style_step0002.png", process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == ("tf_style: interrupted (SIGINT) after writing 0 of 2 results; run the same command "
+                              "to do the rest")
+    assert not (out / "a__style.png").exists() and not (out / "b__style.png").exists()

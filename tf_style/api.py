@@ -1,23 +1,224 @@
-"""The Python API: `stylize()` turns a content image and one or more style images into a stylized array.
+"""The Python API: `stylize()` paints one content image in a style; `stylize_batch()` paints many pairs.
 
-The command line is a thin shell around this function, so a notebook gets exactly what the CLI gets.
+The command line is a thin shell around these functions, so a notebook gets exactly what the CLI gets. A
+`Stylizer` holds what several stylizations with one set of options share: the network, built once, and the
+style statistics of each style at each scale, computed once.
 """
 
+import dataclasses
 import os
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from tf_style import color, images, memory
 from tf_style.config import StyleConfig, scaled_size
 from tf_style.device import ComputePlan, plan_compute
-from tf_style.errors import UsageError
-from tf_style.features import build_feature_extractor
+from tf_style.errors import DivergedError, Interrupted, UsageError
+from tf_style.features import FeatureExtractor, build_feature_extractor
 from tf_style.optimize import Callback, stylize_coarse_to_fine
 
 SAMPLES_DIR = os.path.join(os.path.dirname(__file__), "samples")
 SAMPLE_CONTENT = os.path.join(SAMPLES_DIR, "tubingen.jpg")
 SAMPLE_STYLE = os.path.join(SAMPLES_DIR, "starry_night.jpg")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairResult:
+    """The outcome of one content × style pair of a batch.
+
+    Attributes:
+        index: the pair's position in the input.
+        content: the content as given.
+        style: the style (or list of styles to blend) as given.
+        image: the result, float32 [H, W, 3] in [0, 255]; None if the pair failed.
+        error: why the pair failed (a UsageError for a bad image, a DivergedError), or None.
+    """
+
+    index: int
+    content: object
+    style: object
+    image: Optional[np.ndarray] = None
+    error: Optional[Exception] = None
+
+
+@dataclasses.dataclass
+class _PreparedPair:
+    """A pair loaded and resized for the run: what the optimization needs of it."""
+
+    index: int
+    content_source: object
+    content_image: np.ndarray
+    style_images: list
+    start_image: np.ndarray
+    style_key: object
+
+
+class Stylizer:
+    """Stylizes with one set of options, building the network once for all the images it is given.
+
+    Args:
+        config: a StyleConfig; `options` override its fields. None starts from the defaults.
+        log: where one-line notices go (the compute plan, each batch); None for silence.
+        **options: StyleConfig fields, e.g. `size=256, steps=200, style_weight=2.0`.
+    """
+
+    def __init__(self, config: Optional[StyleConfig] = None, log=print, **options):
+        self.config = config.replace(**options) if config is not None else StyleConfig(**options)
+        self.plan = plan_compute(self.config.precision, self.config.xla)
+        self._log = log or (lambda message: None)
+        self._extractor = None
+        # {(style key, long side): StyleStatistics}: each style's targets are computed once per scale.
+        self._style_cache = {}
+        self._style_sources = {}  # style key -> the styles it names, kept alive (see `_style_key`)
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """The VGG16 feature extractor, built on first use."""
+        if self._extractor is None:
+            config = self.config
+            self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
+            self._extractor = build_feature_extractor(config.content_layers + config.style_layers, config.weights,
+                                                      config.pooling, self.plan.dtype_policy, config.padding)
+        return self._extractor
+
+    def stylize(self, content, style, callbacks: Sequence[Callback] = ()) -> np.ndarray:
+        """Paints `content` in the style of `style`; see `tf_style.stylize`."""
+        pair = self._prepare(0, content, style)
+        try:
+            return self._run([pair], callbacks)[0]
+        except (DivergedError, Interrupted) as error:
+            # One image in, one image out: the error carries this image, not a batch of one.
+            if error.image is not None:
+                error.image = self._finish(error.image[0], pair)
+            raise
+
+    def stylize_batch(self, pairs: Sequence[tuple], callbacks: Sequence[Callback] = ()) -> list:
+        """Stylizes every (content, style) pair; returns a `PairResult` for each, in input order.
+
+        A pair that fails (an unreadable image, a divergence) has its error in its result; the rest go on.
+        """
+        return sorted(self.iter_stylize_batch(pairs, callbacks), key=lambda result: result.index)
+
+    def iter_stylize_batch(self, pairs: Sequence[tuple], callbacks: Sequence[Callback] = ()
+                           ) -> Iterator[PairResult]:
+        """Yields a `PairResult` for every (content, style) pair as soon as it is done.
+
+        Pairs whose results have the same size are optimized together, up to `config.batch_size` (or fewer
+        if memory is short) in one train step. Callbacks get reports whose `index` is the pair's position in
+        `pairs`.
+
+        Raises:
+            Interrupted: a KeyboardInterrupt arrived; the pairs already yielded are done, the others not.
+            UsageError: options that no pair can use (checkpoints with several pairs).
+        """
+        pairs = [tuple(pair) for pair in pairs]
+        if self.config.checkpoint_dir and len(pairs) > 1:
+            raise UsageError("--checkpoint_dir resumes a run of one content and one style; a batch run resumes "
+                             "by skipping the results it has already written")
+        groups = {}  # (height, width) -> [(index, style shapes)], in input order
+        for index, (content, style) in enumerate(pairs):
+            try:
+                height, width, style_shapes = self._planned_shapes(content, _style_list(style))
+            except UsageError as error:
+                yield PairResult(index, content, style, error=error)
+                continue
+            groups.setdefault((height, width), []).append((index, style_shapes))
+        for (height, width), members in groups.items():
+            style_shapes = [shape for _, shapes in members for shape in shapes]
+            batch_size = memory.largest_batch_that_fits(
+                height, width, style_shapes, self.config.content_layers + self.config.style_layers,
+                self.plan.dtype_policy, self.config.batch_size) if self.plan.device == "CPU" else \
+                self.config.batch_size
+            for start in range(0, len(members), batch_size):
+                yield from self._stylize_group([index for index, _ in members[start:start + batch_size]], pairs,
+                                               callbacks)
+
+    def _stylize_group(self, indices: list, pairs: list, callbacks) -> Iterator[PairResult]:
+        prepared = []
+        for index in indices:
+            try:
+                prepared.append(self._prepare(index, *pairs[index]))
+            except UsageError as error:
+                yield PairResult(index, *pairs[index], error=error)
+        if not prepared:
+            return
+        try:
+            results = self._run(prepared, callbacks, announce=True)
+        except DivergedError as error:
+            for pair in prepared:
+                yield PairResult(pair.index, *pairs[pair.index], error=error)
+            return
+        for pair, result in zip(prepared, results):
+            yield PairResult(pair.index, *pairs[pair.index], image=result)
+
+    def _planned_shapes(self, content, styles: list) -> tuple:
+        """(height, width, style shapes) of a pair's result and styles, from headers where it can.
+
+        Raises:
+            UsageError: an image cannot be read, or the pair cannot run at these options on this machine.
+        """
+        if not styles:
+            raise UsageError("--style: give at least one style image")
+        config = self.config
+        if config.style_blend_weights is not None and len(config.style_blend_weights) != len(styles):
+            raise UsageError(f"--style_blend_weights has {len(config.style_blend_weights)} values for "
+                             f"{len(styles)} style images; give one weight per style image")
+        height, width = scaled_size(*_image_size(content, "content image"), config.size)
+        smallest_side = min(scaled_size(height, width, config.scale_sizes()[0]))
+        if smallest_side < images.MIN_INPUT_SIDE:
+            raise UsageError(f"--size={config.size} (first scale {config.scale_sizes()[0]}) makes the result "
+                             f"{smallest_side} pixels on its short side; VGG16 needs at least "
+                             f"{images.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
+        style_long_side = max(images.MIN_INPUT_SIDE, round(config.size * config.style_scale))
+        style_shapes = [scaled_size(*_image_size(style, "style image"), style_long_side) for style in styles]
+        # Before resizing: resizing to a --size far too large would itself need gigabytes.
+        require_memory(height, width, style_shapes, config, self.plan)
+        return height, width, style_shapes
+
+    def _prepare(self, index: int, content, style) -> _PreparedPair:
+        """Loads a pair's images at the sizes the run needs, and its start image."""
+        styles = _style_list(style)
+        height, width, style_shapes = self._planned_shapes(content, styles)
+        content_image = images.resize(images.load_image(content, "content image"), height, width)
+        style_images = [images.resize(images.load_image(source, "style image"), *shape)
+                        for source, shape in zip(styles, style_shapes)]
+        style_key = self._style_key(styles)
+        start_image = _start_image(self.config, content_image, style_images)
+        return _PreparedPair(index, content, content_image, style_images, start_image, style_key)
+
+    def _style_key(self, styles: list) -> tuple:
+        """The name under which a pair's styles' statistics are cached: paths by path, other objects by id.
+
+        An id names an object only while it lives, so the objects are kept alive with the cache.
+        """
+        key = tuple(os.fspath(style) if isinstance(style, (str, os.PathLike)) else ("object", id(style))
+                    for style in styles)
+        self._style_sources[key] = styles
+        return key
+
+    def _run(self, prepared: list, callbacks, announce: bool = False) -> np.ndarray:
+        """Stylizes prepared pairs of one size together; returns their results, [B, H, W, 3].
+
+        Args:
+            announce: log a line that names the images of this batch.
+        """
+        extractor = self.extractor
+        if announce:
+            height, width = prepared[0].content_image.shape[:2]
+            self._log(f"stylizing {len(prepared)} image{'s' * (len(prepared) > 1)} at {width}x{height}: "
+                      + ", ".join(_describe(pair.content_source) for pair in prepared))
+        results = stylize_coarse_to_fine(
+            extractor, np.stack([pair.content_image for pair in prepared]),
+            [pair.style_images for pair in prepared], np.stack([pair.start_image for pair in prepared]),
+            self.config, callbacks, jit_compile=self.plan.jit_compile, indices=[pair.index for pair in prepared],
+            style_keys=[pair.style_key for pair in prepared], style_cache=self._style_cache)
+        return np.stack([self._finish(result, pair) for result, pair in zip(results, prepared)])
+
+    def _finish(self, result: np.ndarray, pair: _PreparedPair) -> np.ndarray:
+        if self.config.original_colors:
+            return color.transfer_luminance(result, pair.content_image)
+        return result
 
 
 def stylize(content, style, config: Optional[StyleConfig] = None, callbacks: Sequence[Callback] = (),
@@ -40,44 +241,31 @@ def stylize(content, style, config: Optional[StyleConfig] = None, callbacks: Seq
     Raises:
         UsageError: bad images or options.
         DivergedError: the optimization became non-finite (try a smaller learning rate).
+        Interrupted: a KeyboardInterrupt arrived; `error.image` is the current result.
 
     Example:
         >>> import tf_style
         >>> result = tf_style.stylize("photo.jpg", ["a.jpg", "b.jpg"], size=256, style_blend_weights=(3, 7))
     """
-    config = config.replace(**options) if config is not None else StyleConfig(**options)
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
-    if not styles:
-        raise UsageError("--style: give at least one style image")
-    if config.style_blend_weights is not None and len(config.style_blend_weights) != len(styles):
-        raise UsageError(f"--style_blend_weights has {len(config.style_blend_weights)} values for "
-                         f"{len(styles)} style images; give one weight per style image")
-    content_image = images.load_image(content, "content image")
-    style_images = [images.load_image(path, "style image") for path in styles]
-    height, width = scaled_size(*content_image.shape[:2], config.size)
-    smallest_side = min(scaled_size(height, width, config.scale_sizes()[0]))
-    if smallest_side < images.MIN_INPUT_SIDE:
-        raise UsageError(f"--size={config.size} (first scale {config.scale_sizes()[0]}) makes the result "
-                         f"{smallest_side} pixels on its short side; VGG16 needs at least "
-                         f"{images.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
-    style_long_side = max(images.MIN_INPUT_SIDE, round(config.size * config.style_scale))
-    style_shapes = [scaled_size(*image.shape[:2], style_long_side) for image in style_images]
-    plan = plan_compute(config.precision, config.xla)
-    # Before resizing: resizing to a --size far too large would itself need gigabytes.
-    require_memory(height, width, style_shapes, config, plan)
-    content_image = images.resize(content_image, height, width)
-    style_images = [images.resize(image, *shape) for image, shape in zip(style_images, style_shapes)]
-    start_image = _start_image(config, content_image, style_images)
+    return Stylizer(config, log, **options).stylize(content, style, callbacks)
 
-    if log is not None:
-        log(f"tf_style: {plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
-    extractor = build_feature_extractor(config.content_layers + config.style_layers, config.weights,
-                                        config.pooling, plan.dtype_policy, config.padding)
-    result = stylize_coarse_to_fine(extractor, content_image, style_images, start_image, config, callbacks,
-                                    jit_compile=plan.jit_compile)
-    if config.original_colors:
-        result = color.transfer_luminance(result, content_image)
-    return result
+
+def stylize_batch(pairs: Sequence[tuple], config: Optional[StyleConfig] = None,
+                  callbacks: Sequence[Callback] = (), log=print, **options) -> list:
+    """Paints every (content, style) pair; pairs whose results have the same size are optimized together.
+
+    Args:
+        pairs: (content, style) tuples, each in any form `stylize` takes.
+        config, callbacks, log, options: as for `stylize`; a report's `index` is its pair's position.
+
+    Returns:
+        A `PairResult` for each pair, in input order: its image, or the error that made it fail.
+
+    Example:
+        >>> results = tf_style.stylize_batch([("a.jpg", "starry.jpg"), ("b.jpg", "starry.jpg")], size=256)
+        >>> [result.image.shape for result in results if result.error is None]
+    """
+    return Stylizer(config, log, **options).stylize_batch(pairs, callbacks)
 
 
 def require_memory(height: int, width: int, style_shapes, config: StyleConfig, plan: ComputePlan) -> None:
@@ -89,6 +277,21 @@ def require_memory(height: int, width: int, style_shapes, config: StyleConfig, p
     if plan.device == "CPU":
         memory.require_fits(height, width, style_shapes, config.content_layers + config.style_layers,
                             plan.dtype_policy)
+
+
+def _style_list(style) -> list:
+    return list(style) if isinstance(style, (list, tuple)) else [style]
+
+
+def _image_size(source, what: str) -> tuple:
+    """(height, width) of an image given in any form `load_image` takes; files are read from the header."""
+    if isinstance(source, (str, os.PathLike)):
+        return images.image_file_size(os.fspath(source), what)
+    return images.load_image(source, what).shape[:2]
+
+
+def _describe(source) -> str:
+    return os.path.basename(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else type(source).__name__
 
 
 def _start_image(config: StyleConfig, content_image: np.ndarray, style_images: list) -> np.ndarray:

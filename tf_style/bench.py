@@ -34,13 +34,14 @@ from tf_style.files import write_atomically
 
 with native_stderr_silenced():
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from tf_style import api, images, losses
     from tf_style.config import StyleConfig
     from tf_style.device import plan_compute
     from tf_style.features import build_feature_extractor
-    from tf_style.optimize import Optimization, compute_targets
+    from tf_style.optimize import Optimization, batch_targets, compute_targets, style_statistics
 
 PROGRAM = "tf_style.bench"
 
@@ -157,25 +158,30 @@ class TfStyleStep:
     Args:
         size: long side; the content is 4:3.
         precision: "auto" (the plan `stylize()` would choose) or a fixed precision such as "float32".
+        batch_size: images optimized together in one step, as a batch run does (mirrored copies of the
+            sample photo).
     """
 
-    def __init__(self, size: int, precision: str = "auto"):
+    def __init__(self, size: int, precision: str = "auto", batch_size: int = 1):
         content, style = sample_images(size)
+        self.batch_size = batch_size
         self.config = StyleConfig(size=size, precision=precision)
         self.plan = plan_compute(self.config.precision, self.config.xla)
         self.extractor = build_feature_extractor(self.config.content_layers + self.config.style_layers,
                                                  self.config.weights, self.config.pooling,
                                                  self.plan.dtype_policy, self.config.padding)
-        targets = compute_targets(self.extractor, content, [style], self.config, self.config.style_blend_weights)
-        self.optimization = Optimization(self.extractor, targets, content, self.config,
+        style_targets = style_statistics(self.extractor, [style], self.config)
+        contents = np.stack([content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)])
+        targets = batch_targets(self.extractor, contents, [style_targets] * batch_size, self.config)
+        self.optimization = Optimization(self.extractor, targets, contents, self.config,
                                          jit_compile=self.plan.jit_compile)
         self.height, self.width = content.shape[:2]
 
     def __call__(self) -> float:
-        return float(self.optimization.train_step(self.optimization.targets)["total"])
+        return float(self.optimization.train_step(self.optimization.targets)["total"][0])
 
     def flops(self) -> int:
-        return step_flops(self.extractor.model, self.height, self.width)
+        return self.batch_size * step_flops(self.extractor.model, self.height, self.width)
 
 
 class NaiveEagerStep:
@@ -189,7 +195,7 @@ class NaiveEagerStep:
         step = self.tf_style_step
         targets = compute_targets(step.extractor, self.content, [self.style], step.config,
                                   step.config.style_blend_weights)
-        return float(step.optimization.train_step.python_function(targets)["total"])
+        return float(step.optimization.train_step.python_function(targets)["total"][0])
 
     def flops(self) -> int:
         return self.tf_style_step.flops()
@@ -257,12 +263,14 @@ def measure_step(name: str, build: Callable[[], object], dtype: str, peaks: dict
     step = build()
     timing = time_steps(step, num_steps, warmup_steps, budget_seconds)
     flops = step.flops()
+    batch_size = getattr(step, "batch_size", 1)
     achieved_gflops = flops / timing["seconds_per_step"] / 1e9
     # A traced step holds its model in a reference cycle: free it before the next, possibly larger, one.
     del step
     keras.backend.clear_session()
     gc.collect()
-    return {"name": name, "dtype": dtype, **timing, "gflop_per_step": flops / 1e9,
+    return {"name": name, "dtype": dtype, **timing, "batch_size": batch_size,
+            "seconds_per_image_step": timing["seconds_per_step"] / batch_size, "gflop_per_step": flops / 1e9,
             "achieved_gflops": achieved_gflops, "fraction_of_peak": achieved_gflops / peaks[dtype]["peak_gflops"]}
 
 
@@ -329,7 +337,7 @@ def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
 def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int = 3,
                   budget_seconds: Optional[float] = 45.0, naive_max_size: int = 512,
                   preset: Optional[str] = "flags/quality.cfg", preset_size: int = 512,
-                  preset_extra_args: Sequence[str] = (), measure_memory_too: bool = True,
+                  preset_extra_args: Sequence[str] = (), measure_memory_too: bool = True, batch_size: int = 4,
                   progress=lambda message: print(message, file=sys.stderr, flush=True)) -> dict:
     """Runs every measurement; returns the results as a JSON-ready dict.
 
@@ -342,6 +350,7 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
         preset: a flagfile to time through the CLI at `preset_size`; None skips it.
         preset_extra_args: more CLI flags for the preset run (tests use them to make it short).
         measure_memory_too: measure the peak RSS of each size in a child process.
+        batch_size: the batch of the batched step, measured beside one image per step.
         progress: receives one line per measurement as it starts.
     """
     plan = plan_compute("auto", "auto")
@@ -358,12 +367,14 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
         "plan": {"device": plan.device, "dtype_policy": plan.dtype_policy, "jit_compile": plan.jit_compile,
                  "reason": plan.reason},
         "settings": {"sizes": list(sizes), "num_steps": num_steps, "warmup_steps": warmup_steps,
-                     "budget_seconds": budget_seconds, "naive_max_size": naive_max_size},
+                     "batch_size": batch_size, "budget_seconds": budget_seconds, "naive_max_size": naive_max_size},
         "peaks": peaks, "flop_counting": FLOP_COUNTING, "measurements": [], "skipped": [],
     }
     configurations = [
         (f"tf_style plan ({plan.dtype_policy}, XLA {'on' if plan.jit_compile else 'off'})",
          peak_dtype(plan.dtype_policy), lambda size: TfStyleStep(size, "auto")),
+        (f"tf_style plan, batch of {batch_size} images", peak_dtype(plan.dtype_policy),
+         lambda size: TfStyleStep(size, "auto", batch_size)),
         ("tf_style float32", "float32", lambda size: TfStyleStep(size, "float32")),
         ("tutorial recipe (VGG19, float32)", "float32", TutorialStep),
         ("naive eager (float32, targets every step)", "float32", NaiveEagerStep),
@@ -420,15 +431,17 @@ def format_report(results: dict) -> str:
                  for dtype, peak in peaks.items()),
              f"FLOPs counted: {results['flop_counting']}",
              f"s/step: median of the timed steps after {results['settings']['warmup_steps']} warm-up steps; "
+             "s/image: s/step divided by the images a step updates; "
              "cores: CPU seconds per wall second while timing (below the core count: other work took some)",
              "",
-             f"{'size':>9}  {'configuration':<44} {'steps':>5} {'s/step':>8} {'GFLOP/step':>10} {'GFLOP/s':>8} "
-             f"{'of peak':>8} {'cores':>6}"]
+             f"{'size':>9}  {'configuration':<44} {'steps':>5} {'s/step':>8} {'s/image':>8} {'GFLOP/step':>10} "
+             f"{'GFLOP/s':>8} {'of peak':>8} {'cores':>6}"]
     for measurement in results["measurements"]:
         height, width = round(measurement["size"] * 3 / 4), measurement["size"]
         lines.append(
             f"{f'{width}x{height}':>9}  {measurement['name']:<44} {measurement['timed_steps']:>5} "
-            f"{measurement['seconds_per_step']:>8.3f} {measurement['gflop_per_step']:>10.1f} "
+            f"{measurement['seconds_per_step']:>8.3f} {measurement['seconds_per_image_step']:>8.3f} "
+            f"{measurement['gflop_per_step']:>10.1f} "
             f"{measurement['achieved_gflops']:>8.1f} {measurement['fraction_of_peak']:>8.1%} "
             f"{measurement['cores_used']:>6.2f}")
     lines += [f"skipped: {reason}" for reason in results["skipped"]]
@@ -498,6 +511,7 @@ def _define_flags():
         "skip_preset": flags.DEFINE_boolean("skip_preset", False, "Do not time the preset through the CLI."),
         "preset": flags.DEFINE_string("preset", "flags/quality.cfg", "The preset (flagfile) to time at 512 px."),
         "skip_memory": flags.DEFINE_boolean("skip_memory", False, "Do not measure peak memory per size."),
+        "batch_size": flags.DEFINE_integer("batch_size", 4, "Images per step of the batched measurement."),
     }
 
 
@@ -518,7 +532,8 @@ def main(argv, flag_handles) -> int:
         raise UsageError(f"--json: cannot write in {json_directory}; choose a writable path")
     results = run_benchmark(sizes, flag_handles["steps"].value, flag_handles["warmup_steps"].value,
                             flag_handles["budget_seconds"].value, flag_handles["naive_max_size"].value, preset,
-                            measure_memory_too=not flag_handles["skip_memory"].value)
+                            measure_memory_too=not flag_handles["skip_memory"].value,
+                            batch_size=flag_handles["batch_size"].value)
     write_json(flag_handles["json"].value, results)
     print(format_report(results))
     print(f"\nwrote {flag_handles['json'].value}")

@@ -31,7 +31,7 @@ MAX_TO_KEEP = 2
 # and `xla` through the compute dtype and XLA setting they resolve to on this machine.
 _OPTIONS_THAT_DO_NOT_MATTER = frozenset({
     "save_every", "progress_every", "checkpoint_dir", "checkpoint_every", "original_colors", "seed", "precision",
-    "xla"})
+    "xla", "batch_size"})
 
 _IMAGE_HINTS = {
     "content image": "",

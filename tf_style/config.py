@@ -74,6 +74,8 @@ class StyleConfig:
         checkpoint_dir: where to keep checkpoints to resume an interrupted run from; None for none.
         checkpoint_every: save a checkpoint every this many steps (also at the end of each scale and on an
             interrupt).
+        batch_size: in a batch run, at most this many images of one size are optimized together in one
+            train step (fewer if memory is short); it changes the speed, not the results.
     """
 
     size: int = 512
@@ -103,6 +105,7 @@ class StyleConfig:
     progress_every: int = 10
     checkpoint_dir: Optional[str] = None
     checkpoint_every: int = 50
+    batch_size: int = 4
 
     def __post_init__(self):
         _require_positive_int("size", self.size)
@@ -160,6 +163,7 @@ class StyleConfig:
         if self.checkpoint_dir is not None and (not isinstance(self.checkpoint_dir, str) or not self.checkpoint_dir):
             raise UsageError(f"--checkpoint_dir must be a directory path, got {self.checkpoint_dir!r}")
         _require_positive_int("checkpoint_every", self.checkpoint_every)
+        _require_positive_int("batch_size", self.batch_size)
         # Adam moves every pixel by about the learning rate on each step: beyond the whole range of pixel
         # values every step slams pixels to black or white, and the loss jumps about without ever being NaN.
         if self.learning_rate > MAX_LEARNING_RATE:

@@ -4,6 +4,11 @@ Defines the flags, turns them into a StyleConfig once, calls `tf_style.stylize`,
 codes: 0 done, 1 diverged (the last finite image is written), 2 bad input (one line on stderr), 130 and 143
 interrupted by SIGINT (Ctrl-C) and SIGTERM (the current image is written, and a checkpoint if asked).
 
+A directory or glob in `--content` or `--style`, or a `--pairs` file, makes it a batch run over every pair
+(`tf_style.stylize_batch`): results go to `--output_dir`, a pair that fails is reported and skipped (exit 3
+at the end), pairs whose result exists are skipped unless `--overwrite`, and an interrupt keeps the results
+already written (a rerun does the rest).
+
 Signals are handled here, not in the library: the first SIGINT or SIGTERM raises KeyboardInterrupt, which the
 optimization loop turns into an `Interrupted` error carrying the current image; later ones are only noted, so
 that they cannot cut short the writing of that image.
@@ -21,25 +26,39 @@ from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_sil
 
 with native_stderr_silenced():
     from tf_style import api, checkpoint, images
-    from tf_style.callbacks import ProgressBar, SnapshotSaver
+    from tf_style import pairs as batch_pairs
+    from tf_style.callbacks import ForEachImage, ProgressBar, SnapshotSaver, TensorBoardLogger
     from tf_style.config import (INIT_MODES, PADDING_MODES, POOLING_MODES, PRECISIONS, STYLE_LOSSES,
-                                 VGG16_CONV_LAYERS, WEIGHT_SOURCES, XLA_MODES, StyleConfig, scaled_size)
-    from tf_style.device import plan_compute
+                                 VGG16_CONV_LAYERS, WEIGHT_SOURCES, XLA_MODES, StyleConfig)
     from tf_style.errors import DivergedError, Interrupted, UsageError
     from tf_style.files import require_writable_directory
 
 PROGRAM = "tf_style"
 EXIT_DIVERGED = 1
+EXIT_SOME_FAILED = 3
 _DEFAULTS = StyleConfig()
 
-_CONTENT = flags.DEFINE_string("content", api.SAMPLE_CONTENT, "Content image (the photo). Default: the bundled "
-                               "sample photo.")
+_CONTENT = flags.DEFINE_string("content", api.SAMPLE_CONTENT, "Content image (the photo). A directory or a "
+                               "quoted glob ('photos/*.jpg') makes a batch run. Default: the bundled sample photo.")
 _STYLE = flags.DEFINE_list("style", [api.SAMPLE_STYLE], "Style image (the painting), or several separated by "
-                           "commas to blend. Default: the bundled sample painting.")
+                           "commas to blend. In a batch run each is a separate style (files, directories or "
+                           "globs). Default: the bundled sample painting.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the result (.png, .jpg, ...). Default: "
                               "saved_outputs/<content>_<style>.png. Missing directories are created.")
+_PAIRS = flags.DEFINE_string("pairs", None, "Batch run over the pairs this file lists: one content,style per "
+                             "line (paths relative to the file), # comments.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "saved_outputs", "Batch run: results go to "
+                                  "<output_dir>/<content>__<style>.png.")
+_OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Batch run: redo pairs whose result already exists "
+                                  "(they are skipped otherwise).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
+                                   "Batch run: at most this many images of one size share a train step (fewer if "
+                                   "memory is short).")
+_LOGDIR = flags.DEFINE_string("logdir", None, "Write TensorBoard events here: losses and steps/s every few "
+                              "steps, the image every --save_every steps and at the end; one run per result.")
 _CONTACT_SHEET = flags.DEFINE_boolean("contact_sheet", False,
-                                      "Also write <output>_sheet.png: content | style(s) | result side by side.")
+                                      "Also write <output>_sheet.png: content | style(s) | snapshots | result side "
+                                      "by side (snapshots with --save_every).")
 _SIZE = flags.DEFINE_integer("size", _DEFAULTS.size, "Long side of the result in pixels.")
 _STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Adam steps at each scale (after the first).")
 _INITIAL_SIZE = flags.DEFINE_integer("initial_size", _DEFAULTS.initial_size,
@@ -114,7 +133,7 @@ def config_from_flags() -> StyleConfig:
         original_colors=_ORIGINAL_COLORS.value, weights=_WEIGHTS.value, pooling=_POOLING.value,
         padding=_PADDING.value, init=_INIT.value, seed=_SEED.value, save_every=_SAVE_EVERY.value, xla=_XLA.value,
         precision=_PRECISION.value, checkpoint_dir=_CHECKPOINT_DIR.value or None,
-        checkpoint_every=_CHECKPOINT_EVERY.value)
+        checkpoint_every=_CHECKPOINT_EVERY.value, batch_size=_BATCH_SIZE.value)
 
 
 def _numbers(name: str, values):
@@ -178,18 +197,24 @@ def main(argv) -> int:
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags take the form --name=value")
     config = config_from_flags()
+    if _LOGDIR.value:
+        require_writable_directory(_LOGDIR.value, "TensorBoard logs", "--logdir")
+    if batch_pairs.is_batch(_CONTENT.value, _STYLE.value, _PAIRS.value):
+        return _main_batch(config)
+    return _main_single(config)
+
+
+def _main_single(config: StyleConfig) -> int:
     content, style = _CONTENT.value, _STYLE.value
     output = _OUTPUT.value or default_output_path(content, style)
     images.check_output_path(output)
-    _require_memory(content, style, config)
     if config.checkpoint_dir:
         require_writable_directory(config.checkpoint_dir, "checkpoints", "--checkpoint_dir")
         saved = checkpoint.read_latest(config.checkpoint_dir)
         if saved is not None:
             print(f"found a checkpoint at step {saved.step} in {config.checkpoint_dir}", flush=True)
-    callbacks = [ProgressBar()]
-    if config.save_every:
-        callbacks.append(SnapshotSaver(output, config.save_every))
+    snapshots = SnapshotSaver(output, config.save_every) if config.save_every else None
+    callbacks = [ProgressBar(), *_output_callbacks(output, snapshots, config)]
     start = time.perf_counter()
     final_losses = {}
     callbacks.append(lambda report: final_losses.update(report.losses))
@@ -207,32 +232,89 @@ def main(argv) -> int:
             print_error(PROGRAM, f"{error}; wrote the last finite image (step {error.step} or before) to {output}")
         return EXIT_DIVERGED
     _STOP_SIGNALS.defer()
-    images.save_image(output, result)
-    if _CONTACT_SHEET.value:
-        panels = [images.load_image(path) for path in (content, *style)] + [result]
-        images.save_image(contact_sheet_path(output), images.contact_sheet(panels, result.shape[0]))
+    _write_result(output, result, content, style, snapshots)
     losses_text = ", ".join(f"{name} {value:.4g}" for name, value in final_losses.items())
     print(f"wrote {output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s"
           f"{'; final losses: ' + losses_text if losses_text else ''}")
     return 0
 
 
+def _main_batch(config: StyleConfig) -> int:
+    """Stylizes every pair, writing each result as soon as its batch is done; see the module docstring."""
+    output_dir = _OUTPUT_DIR.value
+    if _PAIRS.value:
+        listed = batch_pairs.read_pairs_file(_PAIRS.value, output_dir)
+    else:
+        listed = batch_pairs.all_pairs(_CONTENT.value, _STYLE.value, output_dir)
+    if _OUTPUT.present:
+        raise UsageError("--output names one result; a batch run writes <output_dir>/<content>__<style>.png: "
+                         "use --output_dir")
+    if config.checkpoint_dir:
+        raise UsageError("--checkpoint_dir resumes a run of one content and one style; a batch run resumes by "
+                         "skipping the results it has already written: drop --checkpoint_dir")
+    if config.style_blend_weights is not None:
+        raise UsageError("--style_blend_weights blends the styles of one run; a batch run stylizes with each "
+                         "--style separately: drop --style_blend_weights")
+    require_writable_directory(output_dir, "results", "--output_dir")
+    todo = listed if _OVERWRITE.value else [pair for pair in listed if not os.path.exists(pair.output)]
+    if len(todo) < len(listed):
+        print(f"skipping {len(listed) - len(todo)} of {len(listed)} pairs whose results exist in {output_dir} "
+              "(--overwrite redoes them)", flush=True)
+    snapshots = {index: SnapshotSaver(pair.output, config.save_every) if config.save_every else None
+                 for index, pair in enumerate(todo)}
+    callbacks = [ProgressBar(), ForEachImage({index: _output_callbacks(pair.output, snapshots[index], config)
+                                              for index, pair in enumerate(todo)})]
+    start = time.perf_counter()
+    written, failed = 0, 0
+    reasons = set()  # a bad image fails every pair it is in: its reason is printed once
+    stylizer = api.Stylizer(config)
+    try:
+        for outcome in stylizer.iter_stylize_batch([(pair.content, pair.style) for pair in todo], callbacks):
+            pair = todo[outcome.index]
+            if outcome.error is not None:
+                failed += 1
+                reason = str(outcome.error) if str(outcome.error) not in reasons else "as above"
+                reasons.add(str(outcome.error))
+                print(f"{PROGRAM}: skipped {pair.content} × {pair.style}: {reason}", file=sys.stderr, flush=True)
+                continue
+            _write_result(pair.output, outcome.image, pair.content, [pair.style], snapshots[outcome.index])
+            written += 1
+            print(f"wrote {pair.output}", flush=True)
+    except KeyboardInterrupt:  # Interrupted during a step, or a bare one while loading images
+        _STOP_SIGNALS.defer()
+        if sys.stdout.isatty():
+            print()  # ends the progress bar's line
+        print(f"{PROGRAM}: interrupted ({_STOP_SIGNALS.name}) after writing {written} of {len(todo)} results; "
+              "run the same command to do the rest", file=sys.stderr)
+        return _STOP_SIGNALS.exit_status
+    _STOP_SIGNALS.defer()
+    print(f"wrote {written} results to {output_dir} in {time.perf_counter() - start:.1f} s"
+          f"{f'; {failed} failed (see above)' if failed else ''}")
+    return EXIT_SOME_FAILED if failed else 0
+
+
+def _output_callbacks(output: str, snapshots, config: StyleConfig) -> list:
+    """The callbacks that write one result's snapshots and TensorBoard run."""
+    callbacks = [snapshots] if snapshots is not None else []
+    if _LOGDIR.value:
+        run_name = os.path.splitext(os.path.basename(output))[0]
+        callbacks.append(TensorBoardLogger(os.path.join(_LOGDIR.value, run_name), config.save_every))
+    return callbacks
+
+
+def _write_result(output: str, result, content: str, styles: list, snapshots) -> None:
+    """Writes a result, and its contact sheet if asked: content | style(s) | snapshots | result."""
+    images.save_image(output, result)
+    if _CONTACT_SHEET.value:
+        steps = [images.load_image(path) for path in snapshots.saved] if snapshots is not None else []
+        panels = [images.load_image(path) for path in (content, *styles)] + steps + [result]
+        images.save_image(contact_sheet_path(output), images.contact_sheet(panels, result.shape[0]))
+
+
 def contact_sheet_path(output: str) -> str:
     """Where --contact_sheet writes: `out/result.png` -> `out/result_sheet.png`."""
     stem, extension = os.path.splitext(output)
     return f"{stem}_sheet{extension}"
-
-
-def _require_memory(content: str, styles: list, config: StyleConfig) -> None:
-    """Refuses a --size that the machine's memory cannot hold, from the images' headers, before loading them.
-
-    The API checks again with the images it has loaded; this check comes before resizing them to --size,
-    which alone would need gigabytes for a --size far too large.
-    """
-    height, width = scaled_size(*images.image_file_size(content, "content image"), config.size)
-    style_long_side = max(images.MIN_INPUT_SIDE, round(config.size * config.style_scale))
-    style_shapes = [scaled_size(*images.image_file_size(path, "style image"), style_long_side) for path in styles]
-    api.require_memory(height, width, style_shapes, config, plan_compute(config.precision, config.xla))
 
 
 def _write_interrupted(output: str, error: Interrupted, checkpoint_dir) -> int:

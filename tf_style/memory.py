@@ -60,7 +60,7 @@ def activations_per_pixel(layer_names: Sequence[str]) -> float:
 
 
 def estimate_peak_bytes(height: int, width: int, layer_names: Sequence[str], compute_dtype: str,
-                        style_shapes: Sequence[tuple] = ()) -> int:
+                        style_shapes: Sequence[tuple] = (), batch_size: int = 1) -> int:
     """Estimated peak resident memory of a stylization at `height` x `width` (the largest scale).
 
     Args:
@@ -68,19 +68,20 @@ def estimate_peak_bytes(height: int, width: int, layer_names: Sequence[str], com
         layer_names: the VGG16 layers in use (content and style).
         compute_dtype: "float32", "bfloat16" or "float16", or a Keras dtype policy ("mixed_bfloat16").
         style_shapes: (height, width) of each style image as the network sees it at the largest scale.
+        batch_size: how many images of this size are optimized together.
     """
     return int(BASE_BYTES + _bytes_per_pixel(layer_names, compute_dtype)
-               * _train_step_pixels(height, width, style_shapes))
+               * _train_step_pixels(height, width, style_shapes, batch_size))
 
 
 def _bytes_per_pixel(layer_names: Sequence[str], compute_dtype: str) -> float:
     return activations_per_pixel(layer_names) * BYTES_PER_ACTIVATION[compute_dtype.removeprefix("mixed_")]
 
 
-def _train_step_pixels(height: int, width: int, style_shapes: Sequence[tuple]) -> float:
-    """The output's pixels, or the largest style image's in train-step equivalents if that is more."""
+def _train_step_pixels(height: int, width: int, style_shapes: Sequence[tuple], batch_size: int = 1) -> float:
+    """The batch's pixels, or the largest style image's in train-step equivalents if that is more."""
     style_pixels = max([style_height * style_width for style_height, style_width in style_shapes], default=0)
-    return max(height * width, FORWARD_ONLY_FRACTION * style_pixels)
+    return max(batch_size * height * width, FORWARD_ONLY_FRACTION * style_pixels)
 
 
 def available_bytes(meminfo_path: str = "/proc/meminfo") -> Optional[int]:
@@ -130,6 +131,21 @@ def _cgroup_limit() -> Optional[int]:
         if text.isdigit():
             return int(text)
     return None
+
+
+def largest_batch_that_fits(height: int, width: int, style_shapes: Sequence[tuple], layer_names: Sequence[str],
+                            compute_dtype: str, limit: int, available: Optional[int] = None) -> int:
+    """How many images of this size, up to `limit`, fit in memory together (at least 1: one image is the
+    caller's to refuse with `require_fits`)."""
+    available = available_bytes() if available is None else available
+    if available is None:
+        return limit
+    compute_dtype = compute_dtype.removeprefix("mixed_")
+    batch_size = limit
+    while batch_size > 1 and estimate_peak_bytes(height, width, layer_names, compute_dtype, style_shapes,
+                                                 batch_size) > available:
+        batch_size -= 1
+    return batch_size
 
 
 def require_fits(height: int, width: int, style_shapes: Sequence[tuple], layer_names: Sequence[str],

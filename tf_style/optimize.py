@@ -11,7 +11,6 @@ that carries the last finite one. Neither is ever written into a checkpoint.
 
 import dataclasses
 import gc
-import math
 import time
 from typing import Callable, NamedTuple, Sequence
 
@@ -31,7 +30,9 @@ _STEP_SQRT_ITERATIONS = 8
 
 @dataclasses.dataclass(frozen=True)
 class StepReport:
-    """What callbacks see of the run every few steps.
+    """What callbacks see of one image of the run every few steps.
+
+    A batch of images gives one report per image at each reporting step, in batch order.
 
     Attributes:
         step: steps done so far over all scales (1-based).
@@ -41,6 +42,8 @@ class StepReport:
         elapsed_seconds: wall time since the first step started (tracing included).
         scale_index: which scale of a coarse-to-fine run (0-based).
         num_scales: how many scales the run has.
+        index: which image of the caller's input this is (its position in the batch, unless the caller
+            numbered them otherwise).
     """
 
     step: int
@@ -50,21 +53,36 @@ class StepReport:
     elapsed_seconds: float
     scale_index: int = 0
     num_scales: int = 1
+    index: int = 0
 
 
 Callback = Callable[[StepReport], None]
 
 
+class StyleStatistics(NamedTuple):
+    """The style statistics one image must match, blended over its style images.
+
+    Attributes:
+        grams: {layer: float32 [1, C, C]}.
+        means: {layer: float32 [1, C]} (Wasserstein loss only, else empty).
+        covariance_roots: {layer: float32 [1, C, C]} (Wasserstein loss only, else empty).
+    """
+
+    grams: dict
+    means: dict
+    covariance_roots: dict
+
+
 class StyleTargets(NamedTuple):
-    """What the result must match, computed once per scale before the loop.
+    """What a batch of results must match, computed once per scale before the loop.
 
     A NamedTuple so that `tf.function` takes it as one nested argument.
 
     Attributes:
-        content_features: {layer: float32 [1, h, w, C]} of the content image.
-        style_grams: {layer: float32 [1, C, C]}, blended over the style images.
-        style_means: {layer: float32 [1, C]}, blended (Wasserstein loss only, else empty).
-        style_covariance_roots: {layer: float32 [1, C, C]} (Wasserstein loss only, else empty).
+        content_features: {layer: float32 [B, h, w, C]} of the content images.
+        style_grams: {layer: float32 [B, C, C]}, each image's blended over its style images.
+        style_means: {layer: float32 [B, C]} (Wasserstein loss only, else empty).
+        style_covariance_roots: {layer: float32 [B, C, C]} (Wasserstein loss only, else empty).
     """
 
     content_features: dict
@@ -73,9 +91,9 @@ class StyleTargets(NamedTuple):
     style_covariance_roots: dict
 
 
-def compute_targets(extractor: FeatureExtractor, content_image: np.ndarray, style_images: Sequence[np.ndarray],
-                    config: StyleConfig, blend_weights: Sequence[float] = None) -> StyleTargets:
-    """Content features and blended style statistics of float32 [H, W, 3] images in [0, 255].
+def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndarray], config: StyleConfig,
+                     blend_weights: Sequence[float] = None) -> StyleStatistics:
+    """Blended style statistics of float32 [H, W, 3] images in [0, 255].
 
     Args:
         blend_weights: the weight of each style image (normalized here); None for equal weights.
@@ -84,7 +102,6 @@ def compute_targets(extractor: FeatureExtractor, content_image: np.ndarray, styl
         style_images = [style_images]
     blend_weights = blend_weights or [1.0] * len(style_images)
     total_weight = float(sum(blend_weights))
-    content_features = extractor(content_image[None])
     style_features = [extractor(image[None]) for image in style_images]
     weights = [weight / total_weight for weight in blend_weights]
     grams, means, roots = {}, {}, {}
@@ -101,9 +118,29 @@ def compute_targets(extractor: FeatureExtractor, content_image: np.ndarray, styl
                 w * (losses.feature_covariance(f) + (m - means[name])[:, :, None] * (m - means[name])[:, None, :])
                 for w, f, m in zip(weights, layer_features, layer_means)])
             roots[name] = losses.sqrtm_eigh(covariance)
+    return StyleStatistics(grams, means, roots)
+
+
+def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
+                  statistics: Sequence[StyleStatistics], config: StyleConfig) -> StyleTargets:
+    """The targets of a batch: content features of float32 [B, H, W, 3] images and each image's statistics."""
+    content_features = extractor(content_images)
+
+    def stacked(field: str) -> dict:
+        layers = getattr(statistics[0], field)
+        return {name: tf.concat([getattr(each, field)[name] for each in statistics], axis=0) for name in layers}
+
     return StyleTargets(
         content_features={name: content_features[name] for name in config.content_layers},
-        style_grams=grams, style_means=means, style_covariance_roots=roots)
+        style_grams=stacked("grams"), style_means=stacked("means"),
+        style_covariance_roots=stacked("covariance_roots"))
+
+
+def compute_targets(extractor: FeatureExtractor, content_image: np.ndarray, style_images: Sequence[np.ndarray],
+                    config: StyleConfig, blend_weights: Sequence[float] = None) -> StyleTargets:
+    """The targets of one float32 [H, W, 3] content image and its style images (a batch of one)."""
+    return batch_targets(extractor, content_image[None],
+                         [style_statistics(extractor, style_images, config, blend_weights)], config)
 
 
 def weighted_losses(extractor: FeatureExtractor, images: tf.Tensor, targets: StyleTargets,
@@ -126,25 +163,30 @@ def weighted_losses(extractor: FeatureExtractor, images: tf.Tensor, targets: Sty
 
 
 class Optimization:
-    """Adam on a `tf.Variable` image at one size, with a train step traced once for that size.
+    """Adam on a `tf.Variable` batch of images of one size, with a train step traced once for that size.
+
+    The images of a batch do not interact: the loss is a sum of per-image losses and Adam works per pixel, so
+    each image follows the path it would follow alone, while one step keeps both cores busy for all of them.
 
     The output is an exponential moving average of the iterates (bias-corrected, as Adam's moments are):
     Adam keeps jittering pixels by about the learning rate, and the average removes that noise.
 
     Args:
         extractor: the VGG16 feature extractor.
-        targets: content features and style statistics.
-        initial_image: float32 [H, W, 3] in [0, 255], the start of the optimization.
+        targets: content features and style statistics, batch B.
+        initial_images: float32 [B, H, W, 3] in [0, 255], the start of the optimization.
         config: the options (weights, learning rate, averaging, ...).
         jit_compile: compile the train step with XLA.
+        indices: the `index` of each image in the reports; default 0 .. B-1.
     """
 
-    def __init__(self, extractor: FeatureExtractor, targets: StyleTargets, initial_image: np.ndarray,
-                 config: StyleConfig, jit_compile: bool = False):
+    def __init__(self, extractor: FeatureExtractor, targets: StyleTargets, initial_images: np.ndarray,
+                 config: StyleConfig, jit_compile: bool = False, indices: Sequence[int] = None):
         self.extractor = extractor
         self.targets = targets
         self.config = config
-        self.image = tf.Variable(initial_image[None], dtype=tf.float32, name="image")
+        self.indices = list(range(len(initial_images))) if indices is None else list(indices)
+        self.image = tf.Variable(initial_images, dtype=tf.float32, name="image")
         self.average = tf.Variable(tf.zeros_like(self.image), name="image_average")
         self.steps_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_done")
         self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_2=0.99)
@@ -168,7 +210,7 @@ class Optimization:
         decay = self.config.average_decay
         self.average.assign(decay * self.average + (1.0 - decay) * self.image)
         self.steps_done.assign_add(1)
-        return {name: tf.reduce_mean(value) for name, value in terms.items()}
+        return terms
 
     def state(self) -> dict:
         """The variables that a checkpoint must hold to continue this optimization exactly."""
@@ -180,19 +222,19 @@ class Optimization:
         return int(self.steps_done.numpy())
 
     def result(self) -> np.ndarray:
-        """The output image: the bias-corrected moving average, or the last iterate without averaging."""
+        """The output images, [B, H, W, 3]: the bias-corrected moving average, or the last iterate."""
         decay = self.config.average_decay
         steps_done = self.completed_steps()
         if decay == 0.0 or steps_done == 0:
-            return self.image[0].numpy()
+            return self.image.numpy()
         correction = 1.0 - decay ** steps_done
-        return np.clip(self.average[0].numpy() / correction, 0.0, 255.0)
+        return np.clip(self.average.numpy() / correction, 0.0, 255.0)
 
     def run(self, num_steps: int, callbacks: Sequence[Callback] = (), save_every: int = 0,
             progress_every: int = 10, first_step: int = 1, total_steps: int = None,
             scale_index: int = 0, num_scales: int = 1, start_time: float = None,
             checkpoints: RunCheckpoints = None) -> np.ndarray:
-        """Runs `num_steps` more steps; returns the result, float32 [H, W, 3].
+        """Runs `num_steps` more steps; returns the results, float32 [B, H, W, 3].
 
         `first_step`, `total_steps`, `scale_index`, `num_scales` and `start_time` place this run inside a
         coarse-to-fine run, for the reports.
@@ -202,10 +244,10 @@ class Optimization:
                 steps, at the last step and on an interrupt.
 
         Raises:
-            DivergedError: a loss or the image became non-finite; `error.image` is the last finite result
-                (None if there was none).
-            Interrupted: a KeyboardInterrupt arrived; `error.image` is the current result (None if no step
-                had finished).
+            DivergedError: a loss or an image became non-finite; `error.image` is the last finite batch of
+                results (None if there was none).
+            Interrupted: a KeyboardInterrupt arrived; `error.image` is the current batch of results (None if
+                no step had finished).
         """
         start_time = time.perf_counter() if start_time is None else start_time
         total_steps = total_steps or num_steps
@@ -221,17 +263,21 @@ class Optimization:
                 if not (is_last or checkpoint_now or step % progress_every == 0
                         or (save_every and step % save_every == 0)):
                     continue
-                losses_now = {name: float(value) for name, value in step_losses.items()}
-                image = self.result()
-                if not all(math.isfinite(value) for value in losses_now.values()) or not self._is_finite(image):
-                    raise _diverged(step, f"loss {losses_now['total']:.4g}", last_finite_image)
-                last_finite_image = image
+                losses_now = {name: value.numpy() for name, value in step_losses.items()}
+                results = self.result()
+                losses_finite = all(np.isfinite(value).all() for value in losses_now.values())
+                if not losses_finite or not self._is_finite(results):
+                    raise _diverged(step, f"loss {np.max(losses_now['total']):.4g}", last_finite_image)
+                last_finite_image = results
                 if checkpoint_now:
                     checkpoints.save(step)
-                report = StepReport(step, total_steps, losses_now, image, time.perf_counter() - start_time,
-                                    scale_index, num_scales)
-                for callback in callbacks:
-                    callback(report)
+                elapsed = time.perf_counter() - start_time
+                for position, index in enumerate(self.indices):
+                    report = StepReport(step, total_steps,
+                                        {name: float(value[position]) for name, value in losses_now.items()},
+                                        results[position], elapsed, scale_index, num_scales, index)
+                    for callback in callbacks:
+                        callback(report)
         except KeyboardInterrupt:
             step = first_step - 1 + self.completed_steps() - steps_before
             raise self._interrupted(step, total_steps, last_finite_image, checkpoints) from None
@@ -262,88 +308,121 @@ def _diverged(step: int, what: str, last_finite_image) -> DivergedError:
                          "(or smaller loss weights)", step=step, image=last_finite_image)
 
 
-def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Antialiased Lanczos resize of a float32 [H, W, 3] image, clipped to [0, 255]."""
-    if image.shape[:2] == (height, width):
-        return image
-    resized = tf.image.resize(image, (height, width), method="lanczos3", antialias=True)
-    return np.clip(resized.numpy(), 0.0, 255.0).astype(np.float32)
-
-
-def stylize_coarse_to_fine(extractor: FeatureExtractor, content_image: np.ndarray,
-                           style_images: Sequence[np.ndarray], start_image: np.ndarray, config: StyleConfig,
-                           callbacks: Sequence[Callback] = (), jit_compile: bool = False) -> np.ndarray:
-    """Optimizes at each of `config.scale_sizes()`, starting each scale from the last one's result.
+def stylize_coarse_to_fine(extractor: FeatureExtractor, content_images: np.ndarray,
+                           style_images: Sequence[Sequence[np.ndarray]], start_images: np.ndarray,
+                           config: StyleConfig, callbacks: Sequence[Callback] = (), jit_compile: bool = False,
+                           indices: Sequence[int] = None, style_keys: Sequence = None,
+                           style_cache: dict = None) -> np.ndarray:
+    """Optimizes a batch at each of `config.scale_sizes()`, starting each scale from the last one's results.
 
     Small scales are cheap and give the result the style's large structures (a swirl spanning the sky);
     each larger scale then only has to add detail. With one scale this is plain Gatys.
 
     Args:
-        content_image: float32 [H, W, 3] at the output size.
-        style_images: float32 [h, w, 3] each, as large as they will be seen at the final scale.
-        start_image: float32 [H, W, 3], the start of the first scale (resized to it).
+        content_images: float32 [B, H, W, 3] at the output size.
+        style_images: for each content image, its style images, float32 [h, w, 3] each, as large as they
+            will be seen at the final scale.
+        start_images: float32 [B, H, W, 3], the starts of the first scale (resized to it).
+        indices: the `index` of each image in the reports; default 0 .. B-1.
+        style_keys: a hashable name for each image's styles (and blend), under which their statistics at
+            each scale are kept in `style_cache`; None computes them for every call.
+        style_cache: {(style key, long side): StyleStatistics}, filled here; share it between calls that
+            reuse styles. Statistics depend on the options too: share it only between calls with one config.
 
     Returns:
-        float32 [H, W, 3] in [0, 255].
+        float32 [B, H, W, 3] in [0, 255].
+
+    Raises:
+        DivergedError, Interrupted: as `Optimization.run`, with `error.image` the batch at the output size.
     """
-    height, width = content_image.shape[:2]
+    height, width = content_images.shape[1:3]
     sizes = config.scale_sizes()
     total_steps = sum(config.steps_at_scale(index) for index in range(len(sizes)))
-    image = start_image
-    finished_image = None  # the result of the last finished scale, for an early stop in the next
+    images = start_images
+    finished_images = None  # the results of the last finished scale, for an early stop in the next
     first_step = 1
     start_time = time.perf_counter()
+    scale_inputs = _ScaleInputs(extractor, content_images, style_images, config, style_keys, style_cache)
     try:
         checkpoints, resume = None, None
         if config.checkpoint_dir:
+            if len(content_images) != 1:
+                raise ValueError(f"checkpoints hold one image's run; got a batch of {len(content_images)}")
             checkpoints = RunCheckpoints(config.checkpoint_dir, run_fingerprint(
-                config, content_image, style_images, start_image, extractor.compute_dtype, jit_compile),
-                config.checkpoint_every)
+                config, content_images[0], style_images[0], start_images[0], extractor.compute_dtype,
+                jit_compile), config.checkpoint_every)
             resume = checkpoints.latest()
         for scale_index, long_side in enumerate(sizes):
             num_steps = config.steps_at_scale(scale_index)
             # Resuming skips the scales finished before the checkpoint; its own scale starts from it.
             if resume is None or scale_index >= resume.scale_index:
-                optimization = _optimization_at_scale(extractor, content_image, style_images, image, config,
-                                                      long_side, jit_compile)
+                optimization = scale_inputs.optimization(images, long_side, jit_compile, indices)
                 if checkpoints is not None:
                     checkpoints.track(optimization.state(), scale_index)
                     if resume is not None and scale_index == resume.scale_index:
                         checkpoints.restore(resume)
                 done = optimization.completed_steps()
-                image = optimization.run(num_steps - done, callbacks, save_every=config.save_every,
-                                         progress_every=config.progress_every, first_step=first_step + done,
-                                         total_steps=total_steps, scale_index=scale_index,
-                                         num_scales=len(sizes), start_time=start_time, checkpoints=checkpoints)
-                finished_image = image
+                images = optimization.run(num_steps - done, callbacks, save_every=config.save_every,
+                                          progress_every=config.progress_every, first_step=first_step + done,
+                                          total_steps=total_steps, scale_index=scale_index,
+                                          num_scales=len(sizes), start_time=start_time, checkpoints=checkpoints)
+                finished_images = images
                 # The traced step keeps the optimization in a reference cycle: free its tensors now, not
                 # while the next, larger scale is using memory.
                 del optimization
                 gc.collect()
             first_step += num_steps
     except (DivergedError, Interrupted) as error:
-        # The caller gets an image of the output size: this scale's, or the last finished scale's.
-        error.image = _at_size(finished_image if error.image is None else error.image, height, width)
+        # The caller gets images of the output size: this scale's, or the last finished scale's.
+        error.image = _at_size(finished_images if error.image is None else error.image, height, width)
         raise
     except KeyboardInterrupt:
         raise Interrupted(_interrupted_message(first_step - 1, total_steps), first_step - 1,
-                          _at_size(finished_image, height, width)) from None
-    return image
+                          _at_size(finished_images, height, width)) from None
+    return images
 
 
-def _optimization_at_scale(extractor: FeatureExtractor, content_image: np.ndarray,
-                           style_images: Sequence[np.ndarray], image: np.ndarray, config: StyleConfig,
-                           long_side: int, jit_compile: bool) -> Optimization:
-    """The optimization at one scale of a coarse-to-fine run, starting from `image` resized to it."""
-    height, width = scaled_size(*content_image.shape[:2], long_side)
-    scale_factor = long_side / config.size
-    scaled_styles = [resize_image(style, *scaled_size(*style.shape[:2],
-                                                       max(1, round(max(style.shape[:2]) * scale_factor))))
-                     for style in style_images]
-    targets = compute_targets(extractor, resize_image(content_image, height, width), scaled_styles, config,
-                              config.style_blend_weights)
-    return Optimization(extractor, targets, resize_image(image, height, width), config, jit_compile=jit_compile)
+class _ScaleInputs:
+    """The targets and start images of each scale of a coarse-to-fine run, style statistics cached."""
+
+    def __init__(self, extractor: FeatureExtractor, content_images: np.ndarray,
+                 style_images: Sequence[Sequence[np.ndarray]], config: StyleConfig, style_keys, style_cache):
+        self.extractor = extractor
+        self.content_images = content_images
+        self.style_images = style_images
+        self.config = config
+        self.style_keys = style_keys if style_keys is not None else [object() for _ in style_images]
+        self.style_cache = style_cache if style_cache is not None else {}
+
+    def optimization(self, images: np.ndarray, long_side: int, jit_compile: bool,
+                     indices: Sequence[int]) -> Optimization:
+        """The optimization at one scale, starting from `images` resized to it."""
+        height, width = scaled_size(*self.content_images.shape[1:3], long_side)
+        statistics = [self._style_statistics(key, styles, long_side)
+                      for key, styles in zip(self.style_keys, self.style_images)]
+        targets = batch_targets(self.extractor, _at_size(self.content_images, height, width), statistics,
+                                self.config)
+        return Optimization(self.extractor, targets, _at_size(images, height, width), self.config,
+                            jit_compile=jit_compile, indices=indices)
+
+    def _style_statistics(self, key, styles: Sequence[np.ndarray], long_side: int) -> StyleStatistics:
+        if (key, long_side) not in self.style_cache:
+            scale_factor = long_side / self.config.size
+            scaled_styles = [resize_image(style, *scaled_size(*style.shape[:2],
+                                                               max(1, round(max(style.shape[:2]) * scale_factor))))
+                             for style in styles]
+            self.style_cache[key, long_side] = style_statistics(self.extractor, scaled_styles, self.config,
+                                                                self.config.style_blend_weights)
+        return self.style_cache[key, long_side]
 
 
-def _at_size(image, height: int, width: int):
-    return None if image is None else resize_image(image, height, width)
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Antialiased Lanczos resize of float32 [H, W, 3] or [B, H, W, 3] images, clipped to [0, 255]."""
+    if image.shape[-3:-1] == (height, width):
+        return image
+    resized = tf.image.resize(image, (height, width), method="lanczos3", antialias=True)
+    return np.clip(resized.numpy(), 0.0, 255.0).astype(np.float32)
+
+
+def _at_size(images, height: int, width: int):
+    return None if images is None else resize_image(images, height, width)

@@ -1,0 +1,153 @@
+"""Batch runs: the API's batch form, the batched train step, the batch command line and TensorBoard events."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import tf_style
+from bad_inputs import run_cli
+from conftest import gradient_image, stripes_image
+from tf_style import api, memory, optimize
+from tf_style.callbacks import TensorBoardLogger
+from tf_style.errors import UsageError
+from tf_style.optimize import StepReport
+
+FAST = dict(size=64, steps=3, initial_size=0, precision="float32", progress_every=1)
+
+
+def test_batch_results_come_in_input_order_and_a_bad_pair_fails_alone():
+    wide, tall, style = gradient_image(48, 64), gradient_image(64, 48, seed=1), stripes_image(64, 64)
+    tiny = np.zeros((4, 4, 3), np.float32)
+    logged = []
+    results = tf_style.stylize_batch([(wide, style), (tall, style), (tiny, style), (wide[::-1], style)],
+                                     log=logged.append, **FAST)
+    assert [result.index for result in results] == [0, 1, 2, 3]
+    assert [None if result.image is None else result.image.shape for result in results] == [
+        (48, 64, 3), (64, 48, 3), None, (48, 64, 3)]
+    assert isinstance(results[2].error, UsageError) and "at least 16" in str(results[2].error)
+    # The two 64x48 results share one train step; the 48x64 one has its own.
+    assert [line.split(":")[0] for line in logged if line.startswith("stylizing")] == [
+        "stylizing 2 images at 64x48", "stylizing 1 image at 48x64"]
+
+
+def test_a_batched_result_is_the_result_alone():
+    contents = [gradient_image(48, 64, seed=seed) for seed in range(3)]
+    styles = [stripes_image(64, 64), gradient_image(64, 64, seed=7), stripes_image(64, 64)[::-1]]
+    batched = tf_style.stylize_batch(list(zip(contents, styles)), log=None, **FAST)
+    for content, style, result in zip(contents, styles, batched):
+        alone = tf_style.stylize(content, style, log=None, **FAST)
+        np.testing.assert_allclose(result.image, alone, atol=0.5)
+    assert not np.allclose(batched[0].image, batched[2].image, atol=5)
+
+
+def test_reports_name_their_pair_and_batches_respect_batch_size():
+    content, style = gradient_image(48, 64), stripes_image(64, 64)
+    reports, logged = [], []
+    tf_style.stylize_batch([(content, style)] * 3, callbacks=[reports.append], log=logged.append, batch_size=2,
+                           **FAST)
+    assert [(report.step, report.index) for report in reports] == [
+        (1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1), (1, 2), (2, 2), (3, 2)]
+    assert len([line for line in logged if line.startswith("stylizing")]) == 2
+
+
+def test_style_statistics_are_computed_once_per_style_and_scale(monkeypatch, tmp_path):
+    paths = []
+    for name, image in (("a.png", stripes_image(64, 64)), ("b.png", gradient_image(64, 64))):
+        paths.append(str(tmp_path / name))
+        Image.fromarray(image.astype(np.uint8)).save(paths[-1])
+    calls = []
+    original = optimize.style_statistics
+    monkeypatch.setattr(optimize, "style_statistics", lambda *args, **kwargs: calls.append(1) or original(
+        *args, **kwargs))
+    styles = [*paths, stripes_image(48, 48)]  # files are known by path, arrays by identity
+    contents = [gradient_image(48, 64), gradient_image(64, 48)]
+    options = {**FAST, "initial_size": 32, "initial_steps": 1, "steps": 1}
+    results = tf_style.stylize_batch([(content, style) for content in contents for style in styles], log=None,
+                                     **options)
+    assert all(result.error is None for result in results)
+    # Two sizes of content, so two batches; but each style's statistics are computed once at each scale.
+    assert len(calls) == len(styles) * len(tf_style.StyleConfig(**options).scale_sizes()) == 3 * 3
+
+
+def test_memory_limits_the_batch():
+    layers = tf_style.StyleConfig().content_layers + tf_style.StyleConfig().style_layers
+    one = memory.estimate_peak_bytes(384, 512, layers, "bfloat16")
+    three = memory.estimate_peak_bytes(384, 512, layers, "bfloat16", batch_size=3)
+    assert three - memory.BASE_BYTES == pytest.approx(3 * (one - memory.BASE_BYTES))
+    assert memory.largest_batch_that_fits(384, 512, [], layers, "mixed_bfloat16", 8, available=three) == 3
+    assert memory.largest_batch_that_fits(384, 512, [], layers, "mixed_bfloat16", 8, available=one // 2) == 1
+
+
+def test_checkpoints_are_for_one_pair():
+    with pytest.raises(UsageError, match="a batch run resumes by skipping"):
+        api.Stylizer(checkpoint_dir="/tmp/unused", log=None, **FAST).stylize_batch(
+            [(gradient_image(48, 64), stripes_image(64, 64))] * 2)
+
+
+def _event_tags(directory: str) -> set:
+    tags = set()
+    for name in os.listdir(directory):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def test_tensorboard_events_hold_the_losses_speed_and_images(tmp_path):
+    logger = TensorBoardLogger(str(tmp_path / "run"), image_every=2)
+    image = gradient_image(48, 64)
+    for step in (1, 2, 3):
+        logger(StepReport(step, 3, {"total": 3.0, "content": 1.0, "style": 1.5, "tv": 0.5}, image, step * 0.5))
+    assert _event_tags(str(tmp_path / "run")) == {"loss/total", "loss/content", "loss/style", "loss/tv",
+                                                  "steps_per_second", "image"}
+
+
+def _save(path, image) -> str:
+    Image.fromarray(image.astype(np.uint8)).save(path)
+    return str(path)
+
+
+def test_the_command_line_runs_a_folder_reports_a_bad_file_and_skips_finished_pairs(tmp_path):
+    photos, styles, out = tmp_path / "photos", tmp_path / "styles", tmp_path / "out"
+    photos.mkdir()
+    styles.mkdir()
+    _save(photos / "a.png", gradient_image(48, 64))
+    _save(photos / "b.png", gradient_image(48, 64, seed=2))
+    _save(photos / "c.png", gradient_image(64, 48, seed=3))
+    (photos / "broken.jpg").write_bytes(b"not a picture")
+    _save(styles / "stripes.png", stripes_image(64, 64))
+    _save(styles / "smooth.png", gradient_image(64, 64, seed=4))
+    args = [f"--content={photos}", f"--style={styles / '*.png'}", f"--output_dir={out}", "--size=64", "--steps=2",
+            "--initial_size=0", f"--logdir={tmp_path / 'logs'}"]
+    first = run_cli(*args)
+    assert first.returncode == 3, first.stderr
+    expected = sorted(f"{photo}__{style}.png" for photo in "abc" for style in ("smooth", "stripes"))
+    assert sorted(os.listdir(out)) == expected
+    skipped = [line for line in first.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 2 and "broken.jpg is not a readable image" in skipped[0] and "as above" in skipped[1]
+    assert "wrote 6 results" in first.stdout and "2 failed" in first.stdout
+    assert sorted(os.listdir(tmp_path / "logs")) == [name[:-4] for name in expected]
+    assert {"loss/total", "loss/style", "steps_per_second", "image"} <= _event_tags(
+        str(tmp_path / "logs" / "a__smooth"))
+
+    modified = {name: os.path.getmtime(out / name) for name in expected}
+    again = run_cli(*args)
+    assert again.returncode == 3 and "skipping 6 of 8 pairs whose results exist" in again.stdout
+    assert {name: os.path.getmtime(out / name) for name in expected} == modified
+
+    os.remove(photos / "broken.jpg")
+    redone = run_cli(*args, "--overwrite", "--batch_size=1")
+    assert redone.returncode == 0, redone.stderr
+    assert all(os.path.getmtime(out / name) > modified[name] for name in expected)
+
+
+def test_the_command_line_takes_a_pairs_file(tmp_path):
+    _save(tmp_path / "photo.png", gradient_image(48, 64))
+    _save(tmp_path / "painting.png", stripes_image(64, 64))
+    (tmp_path / "pairs.txt").write_text("# content,style\nphoto.png,painting.png\n")
+    result = run_cli(f"--pairs={tmp_path / 'pairs.txt'}", f"--output_dir={tmp_path / 'out'}", "--size=64",
+                     "--steps=2", "--initial_size=0", "--contact_sheet")
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["photo__painting.png", "photo__painting_sheet.png"]
