@@ -19,8 +19,8 @@ from tf_style.features import FeatureExtractor, build_feature_extractor
 from tf_style.optimize import Callback, stylize_coarse_to_fine
 
 SAMPLES_DIR = os.path.join(os.path.dirname(__file__), "samples")
-SAMPLE_CONTENT = os.path.join(SAMPLES_DIR, "tubingen.jpg")
-SAMPLE_STYLE = os.path.join(SAMPLES_DIR, "starry_night.jpg")
+SAMPLE_CONTENT = os.path.join(SAMPLES_DIR, "photos", "tubingen.jpg")
+SAMPLE_STYLE = os.path.join(SAMPLES_DIR, "paintings", "starry_night.jpg")
 
 
 @dataclasses.dataclass(frozen=True)
