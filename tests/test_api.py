@@ -54,6 +54,22 @@ def test_original_colors_keep_the_contents_chroma():
     np.testing.assert_allclose(result_yuv[unclipped][:, 1:], content_yuv[unclipped][:, 1:], atol=0.5)
 
 
+def test_an_interrupted_run_carries_its_image_with_the_original_colors():
+    content = gradient_image(48, 64)
+
+    def interrupt_at_the_second_step(report):
+        if report.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(tf_style.Interrupted) as raised:
+        tf_style.stylize(content, stripes_image(64, 64), original_colors=True,
+                         callbacks=[interrupt_at_the_second_step], **FAST)
+    image = raised.value.image
+    unclipped = np.all((image > 1) & (image < 254), axis=-1)
+    np.testing.assert_allclose(color.rgb_to_yuv(image)[unclipped][:, 1:],
+                               color.rgb_to_yuv(content)[unclipped][:, 1:], atol=0.5)
+
+
 def test_blend_weights_blend_the_gram_targets():
     config = StyleConfig(style_layers=("block1_conv1", "block2_conv1"))
     extractor = build_feature_extractor(config.content_layers + config.style_layers)
