@@ -125,14 +125,22 @@ class Stylizer:
                 continue
             groups.setdefault((height, width), []).append((index, style_shapes))
         for (height, width), members in groups.items():
-            style_shapes = [shape for _, shapes in members for shape in shapes]
-            batch_size = memory.largest_batch_that_fits(
-                height, width, style_shapes, self.config.content_layers + self.config.style_layers,
-                self.plan.dtype_policy, self.config.batch_size) if self.plan.device == "CPU" else \
-                self.config.batch_size
+            batch_size = self._batch_size(height, width, [shape for _, shapes in members for shape in shapes])
             for start in range(0, len(members), batch_size):
                 yield from self._stylize_group([index for index, _ in members[start:start + batch_size]], pairs,
                                                callbacks)
+
+    def _batch_size(self, height: int, width: int, style_shapes: list) -> int:
+        """`config.batch_size`, or fewer if this CPU's memory cannot hold that many images of this size.
+
+        On a GPU the allocator fails with an error instead of the kernel killing the process, and a batch
+        that does not fit is the user's to shrink with `batch_size`.
+        """
+        if self.plan.device != "CPU":
+            return self.config.batch_size
+        return memory.largest_batch_that_fits(height, width, style_shapes,
+                                              self.config.content_layers + self.config.style_layers,
+                                              self.plan.dtype_policy, self.config.batch_size)
 
     def _stylize_group(self, indices: list, pairs: list, callbacks) -> Iterator[PairResult]:
         prepared = []
