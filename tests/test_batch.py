@@ -53,6 +53,17 @@ def test_reports_name_their_pair_and_batches_respect_batch_size():
     assert len([line for line in logged if line.startswith("stylizing")]) == 2
 
 
+def test_batches_of_one_shape_share_one_trace_and_start_afresh():
+    contents = [gradient_image(48, 64, seed=seed) for seed in range(3)]
+    style = stripes_image(64, 64)
+    stylizer = api.Stylizer(batch_size=1, log=None, **FAST)
+    results = stylizer.stylize_batch([(content, style) for content in contents])
+    [optimization] = stylizer._optimizations.values()
+    assert optimization.train_step.experimental_get_tracing_count() == 1
+    # The third batch restarted the first one's optimization: it must end where a fresh one does.
+    np.testing.assert_allclose(results[2].image, tf_style.stylize(contents[2], style, log=None, **FAST), atol=0.5)
+
+
 def test_style_statistics_are_computed_once_per_style_and_scale(monkeypatch, tmp_path):
     paths = []
     for name, image in (("a.png", stripes_image(64, 64)), ("b.png", gradient_image(64, 64))):

@@ -71,6 +71,7 @@ class Stylizer:
         # {(style key, long side): StyleStatistics}: each style's targets are computed once per scale.
         self._style_cache = {}
         self._style_sources = {}  # style key -> the styles it names, kept alive (see `_style_key`)
+        self._optimizations = {}  # (B, H, W) -> Optimization: the train step is traced once per shape
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -152,7 +153,7 @@ class Stylizer:
         if not prepared:
             return
         try:
-            results = self._run(prepared, callbacks, announce=True)
+            results = self._run(prepared, callbacks, in_batch_run=True)
         except DivergedError as error:
             for pair in prepared:
                 yield PairResult(pair.index, *pairs[pair.index], error=error)
@@ -205,14 +206,15 @@ class Stylizer:
         self._style_sources[key] = styles
         return key
 
-    def _run(self, prepared: list, callbacks, announce: bool = False) -> np.ndarray:
+    def _run(self, prepared: list, callbacks, in_batch_run: bool = False) -> np.ndarray:
         """Stylizes prepared pairs of one size together; returns their results, [B, H, W, 3].
 
         Args:
-            announce: log a line that names the images of this batch.
+            in_batch_run: log a line that names the images, and keep the optimizations for the next batch of
+                the same shape (a single run would only hold on to their memory).
         """
         extractor = self.extractor
-        if announce:
+        if in_batch_run:
             height, width = prepared[0].content_image.shape[:2]
             self._log(f"stylizing {len(prepared)} image{'s' * (len(prepared) > 1)} at {width}x{height}: "
                       + ", ".join(_describe(pair.content_source) for pair in prepared))
@@ -220,7 +222,8 @@ class Stylizer:
             extractor, np.stack([pair.content_image for pair in prepared]),
             [pair.style_images for pair in prepared], np.stack([pair.start_image for pair in prepared]),
             self.config, callbacks, jit_compile=self.plan.jit_compile, indices=[pair.index for pair in prepared],
-            style_keys=[pair.style_key for pair in prepared], style_cache=self._style_cache)
+            style_keys=[pair.style_key for pair in prepared], style_cache=self._style_cache,
+            optimization_cache=self._optimizations if in_batch_run else None)
         return np.stack([self._finish(result, pair) for result, pair in zip(results, prepared)])
 
     def _finish(self, result: np.ndarray, pair: _PreparedPair) -> np.ndarray:

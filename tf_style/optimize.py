@@ -197,6 +197,19 @@ class Optimization:
         self.optimizer.build([self.image])
         self.train_step = tf.function(self._train_step, jit_compile=jit_compile)
 
+    def restart(self, targets: StyleTargets, initial_images: np.ndarray, indices: Sequence[int] = None) -> None:
+        """Starts over on other images of the same shape, as a new Optimization would, but without tracing
+        the train step again (a trace takes seconds; a batch run meets each shape many times)."""
+        self.targets = targets
+        self.indices = list(range(len(initial_images))) if indices is None else list(indices)
+        self.image.assign(initial_images)
+        self.average.assign(tf.zeros_like(self.image))
+        self.steps_done.assign(0)
+        self.optimizer.iterations.assign(0)
+        for variable in self.optimizer.variables:
+            if variable.shape == self.image.shape:  # Adam's moments of the image
+                variable.assign(tf.zeros_like(variable))
+
     def _train_step(self, targets: StyleTargets) -> dict:
         with tf.GradientTape() as tape:
             terms = weighted_losses(self.extractor, self.image, targets, self.config)
@@ -312,7 +325,7 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_images: np.ndarr
                            style_images: Sequence[Sequence[np.ndarray]], start_images: np.ndarray,
                            config: StyleConfig, callbacks: Sequence[Callback] = (), jit_compile: bool = False,
                            indices: Sequence[int] = None, style_keys: Sequence = None,
-                           style_cache: dict = None) -> np.ndarray:
+                           style_cache: dict = None, optimization_cache: dict = None) -> np.ndarray:
     """Optimizes a batch at each of `config.scale_sizes()`, starting each scale from the last one's results.
 
     Small scales are cheap and give the result the style's large structures (a swirl spanning the sky);
@@ -328,6 +341,8 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_images: np.ndarr
             each scale are kept in `style_cache`; None computes them for every call.
         style_cache: {(style key, long side): StyleStatistics}, filled here; share it between calls that
             reuse styles. Statistics depend on the options too: share it only between calls with one config.
+        optimization_cache: {(B, H, W): Optimization}, filled here: calls that share it trace the train step
+            once per shape. The same caveat holds; and it keeps each shape's variables alive.
 
     Returns:
         float32 [B, H, W, 3] in [0, 255].
@@ -342,7 +357,8 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_images: np.ndarr
     finished_images = None  # the results of the last finished scale, for an early stop in the next
     first_step = 1
     start_time = time.perf_counter()
-    scale_inputs = _ScaleInputs(extractor, content_images, style_images, config, style_keys, style_cache)
+    scale_inputs = _ScaleInputs(extractor, content_images, style_images, config, style_keys, style_cache,
+                                optimization_cache)
     try:
         checkpoints, resume = None, None
         if config.checkpoint_dir:
@@ -386,13 +402,15 @@ class _ScaleInputs:
     """The targets and start images of each scale of a coarse-to-fine run, style statistics cached."""
 
     def __init__(self, extractor: FeatureExtractor, content_images: np.ndarray,
-                 style_images: Sequence[Sequence[np.ndarray]], config: StyleConfig, style_keys, style_cache):
+                 style_images: Sequence[Sequence[np.ndarray]], config: StyleConfig, style_keys, style_cache,
+                 optimization_cache):
         self.extractor = extractor
         self.content_images = content_images
         self.style_images = style_images
         self.config = config
         self.style_keys = style_keys if style_keys is not None else [object() for _ in style_images]
         self.style_cache = style_cache if style_cache is not None else {}
+        self.optimization_cache = optimization_cache
 
     def optimization(self, images: np.ndarray, long_side: int, jit_compile: bool,
                      indices: Sequence[int]) -> Optimization:
@@ -402,8 +420,22 @@ class _ScaleInputs:
                       for key, styles in zip(self.style_keys, self.style_images)]
         targets = batch_targets(self.extractor, _at_size(self.content_images, height, width), statistics,
                                 self.config)
-        return Optimization(self.extractor, targets, _at_size(images, height, width), self.config,
-                            jit_compile=jit_compile, indices=indices)
+        start = _at_size(images, height, width)
+        if self.optimization_cache is None:
+            return Optimization(self.extractor, targets, start, self.config, jit_compile=jit_compile,
+                                indices=indices)
+        optimization = self.optimization_cache.pop(start.shape[:3], None)
+        if optimization is None:
+            optimization = Optimization(self.extractor, targets, start, self.config, jit_compile=jit_compile,
+                                        indices=indices)
+        else:
+            optimization.restart(targets, start, indices)
+        # Most recent last. A batch run does one image size after another, in full batches and perhaps one
+        # smaller last batch: two shapes per scale are all that can come again.
+        self.optimization_cache[start.shape[:3]] = optimization
+        while len(self.optimization_cache) > 2 * len(self.config.scale_sizes()):
+            del self.optimization_cache[next(iter(self.optimization_cache))]
+        return optimization
 
     def _style_statistics(self, key, styles: Sequence[np.ndarray], long_side: int) -> StyleStatistics:
         if (key, long_side) not in self.style_cache:
