@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tf_style import bench
@@ -90,3 +91,24 @@ def test_a_bad_flag_is_a_one_line_usage_error():
                             text=True, cwd=REPO, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("tf_style.bench: error: --preset: no file")
+
+
+def test_throughput_inputs_are_different_photos_of_one_size(tmp_path):
+    from PIL import Image
+
+    photos, style = bench.throughput_inputs(str(tmp_path), num_images=3, size=64)
+    loaded = [np.asarray(Image.open(os.path.join(photos, name))) for name in sorted(os.listdir(photos))]
+    assert len(loaded) == 3 and all(photo.shape == (48, 64, 3) for photo in loaded)
+    assert not np.array_equal(loaded[0], loaded[1]) and not np.array_equal(loaded[1], loaded[2])
+    assert max(Image.open(style).size) == 64
+
+
+def test_throughput_report_gives_images_per_minute_of_both_commands():
+    entry = {"command": "python -m ...", "wall_seconds": 120.0, "images_per_minute": 12.0, "returncode": 0,
+             "results_written": 24}
+    results = {"num_images": 24, "size": 256, "style_flags": ["--steps=10"], "batch_size": 4, "num_workers": 2,
+               "cpu_count": 2, "load_average_at_start": 1.0, "load_average_at_end": 2.0, "cli": entry,
+               "beam": dict(entry, wall_seconds=90.0, images_per_minute=16.0)}
+    report = bench.format_throughput(results)
+    assert "batched CLI (one process)" in report and "Beam DirectRunner, 2 worker processes" in report
+    assert "12.00" in report and "16.00" in report

@@ -144,3 +144,15 @@ def test_the_readme_flag_table_lists_every_flag():
         table = [line for line in readme if line.startswith("| `--")]
     listed = {line.split("`")[1][2:] for line in table}
     assert ours <= listed, sorted(ours - listed)
+
+
+def test_the_readme_flag_table_lists_the_beam_flags():
+    from absl import flags
+
+    from tf_style import beam_main  # imports without apache_beam too: it reports the missing extra when run
+
+    ours = {flag.name for flag in flags.FLAGS.get_flags_for_module(beam_main)}
+    assert "content_pattern" in ours
+    with open(os.path.join(REPO, "README.md")) as readme:
+        listed = {line.split("`")[1][2:] for line in readme if line.startswith("| `--")}
+    assert ours <= listed, sorted(ours - listed)

@@ -121,6 +121,44 @@ def test_huge_header_is_refused_before_decoding(tmp_path):
         images.load_image(path, max_pixels=100_000)
 
 
+def test_bytes_load_as_the_file_does(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = _save(tmp_path, "exif.jpg", Image.new("RGB", (40, 20), (200, 10, 10)), exif=exif.tobytes())
+    with open(path, "rb") as file:
+        from_bytes = images.load_image_bytes(file.read(), "gs://bucket/exif.jpg", "content image")
+    np.testing.assert_array_equal(from_bytes, images.load_image(path))
+    assert from_bytes.shape == (40, 20, 3)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"hello, not a picture", "content image gs://b/x.jpg is not a readable image"),
+    (b"", "not a readable image"),
+])
+def test_bad_bytes_are_usage_errors_that_name_the_source(data, message):
+    with pytest.raises(UsageError, match=message) as raised:
+        images.load_image_bytes(data, "gs://b/x.jpg", "content image")
+    assert "BytesIO" not in str(raised.value)
+
+
+def test_huge_header_in_bytes_is_refused_before_decoding():
+    encoded = io.BytesIO()
+    Image.new("L", (400, 300)).save(encoded, format="PNG")
+    with pytest.raises(UsageError, match="400x300 pixels, more than the limit"):
+        images.load_image_bytes(encoded.getvalue(), "big.png", max_pixels=100_000)
+    with pytest.raises(UsageError, match="1x1 pixels"):
+        tiny = io.BytesIO()
+        Image.new("RGB", (1, 1)).save(tiny, format="PNG")
+        images.load_image_bytes(tiny.getvalue(), "tiny.png")
+
+
+def test_encode_image_gives_the_bytes_save_image_writes(tmp_path):
+    image = np.random.default_rng(0).uniform(0, 255, (10, 12, 3)).astype(np.float32)
+    for name in ("result.png", "result.jpg"):
+        images.save_image(str(tmp_path / name), image)
+        assert images.encode_image(image, name) == (tmp_path / name).read_bytes()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
 def test_unreadable_file_is_a_usage_error(tmp_path):
     path = _save(tmp_path, "a.png", Image.new("RGB", (20, 20)))

@@ -15,6 +15,7 @@ It prints a table and writes the numbers as JSON.
 
 import concurrent.futures
 import gc
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -334,6 +335,103 @@ def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
     return result
 
 
+def throughput_inputs(directory: str, num_images: int, size: int) -> tuple:
+    """`num_images` different 4:3 photos of long side `size` (crops of the bundled photo) and the painting.
+
+    Returns:
+        (the directory of photos, the painting's path); all the photos have one size, so they batch together.
+    """
+    photo = images.load_image(api.SAMPLE_CONTENT)
+    height, width = round(size * 3 / 4), size
+    crop_height, crop_width = round(photo.shape[1] * 0.8 * 3 / 4), round(photo.shape[1] * 0.8)
+    photos = os.path.join(directory, "photos")
+    os.makedirs(photos, exist_ok=True)
+    for index in range(num_images):
+        # Crops along a diagonal, so that each image is a different picture (none is a cached duplicate).
+        top = round((photo.shape[0] - crop_height) * index / max(1, num_images - 1))
+        left = round((photo.shape[1] - crop_width) * index / max(1, num_images - 1))
+        crop = photo[top:top + crop_height, left:left + crop_width]
+        images.save_image(os.path.join(photos, f"photo{index:03d}.png"), images.resize(crop, height, width))
+    style = os.path.join(directory, "painting.png")
+    images.save_image(style, images.resize_long_side(images.load_image(api.SAMPLE_STYLE), size))
+    return photos, style
+
+
+def time_command(arguments: Sequence[str], num_images: int, shown: str) -> dict:
+    """Runs `python <arguments>`; its wall time (start-up included) and images per minute."""
+    start = time.perf_counter()
+    completed = subprocess.run([sys.executable, *arguments], capture_output=True, text=True)
+    wall_seconds = time.perf_counter() - start
+    result = {"command": shown, "wall_seconds": wall_seconds, "images_per_minute": 60 * num_images / wall_seconds,
+              "returncode": completed.returncode}
+    if completed.returncode != 0:
+        error_lines = completed.stderr.strip().splitlines()
+        result["error"] = error_lines[-1] if error_lines else f"exit status {completed.returncode}"
+    return result
+
+
+def measure_throughput(num_images: int = 24, size: int = 256, style_flags: Sequence[str] = (),
+                       num_workers: int = 2, batch_size: int = 4,
+                       progress=lambda message: print(message, file=sys.stderr, flush=True)) -> dict:
+    """Images per minute of the batched CLI and of the Beam pipeline (DirectRunner) on the same photos.
+
+    Both commands run in child processes, start-up included: `python -m tf_style.main --content=DIR` (one
+    process, `batch_size` images a train step) and `python -m tf_style.beam_main` with `num_workers` worker
+    processes (multi_processing), each building its own network and taking `batch_size` images a batch.
+
+    Args:
+        num_images: photos stylized by each command.
+        size: their long side, in pixels (4:3).
+        style_flags: flags for both commands (`--flagfile=flags/preview.cfg`, `--steps=2`, ...); `--size`,
+            `--batch_size` and the inputs and outputs are set here.
+        num_workers: the DirectRunner's worker processes.
+        batch_size: images per train step, for both.
+        progress: receives one line per command as it starts.
+    """
+    common = [*style_flags, f"--size={size}", f"--batch_size={batch_size}"]
+    results = {"num_images": num_images, "size": size, "style_flags": list(style_flags), "batch_size": batch_size,
+               "num_workers": num_workers, "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as directory:
+        photos, style = throughput_inputs(directory, num_images, size)
+        progress(f"batched CLI: {num_images} images at {size} px")
+        results["cli"] = time_command(
+            ["-m", "tf_style.main", f"--content={photos}", f"--style={style}",
+             f"--output_dir={os.path.join(directory, 'cli')}", *common], num_images,
+            " ".join(["python -m tf_style.main --content=<photos> --style=<painting> --output_dir=<tmp>", *common]))
+        progress(f"Beam DirectRunner, {num_workers} workers: {num_images} images at {size} px")
+        beam_options = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                        f"--direct_num_workers={num_workers}"]
+        results["beam"] = time_command(
+            ["-m", "tf_style.beam_main", f"--content_pattern={os.path.join(photos, '*')}", f"--style={style}",
+             f"--output_dir={os.path.join(directory, 'beam')}", *common, *beam_options], num_images,
+            " ".join(["python -m tf_style.beam_main --content_pattern='<photos>/*' --style=<painting> "
+                      "--output_dir=<tmp>", *common, *beam_options]))
+        for name in ("cli", "beam"):
+            written = [entry for entry in os.listdir(os.path.join(directory, name)) if entry.endswith(".png")] \
+                if os.path.isdir(os.path.join(directory, name)) else []
+            results[name]["results_written"] = len(written)
+    results["load_average_at_end"] = os.getloadavg()[0]
+    return results
+
+
+def format_throughput(results: dict) -> str:
+    """The printed comparison: wall time and images per minute of each command."""
+    lines = [f"{results['num_images']} images at {results['size']} px, {results['batch_size']} a train step, "
+             f"flags {' '.join(results['style_flags']) or '(defaults)'}; {results['cpu_count']} cores, load average "
+             f"{results['load_average_at_start']:.2f} at the start, {results['load_average_at_end']:.2f} at the end",
+             f"{'command':<44} {'wall s':>8} {'images/min':>10} {'written':>8}"]
+    for name, label in (("cli", "batched CLI (one process)"),
+                        ("beam", f"Beam DirectRunner, {results['num_workers']} worker processes")):
+        entry = results[name]
+        lines.append(f"{label:<44} {entry['wall_seconds']:>8.1f} {entry['images_per_minute']:>10.2f} "
+                     f"{entry['results_written']:>8}")
+        if "error" in entry:
+            lines.append(f"  exit status {entry['returncode']}: {entry['error']}")
+    for name in ("cli", "beam"):
+        lines.append(f"{name}: {results[name]['command']}")
+    return "\n".join(lines)
+
+
 def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int = 3,
                   budget_seconds: Optional[float] = 45.0, naive_max_size: int = 512,
                   preset: Optional[str] = "flags/quality.cfg", preset_size: int = 512,
@@ -512,12 +610,26 @@ def _define_flags():
         "preset": flags.DEFINE_string("preset", "flags/quality.cfg", "The preset (flagfile) to time at 512 px."),
         "skip_memory": flags.DEFINE_boolean("skip_memory", False, "Do not measure peak memory per size."),
         "batch_size": flags.DEFINE_integer("batch_size", 4, "Images per step of the batched measurement."),
+        "throughput": flags.DEFINE_boolean(
+            "throughput", False, "Instead of the step benchmark: images per minute of the Beam pipeline "
+            "(DirectRunner, worker processes) against the batched CLI, on the same photos (needs apache-beam)."),
+        "throughput_images": flags.DEFINE_integer("throughput_images", 24, "--throughput: photos per command."),
+        "throughput_size": flags.DEFINE_integer("throughput_size", 256, "--throughput: their long side (4:3)."),
+        "throughput_workers": flags.DEFINE_integer("throughput_workers", 2,
+                                                   "--throughput: the DirectRunner's worker processes."),
+        "throughput_flags": flags.DEFINE_list(
+            "throughput_flags", ["--flagfile=flags/preview.cfg"],
+            "--throughput: style flags for both commands, comma-separated (--size and --batch_size are set)."),
+        "throughput_json": flags.DEFINE_string("throughput_json", "saved_outputs/bench_beam.json",
+                                               "--throughput: where to write the results."),
     }
 
 
 def main(argv, flag_handles) -> int:
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags take the form --name=value")
+    if flag_handles["throughput"].value:
+        return main_throughput(flag_handles)
     sizes = parse_sizes(flag_handles["sizes"].value)
     if flag_handles["steps"].value < 1:
         raise UsageError(f"--steps must be a positive integer, got {flag_handles['steps'].value}")
@@ -537,6 +649,20 @@ def main(argv, flag_handles) -> int:
     write_json(flag_handles["json"].value, results)
     print(format_report(results))
     print(f"\nwrote {flag_handles['json'].value}")
+    return 0
+
+
+def main_throughput(flag_handles) -> int:
+    """--throughput: the Beam pipeline against the batched CLI."""
+    if importlib.util.find_spec("apache_beam") is None:  # the children import it, not this process
+        raise UsageError("--throughput needs Apache Beam: pip install 'tf_style[beam]'")
+    json_path = flag_handles["throughput_json"].value
+    results = measure_throughput(flag_handles["throughput_images"].value, flag_handles["throughput_size"].value,
+                                 flag_handles["throughput_flags"].value, flag_handles["throughput_workers"].value,
+                                 flag_handles["batch_size"].value)
+    write_json(json_path, results)
+    print(format_throughput(results))
+    print(f"\nwrote {json_path}")
     return 0
 
 

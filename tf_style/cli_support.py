@@ -36,13 +36,18 @@ def print_error(program: str, message: str) -> None:
     print(f"{program}: error: {message}", file=sys.stderr)
 
 
-def flags_parser_for(program: str):
-    """An absl `flags_parser` that reports a bad flag in one line and exits with EXIT_USAGE."""
+def flags_parser_for(program: str, known_only: bool = False):
+    """An absl `flags_parser` that reports a bad flag in one line and exits with EXIT_USAGE.
+
+    Args:
+        program: the name the error line starts with.
+        known_only: leave flags absl does not know in the argv it returns (for another parser: Beam's).
+    """
     from absl import flags
 
     def parse(argv):
         try:
-            return flags.FLAGS(argv)
+            return flags.FLAGS(argv, known_only=known_only)
         except flags.Error as error:
             print_error(program, f"{error}; see --helpfull")
             sys.exit(EXIT_USAGE)

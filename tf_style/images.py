@@ -5,6 +5,7 @@ handling of modes, EXIF rotation, size limits and atomic writes.
 """
 
 import contextlib
+import io
 import os
 import re
 import warnings
@@ -54,10 +55,32 @@ def load_image(source, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) 
         image = _read_file(os.fspath(source), what, max_pixels)
     else:
         raise UsageError(f"{what}: expected a file path, a PIL image or a numpy array, got {type(source).__name__}")
+    where = f" {os.fspath(source)}" if isinstance(source, (str, os.PathLike)) else ""
+    return _require_min_side(image, what + where)
+
+
+def load_image_bytes(data: bytes, name: str, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) -> np.ndarray:
+    """Reads an image from the bytes of its file, as `load_image` reads the file itself.
+
+    For files read through another filesystem (Beam's `FileSystems`: gs://, s3://): the same pixel limit,
+    checked on the header before decoding, and the same modes, EXIF rotation and errors.
+
+    Args:
+        data: the encoded file (PNG, JPEG, ...).
+        name: where the bytes came from, for error messages.
+        what, max_pixels: as for `load_image`.
+
+    Raises:
+        UsageError: corrupt, non-image, too large or too small input.
+    """
+    with _opened_image(io.BytesIO(data), name, what, max_pixels) as image:
+        return _require_min_side(_pil_to_rgb(image), f"{what} {name}")
+
+
+def _require_min_side(image: np.ndarray, description: str) -> np.ndarray:
     height, width = image.shape[:2]
     if min(height, width) < MIN_INPUT_SIDE:
-        where = f" {os.fspath(source)}" if isinstance(source, (str, os.PathLike)) else ""
-        raise UsageError(f"{what}{where} is {width}x{height} pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels "
+        raise UsageError(f"{description} is {width}x{height} pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels "
                          "on each side: use a larger image")
     return image
 
@@ -91,9 +114,19 @@ def _open_image_file(path: str, what: str, max_pixels: int):
         raise UsageError(f"{what} {path} is a directory; give the path of an image file")
     if not os.path.exists(path):
         raise UsageError(f"{what} {path} does not exist; check the path")
+    with _opened_image(path, path, what, max_pixels) as image:
+        yield image
+
+
+@contextlib.contextmanager
+def _opened_image(file, name: str, what: str, max_pixels: int):
+    """`Image.open(file)` (a path or a binary file object) with the pixel limit checked before decoding.
+
+    Every failure inside the block, decoding included, becomes a UsageError that names `name`.
+    """
 
     def too_large(claim: str) -> UsageError:
-        return UsageError(f"{what} {path} claims {claim} pixels, more than the limit of {max_pixels:,} (a "
+        return UsageError(f"{what} {name} claims {claim} pixels, more than the limit of {max_pixels:,} (a "
                           "decompression bomb, or a huge image); downscale it first")
 
     try:
@@ -101,7 +134,7 @@ def _open_image_file(path: str, what: str, max_pixels: int):
             # We apply our own pixel limit below, before decoding; Pillow's warning would only add noise,
             # and so would its warnings about odd but readable metadata.
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:
+            with Image.open(file) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise too_large(f"{width}x{height}")
@@ -114,9 +147,11 @@ def _open_image_file(path: str, what: str, max_pixels: int):
         claimed = re.search(r"\((\d+) pixels\)", str(error))
         raise too_large(f"{int(claimed.group(1)):,}" if claimed else "too many") from None
     except PermissionError:
-        raise UsageError(f"{what} {path} cannot be read (permission denied); check its permissions") from None
+        raise UsageError(f"{what} {name} cannot be read (permission denied); check its permissions") from None
     except Exception as error:  # Pillow signals bad bytes with many exception types; all mean "not readable".
-        raise UsageError(f"{what} {path} is not a readable image ({_describe(error)}); "
+        # Pillow names the file by its repr; the message names it already, and a BytesIO's repr is noise.
+        description = _describe(error).replace(f" {file!r}", "")
+        raise UsageError(f"{what} {name} is not a readable image ({description}); "
                          "give a PNG, JPEG or other image file Pillow can open") from None
 
 
@@ -208,9 +243,23 @@ def save_image(path: str, image: np.ndarray) -> None:
     A reader (or a crash) sees either the previous file or the complete new one, never half an image.
     """
     image_format = output_format(path)
+    write_atomically(path, lambda file: _write_encoded(file, image, image_format))
+
+
+def encode_image(image: np.ndarray, path: str) -> bytes:
+    """The bytes `save_image(path, image)` would write: float32 [H, W, 3] in [0, 255], in `path`'s format.
+
+    For writers that are not local files (Beam's `FileSystems`), which do their own atomic write.
+    """
+    encoded = io.BytesIO()
+    _write_encoded(encoded, image, output_format(path))
+    return encoded.getvalue()
+
+
+def _write_encoded(file, image: np.ndarray, image_format: str) -> None:
     pixels = np.clip(np.rint(np.asarray(image, dtype=np.float32)), 0, 255).astype(np.uint8)
     options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
-    write_atomically(path, lambda file: Image.fromarray(pixels, "RGB").save(file, format=image_format, **options))
+    Image.fromarray(pixels, "RGB").save(file, format=image_format, **options)
 
 
 def contact_sheet(panels, height: int, gap: int = 8) -> np.ndarray:
