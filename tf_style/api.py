@@ -71,6 +71,7 @@ class Stylizer:
         # {(style key, long side): StyleStatistics}: each style's targets are computed once per scale.
         self._style_cache = {}
         self._style_sources = {}  # style key -> the styles it names, kept alive (see `_style_key`)
+        self._style_images = {}  # style key -> the styles loaded at the size they are seen, loaded once
         self._optimizations = {}  # (B, H, W) -> Optimization: the train step is traced once per shape
 
     @property
@@ -190,14 +191,16 @@ class Stylizer:
         styles = _style_list(style)
         height, width, style_shapes = self._planned_shapes(content, styles)
         content_image = images.resize(images.load_image(content, "content image"), height, width)
-        style_images = [images.resize(images.load_image(source, "style image"), *shape)
-                        for source, shape in zip(styles, style_shapes)]
         style_key = self._style_key(styles)
+        if style_key not in self._style_images:
+            self._style_images[style_key] = [images.resize(images.load_image(source, "style image"), *shape)
+                                              for source, shape in zip(styles, style_shapes)]
+        style_images = self._style_images[style_key]
         start_image = _start_image(self.config, content_image, style_images)
         return _PreparedPair(index, content, content_image, style_images, start_image, style_key)
 
     def _style_key(self, styles: list) -> tuple:
-        """The name under which a pair's styles' statistics are cached: paths by path, other objects by id.
+        """The name under which a pair's styles are cached: paths by path, other objects by id.
 
         An id names an object only while it lives, so the objects are kept alive with the cache.
         """
