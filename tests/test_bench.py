@@ -103,12 +103,14 @@ def test_throughput_inputs_are_different_photos_of_one_size(tmp_path):
     assert max(Image.open(style).size) == 64
 
 
-def test_throughput_report_gives_images_per_minute_of_both_commands():
+def test_throughput_report_gives_images_per_minute_of_each_command():
     entry = {"command": "python -m ...", "wall_seconds": 120.0, "images_per_minute": 12.0, "returncode": 0,
              "results_written": 24}
     results = {"num_images": 24, "size": 256, "style_flags": ["--steps=10"], "batch_size": 4, "num_workers": 2,
                "cpu_count": 2, "load_average_at_start": 1.0, "load_average_at_end": 2.0, "cli": entry,
+               "cli_one_a_step": dict(entry, wall_seconds=144.0, images_per_minute=10.0),
                "beam": dict(entry, wall_seconds=90.0, images_per_minute=16.0)}
     report = bench.format_throughput(results)
-    assert "batched CLI (one process)" in report and "Beam DirectRunner, 2 worker processes" in report
-    assert "12.00" in report and "16.00" in report
+    assert "batched CLI (4 images a step)" in report and "the same CLI, one image a step" in report
+    assert "Beam DirectRunner, 2 worker processes" in report
+    assert "12.00" in report and "10.00" in report and "16.00" in report

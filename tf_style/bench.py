@@ -335,6 +335,9 @@ def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
     return result
 
 
+_THROUGHPUT_COMMANDS = ("cli", "cli_one_a_step", "beam")
+
+
 def throughput_inputs(directory: str, num_images: int, size: int) -> tuple:
     """`num_images` different 4:3 photos of long side `size` (crops of the bundled photo) and the painting.
 
@@ -375,9 +378,10 @@ def measure_throughput(num_images: int = 24, size: int = 256, style_flags: Seque
                        progress=lambda message: print(message, file=sys.stderr, flush=True)) -> dict:
     """Images per minute of the batched CLI and of the Beam pipeline (DirectRunner) on the same photos.
 
-    Both commands run in child processes, start-up included: `python -m tf_style.main --content=DIR` (one
-    process, `batch_size` images a train step) and `python -m tf_style.beam_main` with `num_workers` worker
-    processes (multi_processing), each building its own network and taking `batch_size` images a batch.
+    The commands run in child processes, start-up included: `python -m tf_style.main --content=DIR` (one
+    process, `batch_size` images a train step, and again with one image a step, to show what batching gives)
+    and `python -m tf_style.beam_main` with `num_workers` worker processes (multi_processing), each building
+    its own network and taking `batch_size` images a batch.
 
     Args:
         num_images: photos stylized by each command.
@@ -393,11 +397,13 @@ def measure_throughput(num_images: int = 24, size: int = 256, style_flags: Seque
                "num_workers": num_workers, "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as directory:
         photos, style = throughput_inputs(directory, num_images, size)
-        progress(f"batched CLI: {num_images} images at {size} px")
-        results["cli"] = time_command(
-            ["-m", "tf_style.main", f"--content={photos}", f"--style={style}",
-             f"--output_dir={os.path.join(directory, 'cli')}", *common], num_images,
-            " ".join(["python -m tf_style.main --content=<photos> --style=<painting> --output_dir=<tmp>", *common]))
+        for name, batch_flags in (("cli", common), ("cli_one_a_step", [*common, "--batch_size=1"])):
+            progress(f"batched CLI ({batch_flags[-1]}): {num_images} images at {size} px")
+            results[name] = time_command(
+                ["-m", "tf_style.main", f"--content={photos}", f"--style={style}",
+                 f"--output_dir={os.path.join(directory, name)}", *batch_flags], num_images,
+                " ".join(["python -m tf_style.main --content=<photos> --style=<painting> --output_dir=<tmp>",
+                          *batch_flags]))
         progress(f"Beam DirectRunner, {num_workers} workers: {num_images} images at {size} px")
         beam_options = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
                         f"--direct_num_workers={num_workers}"]
@@ -406,7 +412,7 @@ def measure_throughput(num_images: int = 24, size: int = 256, style_flags: Seque
              f"--output_dir={os.path.join(directory, 'beam')}", *common, *beam_options], num_images,
             " ".join(["python -m tf_style.beam_main --content_pattern='<photos>/*' --style=<painting> "
                       "--output_dir=<tmp>", *common, *beam_options]))
-        for name in ("cli", "beam"):
+        for name in _THROUGHPUT_COMMANDS:
             written = [entry for entry in os.listdir(os.path.join(directory, name)) if entry.endswith(".png")] \
                 if os.path.isdir(os.path.join(directory, name)) else []
             results[name]["results_written"] = len(written)
@@ -420,14 +426,15 @@ def format_throughput(results: dict) -> str:
              f"flags {' '.join(results['style_flags']) or '(defaults)'}; {results['cpu_count']} cores, load average "
              f"{results['load_average_at_start']:.2f} at the start, {results['load_average_at_end']:.2f} at the end",
              f"{'command':<44} {'wall s':>8} {'images/min':>10} {'written':>8}"]
-    for name, label in (("cli", "batched CLI (one process)"),
+    for name, label in (("cli", f"batched CLI ({results['batch_size']} images a step)"),
+                        ("cli_one_a_step", "the same CLI, one image a step"),
                         ("beam", f"Beam DirectRunner, {results['num_workers']} worker processes")):
         entry = results[name]
         lines.append(f"{label:<44} {entry['wall_seconds']:>8.1f} {entry['images_per_minute']:>10.2f} "
                      f"{entry['results_written']:>8}")
         if "error" in entry:
             lines.append(f"  exit status {entry['returncode']}: {entry['error']}")
-    for name in ("cli", "beam"):
+    for name in _THROUGHPUT_COMMANDS:
         lines.append(f"{name}: {results[name]['command']}")
     return "\n".join(lines)
 
