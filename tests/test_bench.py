@@ -114,3 +114,17 @@ def test_throughput_report_gives_images_per_minute_of_each_command():
     assert "batched CLI (4 images a step)" in report and "the same CLI, one image a step" in report
     assert "Beam DirectRunner, 2 worker processes" in report
     assert "12.00" in report and "10.00" in report and "16.00" in report
+
+
+def test_a_float32_plan_skips_the_float32_row_but_keeps_the_batched_one(monkeypatch):
+    float32_plan = bench.plan_compute("float32", "false")
+    monkeypatch.setattr(bench, "plan_compute", lambda *args: float32_plan)
+    monkeypatch.setattr(bench, "measure_peaks", lambda *args: {"float32": {"peak_gflops": 1.0}})
+    measured = []
+    monkeypatch.setattr(bench, "measure_step", lambda name, *args: measured.append(name) or {"name": name})
+    results = bench.run_benchmark([64, 1024], preset=None, measure_memory_too=False, batch_size=3,
+                                  progress=lambda message: None)
+    assert measured == ["tf_style plan (float32, XLA off)", "tf_style plan, batch of 3 images",
+                        "tutorial recipe (VGG19, float32)", "naive eager (float32, targets every step)",
+                        "tf_style plan (float32, XLA off)", "tutorial recipe (VGG19, float32)"]
+    assert "tf_style float32: the plan is already float32 without XLA" in results["skipped"]

@@ -443,6 +443,7 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
                   budget_seconds: Optional[float] = 45.0, naive_max_size: int = 512,
                   preset: Optional[str] = "flags/quality.cfg", preset_size: int = 512,
                   preset_extra_args: Sequence[str] = (), measure_memory_too: bool = True, batch_size: int = 4,
+                  batch_max_size: int = 512,
                   progress=lambda message: print(message, file=sys.stderr, flush=True)) -> dict:
     """Runs every measurement; returns the results as a JSON-ready dict.
 
@@ -456,6 +457,7 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
         preset_extra_args: more CLI flags for the preset run (tests use them to make it short).
         measure_memory_too: measure the peak RSS of each size in a child process.
         batch_size: the batch of the batched step, measured beside one image per step.
+        batch_max_size: skip the batched step above this size (batching pays where steps are small).
         progress: receives one line per measurement as it starts.
     """
     plan = plan_compute("auto", "auto")
@@ -472,25 +474,30 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
         "plan": {"device": plan.device, "dtype_policy": plan.dtype_policy, "jit_compile": plan.jit_compile,
                  "reason": plan.reason},
         "settings": {"sizes": list(sizes), "num_steps": num_steps, "warmup_steps": warmup_steps,
-                     "batch_size": batch_size, "budget_seconds": budget_seconds, "naive_max_size": naive_max_size},
+                     "batch_size": batch_size, "batch_max_size": batch_max_size, "budget_seconds": budget_seconds,
+                     "naive_max_size": naive_max_size},
         "peaks": peaks, "flop_counting": FLOP_COUNTING, "measurements": [], "skipped": [],
     }
+    batched_name = f"tf_style plan, batch of {batch_size} images"
     configurations = [
         (f"tf_style plan ({plan.dtype_policy}, XLA {'on' if plan.jit_compile else 'off'})",
          peak_dtype(plan.dtype_policy), lambda size: TfStyleStep(size, "auto")),
-        (f"tf_style plan, batch of {batch_size} images", peak_dtype(plan.dtype_policy),
-         lambda size: TfStyleStep(size, "auto", batch_size)),
+        (batched_name, peak_dtype(plan.dtype_policy), lambda size: TfStyleStep(size, "auto", batch_size)),
         ("tf_style float32", "float32", lambda size: TfStyleStep(size, "float32")),
         ("tutorial recipe (VGG19, float32)", "float32", TutorialStep),
         ("naive eager (float32, targets every step)", "float32", NaiveEagerStep),
     ]
     if (plan.dtype_policy, plan.jit_compile) == (float32_plan.dtype_policy, float32_plan.jit_compile):
-        configurations.pop(1)
+        configurations = [configuration for configuration in configurations
+                          if configuration[0] != "tf_style float32"]
         results["skipped"].append("tf_style float32: the plan is already float32 without XLA")
     for size in sizes:
         for name, dtype, build in configurations:
             if build is NaiveEagerStep and size > naive_max_size:
                 results["skipped"].append(f"{name} at {size} px (above --naive_max_size={naive_max_size})")
+                continue
+            if name == batched_name and size > batch_max_size:
+                results["skipped"].append(f"{name} at {size} px (above --batch_max_size={batch_max_size})")
                 continue
             progress(f"{size} px: {name}")
             measurement = measure_step(name, lambda: build(size), dtype, peaks, num_steps, warmup_steps,
@@ -605,7 +612,8 @@ def _define_flags():
     from absl import flags
 
     return {
-        "sizes": flags.DEFINE_list("sizes", ["256", "512", "1024"], "Long sides to measure, in pixels (4:3)."),
+        "sizes": flags.DEFINE_list("sizes", ["128", "256", "512", "1024"],
+                                   "Long sides to measure, in pixels (4:3)."),
         "steps": flags.DEFINE_integer("steps", 10, "Timed steps per measurement; the median is reported."),
         "warmup_steps": flags.DEFINE_integer("warmup_steps", 3, "Untimed steps before each measurement."),
         "budget_seconds": flags.DEFINE_float(
@@ -617,6 +625,8 @@ def _define_flags():
         "preset": flags.DEFINE_string("preset", "flags/quality.cfg", "The preset (flagfile) to time at 512 px."),
         "skip_memory": flags.DEFINE_boolean("skip_memory", False, "Do not measure peak memory per size."),
         "batch_size": flags.DEFINE_integer("batch_size", 4, "Images per step of the batched measurement."),
+        "batch_max_size": flags.DEFINE_integer("batch_max_size", 512,
+                                               "Skip the batched measurement above this size."),
         "throughput": flags.DEFINE_boolean(
             "throughput", False, "Instead of the step benchmark: images per minute of the Beam pipeline "
             "(DirectRunner, worker processes) against the batched CLI, on the same photos (needs apache-beam)."),
@@ -652,7 +662,8 @@ def main(argv, flag_handles) -> int:
     results = run_benchmark(sizes, flag_handles["steps"].value, flag_handles["warmup_steps"].value,
                             flag_handles["budget_seconds"].value, flag_handles["naive_max_size"].value, preset,
                             measure_memory_too=not flag_handles["skip_memory"].value,
-                            batch_size=flag_handles["batch_size"].value)
+                            batch_size=flag_handles["batch_size"].value,
+                            batch_max_size=flag_handles["batch_max_size"].value)
     write_json(flag_handles["json"].value, results)
     print(format_report(results))
     print(f"\nwrote {flag_handles['json'].value}")
