@@ -41,12 +41,13 @@ _OUTPUT = flags.DEFINE_string("output", None, "Where to write the result (.png, 
 _CONTACT_SHEET = flags.DEFINE_boolean("contact_sheet", False,
                                       "Also write <output>_sheet.png: content | style(s) | result side by side.")
 _SIZE = flags.DEFINE_integer("size", _DEFAULTS.size, "Long side of the result in pixels.")
-_STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Adam steps at each scale (after the first).")
+_STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Adam steps at the last scale (or the only one).")
 _INITIAL_SIZE = flags.DEFINE_integer("initial_size", _DEFAULTS.initial_size,
                                      "Long side of the first scale of a coarse-to-fine run; scales grow by at "
                                      "most sqrt(2) up to --size. 0: one scale at --size.")
 _INITIAL_STEPS = flags.DEFINE_integer("initial_steps", _DEFAULTS.initial_steps,
-                                      "Adam steps at the first scale. Default: --steps.")
+                                      "Adam steps at the first scale; the scales between take a geometric "
+                                      "interpolation of --initial_steps and --steps. Unset: --steps at each.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
                                     "Adam step size, in pixel values (the image is in [0, 255]).")
 _CONTENT_WEIGHT = flags.DEFINE_float("content_weight", _DEFAULTS.content_weight,
