@@ -25,6 +25,7 @@ from tf_style.errors import UsageError
     ({"xla": "maybe"}, "--xla"),
     ({"precision": "int8"}, "--precision"),
     ({"save_every": -1}, "--save_every"),
+    ({"warm_start_optimizer": "yes"}, "--warm_start_optimizer"),
 ])
 def test_bad_values_name_their_flag(changes, flag):
     with pytest.raises(UsageError, match=flag):

@@ -57,6 +57,8 @@ class StyleConfig:
             up to `size`. 0 (or >= size) optimizes at `size` only.
         initial_steps: Adam steps at the first of several scales; None means `steps`. The scales between
             take a geometric interpolation of `initial_steps` and `steps`.
+        warm_start_optimizer: start Adam at each scale after the first from the previous scale's moments,
+            upsampled, instead of from zero.
         average_decay: decay of the exponential moving average of the image that is the output (it
             removes the high-frequency noise Adam leaves); 0 outputs the last iterate.
         original_colors: keep the content's colours, take only the luminance from the stylized result.
@@ -90,6 +92,7 @@ class StyleConfig:
     style_scale: float = 1.0
     initial_size: int = 128
     initial_steps: Optional[int] = 250
+    warm_start_optimizer: bool = True
     average_decay: float = 0.99
     original_colors: bool = False
     weights: str = "hed"
@@ -142,6 +145,8 @@ class StyleConfig:
                              f"got {self.initial_size!r}")
         if self.initial_steps is not None:
             _require_positive_int("initial_steps", self.initial_steps)
+        if not isinstance(self.warm_start_optimizer, bool):
+            raise UsageError(f"--warm_start_optimizer must be true or false, got {self.warm_start_optimizer!r}")
         if not _is_finite_number(self.average_decay) or not 0 <= self.average_decay < 1:
             raise UsageError(f"--average_decay must be in [0, 1), got {self.average_decay}")
         if self.weights not in WEIGHT_SOURCES and not os.path.isfile(self.weights):
