@@ -37,12 +37,12 @@ def test_coarse_to_fine_returns_the_asked_size(content_shape, size, initial_size
     assert [report.step for report in reports] == list(range(1, reports[-1].num_steps + 1))
 
 
-def test_initial_steps_apply_to_the_first_scale_only():
+def test_steps_per_scale_fall_from_initial_steps_to_steps():
     reports = []
     tf_style.stylize(gradient_image(48, 64), stripes_image(40, 40), size=64, initial_size=32, steps=2,
-                     initial_steps=4, progress_every=1, log=None, callbacks=[reports.append])
+                     initial_steps=8, progress_every=1, log=None, callbacks=[reports.append])
     steps_per_scale = [sum(1 for r in reports if r.scale_index == index) for index in range(3)]
-    assert steps_per_scale == [4, 2, 2]
+    assert steps_per_scale == [8, 4, 2]
 
 
 def test_original_colors_keep_the_contents_chroma():

@@ -25,6 +25,7 @@ from tf_style.errors import UsageError
     ({"xla": "maybe"}, "--xla"),
     ({"precision": "int8"}, "--precision"),
     ({"save_every": -1}, "--save_every"),
+    ({"warm_start_optimizer": "yes"}, "--warm_start_optimizer"),
 ])
 def test_bad_values_name_their_flag(changes, flag):
     with pytest.raises(UsageError, match=flag):
@@ -51,10 +52,11 @@ def test_replace_validates_again():
         StyleConfig().replace(steps=0)
 
 
-def test_initial_steps_only_apply_to_the_first_of_several_scales():
-    config = StyleConfig(size=512, initial_size=256, initial_steps=200, steps=100)
+def test_steps_fall_geometrically_from_the_first_scale_to_the_last():
+    config = StyleConfig(size=512, initial_size=256, initial_steps=400, steps=100)
     assert config.scale_sizes() == (256, 362, 512)
-    assert [config.steps_at_scale(index) for index in range(3)] == [200, 100, 100]
+    assert [config.steps_at_scale(index) for index in range(3)] == [400, 200, 100]
+    assert [StyleConfig(initial_steps=None, steps=30).steps_at_scale(index) for index in range(5)] == [30] * 5
     single = StyleConfig(size=128, initial_size=256, initial_steps=200, steps=7)
     assert single.scale_sizes() == (128,) and single.steps_at_scale(0) == 7
 

@@ -74,6 +74,24 @@ def test_divergence_raises_with_the_last_finite_image(extractor, targets):
     np.testing.assert_array_equal(raised.value.image[0], seen[0])
 
 
+def test_warm_start_carries_adams_moments_rescaled_to_the_larger_scale(extractor, targets):
+    small_targets = compute_targets(extractor, gradient_image(24, 32), stripes_image(32, 32), CONFIG)
+    small = Optimization(extractor, small_targets, gradient_image(24, 32)[None], CONFIG)
+    small.run(3)
+    moments = small.optimizer._momentums[0], small.optimizer._velocities[0]
+    moments[0].assign(tf.fill(moments[0].shape, 0.5))
+    moments[1].assign(tf.fill(moments[1].shape, 0.25))
+    large = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
+    large.warm_start(small.adam_state())
+    # Four times the pixels: a mean loss's gradient per pixel is a quarter, its square a sixteenth.
+    np.testing.assert_allclose(large.optimizer._momentums[0].numpy(), np.full((1, 48, 64, 3), 0.5 / 4), rtol=1e-5)
+    np.testing.assert_allclose(large.optimizer._velocities[0].numpy(), np.full((1, 48, 64, 3), 0.25 / 16),
+                               rtol=1e-5)
+    assert int(large.optimizer.iterations.numpy()) == 3
+    large.run(2)
+    assert int(large.optimizer.iterations.numpy()) == 5 and large.train_step.experimental_get_tracing_count() == 1
+
+
 def test_compute_plan_follows_the_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: [])
     monkeypatch.setattr(device, "cpu_has_fast_bfloat16", lambda: True)

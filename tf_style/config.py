@@ -40,7 +40,7 @@ class StyleConfig:
 
     Attributes:
         size: long side of the output in pixels.
-        steps: number of Adam steps.
+        steps: Adam steps at the last scale (or the only one).
         learning_rate: Adam step size, in pixel values (the image lives in [0, 255]).
         content_weight: weight of the content loss.
         style_weight: weight of the style loss.
@@ -55,8 +55,10 @@ class StyleConfig:
         style_scale: size at which the style image is seen, relative to the output's long side.
         initial_size: long side of the first scale of a coarse-to-fine run; scales grow by at most sqrt(2)
             up to `size`. 0 (or >= size) optimizes at `size` only.
-        initial_steps: Adam steps at the first of several scales; None means `steps`. Later scales, and a
-            single-scale run, take `steps` each.
+        initial_steps: Adam steps at the first of several scales; None means `steps`. The scales between
+            take a geometric interpolation of `initial_steps` and `steps`.
+        warm_start_optimizer: start Adam at each scale after the first from the previous scale's moments,
+            upsampled, instead of from zero.
         average_decay: decay of the exponential moving average of the image that is the output (it
             removes the high-frequency noise Adam leaves); 0 outputs the last iterate.
         original_colors: keep the content's colours, take only the luminance from the stylized result.
@@ -79,7 +81,7 @@ class StyleConfig:
     """
 
     size: int = 512
-    steps: int = 100
+    steps: int = 25
     learning_rate: float = 4.0
     content_weight: float = 1.0
     style_weight: float = 5.0
@@ -91,7 +93,8 @@ class StyleConfig:
     style_blend_weights: Optional[tuple] = None
     style_scale: float = 1.0
     initial_size: int = 128
-    initial_steps: Optional[int] = 300
+    initial_steps: Optional[int] = 250
+    warm_start_optimizer: bool = True
     average_decay: float = 0.99
     original_colors: bool = False
     weights: str = "hed"
@@ -145,6 +148,8 @@ class StyleConfig:
                              f"got {self.initial_size!r}")
         if self.initial_steps is not None:
             _require_positive_int("initial_steps", self.initial_steps)
+        if not isinstance(self.warm_start_optimizer, bool):
+            raise UsageError(f"--warm_start_optimizer must be true or false, got {self.warm_start_optimizer!r}")
         if not _is_finite_number(self.average_decay) or not 0 <= self.average_decay < 1:
             raise UsageError(f"--average_decay must be in [0, 1), got {self.average_decay}")
         if self.weights not in WEIGHT_SOURCES and not os.path.isfile(self.weights):
@@ -187,10 +192,16 @@ class StyleConfig:
         return tuple(round(self.initial_size * ratio ** index) for index in range(num_scales))
 
     def steps_at_scale(self, scale_index: int) -> int:
-        """Adam steps at the scale with this index (0 is the first)."""
-        if scale_index == 0 and self.initial_steps is not None and len(self.scale_sizes()) > 1:
-            return self.initial_steps
-        return self.steps
+        """Adam steps at the scale with this index (0 is the first).
+
+        A step costs about twice as much at each larger scale, and the large structures form at the small
+        scales, so the steps fall geometrically from `initial_steps` at the first scale to `steps` at the last.
+        """
+        num_scales = len(self.scale_sizes())
+        if self.initial_steps is None or num_scales == 1:
+            return self.steps
+        fraction = scale_index / (num_scales - 1)
+        return max(1, round(self.initial_steps * (self.steps / self.initial_steps) ** fraction))
 
     def replace(self, **changes) -> "StyleConfig":
         """A copy with some options changed (validated again)."""

@@ -60,12 +60,13 @@ _CONTACT_SHEET = flags.DEFINE_boolean("contact_sheet", False,
                                       "Also write <output>_sheet.png: content | style(s) | snapshots | result side "
                                       "by side (snapshots with --save_every).")
 _SIZE = flags.DEFINE_integer("size", _DEFAULTS.size, "Long side of the result in pixels.")
-_STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Adam steps at each scale (after the first).")
+_STEPS = flags.DEFINE_integer("steps", _DEFAULTS.steps, "Adam steps at the last scale (or the only one).")
 _INITIAL_SIZE = flags.DEFINE_integer("initial_size", _DEFAULTS.initial_size,
                                      "Long side of the first scale of a coarse-to-fine run; scales grow by at "
                                      "most sqrt(2) up to --size. 0: one scale at --size.")
 _INITIAL_STEPS = flags.DEFINE_integer("initial_steps", _DEFAULTS.initial_steps,
-                                      "Adam steps at the first scale. Default: --steps.")
+                                      "Adam steps at the first scale; the scales between take a geometric "
+                                      "interpolation of --initial_steps and --steps. Unset: --steps at each.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
                                     "Adam step size, in pixel values (the image is in [0, 255]).")
 _CONTENT_WEIGHT = flags.DEFINE_float("content_weight", _DEFAULTS.content_weight,
@@ -88,6 +89,10 @@ _STYLE_BLEND_WEIGHTS = flags.DEFINE_list("style_blend_weights", None,
 _STYLE_SCALE = flags.DEFINE_float("style_scale", _DEFAULTS.style_scale,
                                   "Size at which the style image is seen, relative to --size. Smaller: finer "
                                   "brush strokes; larger: bigger ones.")
+_WARM_START_OPTIMIZER = flags.DEFINE_boolean(
+    "warm_start_optimizer", _DEFAULTS.warm_start_optimizer,
+    "Start Adam at each scale after the first from the previous scale's moments, upsampled (less noise at the "
+    "start of a scale); --nowarm_start_optimizer starts it from zero.")
 _AVERAGE_DECAY = flags.DEFINE_float("average_decay", _DEFAULTS.average_decay,
                                     "The output is an exponential moving average of the image with this decay "
                                     "(removes Adam's pixel noise); 0 outputs the last step's image.")
@@ -129,7 +134,8 @@ def config_from_flags() -> StyleConfig:
         style_layer_weights=_numbers("style_layer_weights", _STYLE_LAYER_WEIGHTS.value),
         style_loss=_STYLE_LOSS.value,
         style_blend_weights=_numbers("style_blend_weights", _STYLE_BLEND_WEIGHTS.value),
-        style_scale=_STYLE_SCALE.value, average_decay=_AVERAGE_DECAY.value,
+        style_scale=_STYLE_SCALE.value, warm_start_optimizer=_WARM_START_OPTIMIZER.value,
+        average_decay=_AVERAGE_DECAY.value,
         original_colors=_ORIGINAL_COLORS.value, weights=_WEIGHTS.value, pooling=_POOLING.value,
         padding=_PADDING.value, init=_INIT.value, seed=_SEED.value, save_every=_SAVE_EVERY.value, xla=_XLA.value,
         precision=_PRECISION.value, checkpoint_dir=_CHECKPOINT_DIR.value or None,

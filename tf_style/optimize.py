@@ -225,6 +225,32 @@ class Optimization:
         self.steps_done.assign_add(1)
         return terms
 
+    def adam_state(self) -> tuple:
+        """Adam's first moment, second moment (float32 [B, H, W, 3] each) and step count, for `warm_start`."""
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        return (tf.identity(optimizer._momentums[0]), tf.identity(optimizer._velocities[0]),
+                tf.identity(optimizer.iterations))
+
+    def warm_start(self, adam_state: tuple) -> None:
+        """Continues Adam from the `adam_state()` of the previous, smaller scale, upsampled to this size.
+
+        A fresh Adam moves every pixel by about the learning rate on its first steps whatever the gradient,
+        which adds noise at the start of each scale. Carrying the moments (and the step count, so that the
+        bias corrections stay small) continues the optimization instead. All loss terms are means over
+        positions, so a pixel's gradient shrinks with the number of pixels: the first moment is scaled by the
+        ratio of pixel counts and the second by its square, which keeps Adam's step size.
+        """
+        first_moment, second_moment, iterations = adam_state
+        height, width = self.image.shape[1:3]
+        ratio = (first_moment.shape[1] * first_moment.shape[2]) / (height * width)
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        optimizer._momentums[0].assign(
+            ratio * tf.image.resize(first_moment, (height, width), method="bicubic"))
+        # Bilinear, and clipped at 0: the second moment must stay non-negative.
+        optimizer._velocities[0].assign(
+            ratio ** 2 * tf.nn.relu(tf.image.resize(second_moment, (height, width), method="bilinear")))
+        optimizer.iterations.assign(iterations)
+
     def state(self) -> dict:
         """The variables that a checkpoint must hold to continue this optimization exactly."""
         return {"image": self.image, "image_average": self.average, "steps_done": self.steps_done,
@@ -360,7 +386,7 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_images: np.ndarr
     scale_inputs = _ScaleInputs(extractor, content_images, style_images, config, style_keys, style_cache,
                                 optimization_cache)
     try:
-        checkpoints, resume = None, None
+        checkpoints, resume, adam_state = None, None, None
         if config.checkpoint_dir:
             if len(content_images) != 1:
                 raise ValueError(f"checkpoints hold one image's run; got a batch of {len(content_images)}")
@@ -373,6 +399,8 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_images: np.ndarr
             # Resuming skips the scales finished before the checkpoint; its own scale starts from it.
             if resume is None or scale_index >= resume.scale_index:
                 optimization = scale_inputs.optimization(images, long_side, jit_compile, indices)
+                if adam_state is not None:
+                    optimization.warm_start(adam_state)
                 if checkpoints is not None:
                     checkpoints.track(optimization.state(), scale_index)
                     if resume is not None and scale_index == resume.scale_index:
@@ -383,6 +411,7 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_images: np.ndarr
                                           total_steps=total_steps, scale_index=scale_index,
                                           num_scales=len(sizes), start_time=start_time, checkpoints=checkpoints)
                 finished_images = images
+                adam_state = optimization.adam_state() if config.warm_start_optimizer else None
                 # The traced step keeps the optimization in a reference cycle: free its tensors now, not
                 # while the next, larger scale is using memory.
                 del optimization
