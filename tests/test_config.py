@@ -2,7 +2,7 @@
 
 import pytest
 
-from tf_style.config import DEFAULT_STYLE_LAYERS, StyleConfig
+from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 
 
@@ -42,9 +42,11 @@ def test_style_layer_weights_are_normalized():
     assert config.normalized_style_layer_weights == pytest.approx((256 / 340, 64 / 340, 16 / 340, 4 / 340, 0))
 
 
-def test_equal_style_layer_weights_by_default():
-    weights = StyleConfig().normalized_style_layer_weights
-    assert weights == pytest.approx((1 / len(DEFAULT_STYLE_LAYERS),) * len(DEFAULT_STYLE_LAYERS))
+def test_style_layer_weights_halve_layer_by_layer_by_default():
+    assert StyleConfig().normalized_style_layer_weights == pytest.approx(
+        tuple(weight / 31 for weight in (16, 8, 4, 2, 1)))
+    assert StyleConfig(style_layers=("block2_conv1", "block4_conv1")).normalized_style_layer_weights == \
+        pytest.approx((2 / 3, 1 / 3))
 
 
 def test_replace_validates_again():

@@ -80,7 +80,8 @@ _CONTENT_LAYERS = flags.DEFINE_list("content_layers", list(_DEFAULTS.content_lay
 _STYLE_LAYERS = flags.DEFINE_list("style_layers", list(_DEFAULTS.style_layers),
                                   "VGG16 layers for the style loss.")
 _STYLE_LAYER_WEIGHTS = flags.DEFINE_list("style_layer_weights", None,
-                                         "One weight per style layer (normalized to sum to 1). Default: equal.")
+                                         "One weight per style layer (normalized to sum to 1). Default: halving "
+                                         "from each layer to the next deeper one (16:8:4:2:1 for five).")
 _STYLE_LOSS = flags.DEFINE_enum("style_loss", _DEFAULTS.style_loss, STYLE_LOSSES,
                                 "Style statistics: gram (Gatys et al.) or wasserstein (mean and covariance, "
                                 "squared 2-Wasserstein distance between Gaussian fits).")
