@@ -67,3 +67,13 @@ def test_scales_grow_by_at_most_the_square_root_of_two():
     sizes = StyleConfig(size=1000, initial_size=128).scale_sizes()
     assert sizes[0] == 128 and sizes[-1] == 1000
     assert all(1 < later / earlier <= 2 ** 0.5 + 1e-3 for earlier, later in zip(sizes, sizes[1:]))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"checkpoint_dir": "ckpt"}, "--checkpoint_dir resumes a run of one content and one style; a batch run resumes"),
+    ({"style_blend_weights": (1, 2)}, "--style_blend_weights blends the styles of one run; a batch run stylizes"),
+])
+def test_batch_runs_refuse_the_options_of_single_runs(options, message):
+    StyleConfig().require_single_style_per_result("a batch run")
+    with pytest.raises(UsageError, match=message):
+        StyleConfig(**options).require_single_style_per_result("a batch run")

@@ -146,12 +146,7 @@ def check_inputs(content_pattern: str, style_paths: Sequence[str], output_dir: s
     Raises:
         UsageError: as `run`.
     """
-    if config.checkpoint_dir:
-        raise UsageError("--checkpoint_dir resumes a run of one image; a pipeline resumes by skipping the results "
-                         "it has already written: drop --checkpoint_dir")
-    if config.style_blend_weights is not None:
-        raise UsageError("--style_blend_weights blends the styles of one run; a pipeline stylizes with each "
-                         "--style separately: drop --style_blend_weights")
+    config.require_single_style_per_result("a pipeline")
     if not style_paths:
         raise UsageError("--style: give at least one style image")
     if not any(character in content_pattern for character in _GLOB_CHARACTERS) and os.path.isdir(content_pattern):

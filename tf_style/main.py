@@ -256,12 +256,7 @@ def _main_batch(config: StyleConfig) -> int:
     if _OUTPUT.present:
         raise UsageError("--output names one result; a batch run writes <output_dir>/<content>__<style>.png: "
                          "use --output_dir")
-    if config.checkpoint_dir:
-        raise UsageError("--checkpoint_dir resumes a run of one content and one style; a batch run resumes by "
-                         "skipping the results it has already written: drop --checkpoint_dir")
-    if config.style_blend_weights is not None:
-        raise UsageError("--style_blend_weights blends the styles of one run; a batch run stylizes with each "
-                         "--style separately: drop --style_blend_weights")
+    config.require_single_style_per_result("a batch run")
     require_writable_directory(output_dir, "results", "--output_dir")
     todo = listed if _OVERWRITE.value else [pair for pair in listed if not os.path.exists(pair.output)]
     if len(todo) < len(listed):
