@@ -206,9 +206,8 @@ class Optimization:
         self.average.assign(tf.zeros_like(self.image))
         self.steps_done.assign(0)
         self.optimizer.iterations.assign(0)
-        for variable in self.optimizer.variables:
-            if variable.shape == self.image.shape:  # Adam's moments of the image
-                variable.assign(tf.zeros_like(variable))
+        for moment in self._adam_moments():
+            moment.assign(tf.zeros_like(moment))
 
     def _train_step(self, targets: StyleTargets) -> dict:
         with tf.GradientTape() as tape:
@@ -225,11 +224,19 @@ class Optimization:
         self.steps_done.assign_add(1)
         return terms
 
+    def _adam_moments(self) -> tuple:
+        """Adam's first and second moment variables of the image, float32 [B, H, W, 3] each.
+
+        Keras 3's Adam keeps them in private lists (`_momentums`, `_velocities`), one entry per variable;
+        under loss scaling they belong to the wrapped optimizer.
+        """
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        return optimizer._momentums[0], optimizer._velocities[0]
+
     def adam_state(self) -> tuple:
         """Adam's first moment, second moment (float32 [B, H, W, 3] each) and step count, for `warm_start`."""
-        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-        return (tf.identity(optimizer._momentums[0]), tf.identity(optimizer._velocities[0]),
-                tf.identity(optimizer.iterations))
+        first_moment, second_moment = self._adam_moments()
+        return tf.identity(first_moment), tf.identity(second_moment), tf.identity(self.optimizer.iterations)
 
     def warm_start(self, adam_state: tuple) -> None:
         """Continues Adam from the `adam_state()` of the previous, smaller scale, upsampled to this size.
@@ -243,13 +250,12 @@ class Optimization:
         first_moment, second_moment, iterations = adam_state
         height, width = self.image.shape[1:3]
         ratio = (first_moment.shape[1] * first_moment.shape[2]) / (height * width)
-        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-        optimizer._momentums[0].assign(
-            ratio * tf.image.resize(first_moment, (height, width), method="bicubic"))
+        first_moment_here, second_moment_here = self._adam_moments()
+        first_moment_here.assign(ratio * tf.image.resize(first_moment, (height, width), method="bicubic"))
         # Bilinear, and clipped at 0: the second moment must stay non-negative.
-        optimizer._velocities[0].assign(
+        second_moment_here.assign(
             ratio ** 2 * tf.nn.relu(tf.image.resize(second_moment, (height, width), method="bilinear")))
-        optimizer.iterations.assign(iterations)
+        self.optimizer.iterations.assign(iterations)
 
     def state(self) -> dict:
         """The variables that a checkpoint must hold to continue this optimization exactly."""
