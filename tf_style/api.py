@@ -86,7 +86,7 @@ class Stylizer:
 
     def stylize(self, content, style, callbacks: Sequence[Callback] = ()) -> np.ndarray:
         """Paints `content` in the style of `style`; see `tf_style.stylize`."""
-        pair = self._prepare(0, content, style)
+        pair = self._prepare(0, content, style, self._planned_shapes(content, _style_list(style)))
         try:
             return self._run([pair], callbacks)[0]
         except (DivergedError, Interrupted) as error:
@@ -118,19 +118,19 @@ class Stylizer:
         if self.config.checkpoint_dir and len(pairs) > 1:
             raise UsageError("--checkpoint_dir resumes a run of one content and one style; a batch run resumes "
                              "by skipping the results it has already written")
-        groups = {}  # (height, width) -> [(index, style shapes)], in input order
+        groups = {}  # (height, width) -> [(index, planned shapes)], in input order
         for index, (content, style) in enumerate(pairs):
             try:
-                height, width, style_shapes = self._planned_shapes(content, _style_list(style))
+                planned = self._planned_shapes(content, _style_list(style))
             except UsageError as error:
                 yield PairResult(index, content, style, error=error)
                 continue
-            groups.setdefault((height, width), []).append((index, style_shapes))
+            groups.setdefault(planned[:2], []).append((index, planned))
         for (height, width), members in groups.items():
-            batch_size = self._batch_size(height, width, [shape for _, shapes in members for shape in shapes])
+            style_shapes = [shape for _, (_, _, shapes) in members for shape in shapes]
+            batch_size = self._batch_size(height, width, style_shapes)
             for start in range(0, len(members), batch_size):
-                yield from self._stylize_group([index for index, _ in members[start:start + batch_size]], pairs,
-                                               callbacks)
+                yield from self._stylize_group(members[start:start + batch_size], pairs, callbacks)
 
     def _batch_size(self, height: int, width: int, style_shapes: list) -> int:
         """`config.batch_size`, or fewer if this CPU's memory cannot hold that many images of this size.
@@ -144,11 +144,12 @@ class Stylizer:
                                               self.config.content_layers + self.config.style_layers,
                                               self.plan.dtype_policy, self.config.batch_size)
 
-    def _stylize_group(self, indices: list, pairs: list, callbacks) -> Iterator[PairResult]:
+    def _stylize_group(self, members: list, pairs: list, callbacks) -> Iterator[PairResult]:
+        """Stylizes one batch: `members` are (index, planned shapes) of pairs whose results share a size."""
         prepared = []
-        for index in indices:
+        for index, planned in members:
             try:
-                prepared.append(self._prepare(index, *pairs[index]))
+                prepared.append(self._prepare(index, *pairs[index], planned))
             except UsageError as error:
                 yield PairResult(index, *pairs[index], error=error)
         if not prepared:
@@ -186,10 +187,10 @@ class Stylizer:
         require_memory(height, width, style_shapes, config, self.plan)
         return height, width, style_shapes
 
-    def _prepare(self, index: int, content, style) -> _PreparedPair:
-        """Loads a pair's images at the sizes the run needs, and its start image."""
+    def _prepare(self, index: int, content, style, planned: tuple) -> _PreparedPair:
+        """Loads a pair's images at the sizes `_planned_shapes` gave (`planned`), and its start image."""
         styles = _style_list(style)
-        height, width, style_shapes = self._planned_shapes(content, styles)
+        height, width, style_shapes = planned
         content_image = images.resize(images.load_image(content, "content image"), height, width)
         style_key = self._style_key(styles)
         if style_key not in self._style_images:
