@@ -115,9 +115,8 @@ class Stylizer:
             UsageError: options that no pair can use (checkpoints with several pairs).
         """
         pairs = [tuple(pair) for pair in pairs]
-        if self.config.checkpoint_dir and len(pairs) > 1:
-            raise UsageError("--checkpoint_dir resumes a run of one content and one style; a batch run resumes "
-                             "by skipping the results it has already written")
+        if len(pairs) > 1:
+            self.config.require_no_checkpoints("a batch run")
         groups = {}  # (height, width) -> [(index, planned shapes)], in input order
         for index, (content, style) in enumerate(pairs):
             try:

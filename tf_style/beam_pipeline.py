@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from tf_style import api, images
 from tf_style.config import StyleConfig, scaled_size
 from tf_style.errors import UsageError
-from tf_style.pairs import Pair, output_name
+from tf_style.pairs import GLOB_CHARACTERS, Pair, output_name
 
 METRICS_NAMESPACE = "tf_style"
 # The dead-letter file: one JSON object a line, {"path", "style", "reason"}, in the output directory.
@@ -39,7 +39,6 @@ FAILURES_PREFIX = "_failures"
 FAILURES_SUFFIX = ".jsonl"
 
 _FAILED = "failed"
-_GLOB_CHARACTERS = "*?["
 _LOG = logging.getLogger(__name__)
 
 
@@ -149,7 +148,7 @@ def check_inputs(content_pattern: str, style_paths: Sequence[str], output_dir: s
     config.require_single_style_per_result("a pipeline")
     if not style_paths:
         raise UsageError("--style: give at least one style image")
-    if not any(character in content_pattern for character in _GLOB_CHARACTERS) and os.path.isdir(content_pattern):
+    if not any(character in content_pattern for character in GLOB_CHARACTERS) and os.path.isdir(content_pattern):
         raise UsageError(f"--content_pattern {content_pattern} is a directory; give a pattern such as "
                          f"{os.path.join(content_pattern, '*.jpg')} (quoted, so that the shell does not expand it)")
     if not _match(content_pattern, limit=1):

@@ -206,8 +206,8 @@ class StyleConfig:
         fraction = scale_index / (num_scales - 1)
         return max(1, round(self.initial_steps * (self.steps / self.initial_steps) ** fraction))
 
-    def require_single_style_per_result(self, run: str) -> None:
-        """Refuses the options that belong to a run of one content and one style, for a batch or a pipeline.
+    def require_no_checkpoints(self, run: str) -> None:
+        """Refuses `checkpoint_dir` for a run of many results, which resumes by skipping finished ones.
 
         Args:
             run: what the run is, for the message: "a batch run", "a pipeline".
@@ -215,6 +215,14 @@ class StyleConfig:
         if self.checkpoint_dir:
             raise UsageError(f"--checkpoint_dir resumes a run of one content and one style; {run} resumes by "
                              "skipping the results it has already written: drop --checkpoint_dir")
+
+    def require_single_style_per_result(self, run: str) -> None:
+        """Refuses the options that belong to a run of one content and one style, for a batch or a pipeline.
+
+        Args:
+            run: what the run is, for the message: "a batch run", "a pipeline".
+        """
+        self.require_no_checkpoints(run)
         if self.style_blend_weights is not None:
             raise UsageError(f"--style_blend_weights blends the styles of one run; {run} stylizes with each "
                              "--style separately: drop --style_blend_weights")

@@ -13,7 +13,8 @@ from tf_style.errors import UsageError
 
 # What a directory listing takes as images; anything else in the directory (notes, sidecars) is not an input.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-_GLOB_CHARACTERS = "*?["
+# Characters that make a path a glob pattern (as `glob` reads them).
+GLOB_CHARACTERS = "*?["
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _is_many(path: str) -> bool:
 
 def _is_pattern(path: str) -> bool:
     # A file whose name holds a glob character is still that file.
-    return not os.path.exists(path) and any(character in path for character in _GLOB_CHARACTERS)
+    return not os.path.exists(path) and any(character in path for character in GLOB_CHARACTERS)
 
 
 def _stem(path: str) -> str:
