@@ -18,7 +18,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from tf_style import main as style_flags  # defines --style, --output_dir, --overwrite and the style flags
-from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_silenced, print_error
+from tf_style.cli_support import exit_status, flags_parser_for, native_stderr_silenced
 
 with native_stderr_silenced():
     from tf_style.errors import UsageError
@@ -77,16 +77,14 @@ def main(argv) -> int:
 
 
 def _main_or_usage_error(argv) -> None:
-    try:
-        sys.exit(main(argv))
-    except UsageError as error:
-        print_error(PROGRAM, str(error))
-        sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
-        # Every result already renamed into place is complete; the rerun skips it.
-        print(f"{PROGRAM}: interrupted; the results written so far are kept, run the same command to do the rest",
-              file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
+    sys.exit(exit_status(PROGRAM, lambda: main(argv), _interrupted))
+
+
+def _interrupted() -> int:
+    # Every result already renamed into place is complete; the rerun skips it.
+    print(f"{PROGRAM}: interrupted; the results written so far are kept, run the same command to do the rest",
+          file=sys.stderr)
+    return 128 + signal.SIGINT
 
 
 def run() -> None:

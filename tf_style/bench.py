@@ -29,7 +29,7 @@ import tempfile
 import time
 from typing import Callable, Optional, Sequence
 
-from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_silenced, print_error
+from tf_style.cli_support import exit_status, flags_parser_for, native_stderr_silenced
 from tf_style.errors import UsageError
 from tf_style.files import write_atomically
 
@@ -690,11 +690,7 @@ def run() -> None:
     flag_handles = _define_flags()
 
     def main_or_usage_error(argv):
-        try:
-            sys.exit(main(argv, flag_handles))
-        except UsageError as error:
-            print_error(PROGRAM, str(error))
-            sys.exit(EXIT_USAGE)
+        sys.exit(exit_status(PROGRAM, lambda: main(argv, flag_handles)))
 
     app.run(main_or_usage_error, flags_parser=flags_parser_for(PROGRAM))
 

@@ -1,8 +1,12 @@
-"""What the absl entry points (`main.py`, `export.py`) share: quiet TensorFlow start-up and error exits."""
+"""What the absl entry points (`main.py`, `export.py`, `beam_main.py`, `bench.py`) share: quiet TensorFlow
+start-up and error exits."""
 
 import contextlib
 import os
 import sys
+from typing import Callable, Optional
+
+from tf_style.errors import UsageError
 
 # Exit status for a usage error (bad flag, bad file), as absl and argparse use for bad command lines.
 EXIT_USAGE = 2
@@ -34,6 +38,23 @@ def native_stderr_silenced():
 def print_error(program: str, message: str) -> None:
     """One line on stderr: `program: error: message`."""
     print(f"{program}: error: {message}", file=sys.stderr)
+
+
+def exit_status(program: str, main: Callable[[], int], on_interrupt: Optional[Callable[[], int]] = None) -> int:
+    """Runs an entry point's `main` and returns its exit status.
+
+    A UsageError becomes one line on stderr and EXIT_USAGE. A KeyboardInterrupt that reaches here goes to
+    `on_interrupt`, which says what happened and returns the status; without one it propagates.
+    """
+    try:
+        return main()
+    except UsageError as error:
+        print_error(program, str(error))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if on_interrupt is None:
+            raise
+        return on_interrupt()
 
 
 def flags_parser_for(program: str, known_only: bool = False):

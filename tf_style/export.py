@@ -6,7 +6,7 @@ errors to exit codes: 0 written (its path on stdout), 2 bad input (one line on s
 
 from absl import app, flags, logging
 
-from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_silenced, print_error
+from tf_style.cli_support import exit_status, flags_parser_for, native_stderr_silenced
 
 with native_stderr_silenced():
     from tf_style import export_lib
@@ -36,11 +36,11 @@ _MAX_PIXELS = flags.DEFINE_integer("max_pixels", export_lib.DEFAULT_MAX_PIXELS,
 
 def main(argv) -> int:
     """Exports; returns the exit status, which absl's app.run passes to sys.exit."""
-    try:
-        version_dir = export_from_flags(argv)
-    except UsageError as error:
-        print_error(PROGRAM, str(error))
-        return EXIT_USAGE
+    return exit_status(PROGRAM, lambda: _export(argv))
+
+
+def _export(argv) -> int:
+    version_dir = export_from_flags(argv)
     print(f"wrote {version_dir} (signatures: {', '.join(export_lib.SIGNATURE_NAMES)})")
     return 0
 

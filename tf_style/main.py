@@ -22,7 +22,7 @@ import time
 from absl import app, flags
 from absl import logging as absl_logging
 
-from tf_style.cli_support import EXIT_USAGE, flags_parser_for, native_stderr_silenced, print_error
+from tf_style.cli_support import exit_status, flags_parser_for, native_stderr_silenced, print_error
 
 with native_stderr_silenced():
     from tf_style import api, checkpoint, images
@@ -334,16 +334,14 @@ def _write_interrupted(output: str, error: Interrupted, checkpoint_dir) -> int:
 
 
 def _main_or_usage_error(argv) -> None:
-    try:
-        sys.exit(main(argv))
-    except UsageError as error:
-        print_error(PROGRAM, str(error))
-        sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
-        # Before the optimization started (checks, image loading, building the network).
-        print(f"{PROGRAM}: interrupted before the first step ({_STOP_SIGNALS.name}); nothing was written",
-              file=sys.stderr)
-        sys.exit(_STOP_SIGNALS.exit_status)
+    sys.exit(exit_status(PROGRAM, lambda: main(argv), _interrupted_before_the_first_step))
+
+
+def _interrupted_before_the_first_step() -> int:
+    # Before the optimization started (checks, image loading, building the network).
+    print(f"{PROGRAM}: interrupted before the first step ({_STOP_SIGNALS.name}); nothing was written",
+          file=sys.stderr)
+    return _STOP_SIGNALS.exit_status
 
 
 def run() -> None:
