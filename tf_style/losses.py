@@ -1,21 +1,25 @@
-"""The loss terms of Gatys et al. (2016), normalized so that one set of weights holds everywhere.
+"""The loss terms of Gatys et al. (2016), normalized so that a term's weight sets its share of the push.
 
 Pure tensor functions: float32 tensors in, scalar (or per-image) tensors out; no I/O, no state.
 
 Normalization, and why:
 - A Gram matrix is divided by the number of positions, so it is an average over the image: the same texture
   gives the same Gram at any image size.
-- Each content and style term is a squared error divided by the mean square of its target, so a term is a
-  relative error. VGG16 weight sources scale activations very differently (the paper's raw losses differ by
-  orders of magnitude between layers and between weight files); relative errors do not, so the default
-  weights carry over from the bundled weights to ImageNet weights or a user's file.
+- Each content and style term is a squared error divided by the absolute error (Katherine Crowson's
+  style-transfer-pytorch does the same). Its gradient with respect to what it compares has an L1 norm of
+  about 1 whatever the size of the error, so each term keeps pulling with the share its weight gives it
+  until it is matched. A plain (or relative) squared error instead fades as its error shrinks: measured on
+  the bundled pair, the style terms went quiet once the Grams were close, the content term won everywhere
+  the photo is flat, and the sky stayed the photo's pale sky with a grid-like texture where the painting
+  has strokes.
 - Total variation is measured on the image scaled to [0, 1], averaged over pixels.
-All terms are means, so their balance does not change with the image size.
+All terms are means or ratios of sums over the same positions, so their balance does not change with the
+image size.
 """
 
 import tensorflow as tf
 
-# Keeps a relative error finite when a target is all zeros (a dead ReLU layer, a black image).
+# Keeps a ratio finite when what it divides by is zero (an exact match, a dead ReLU layer, a black image).
 _EPSILON = 1e-8
 
 
@@ -26,23 +30,27 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     return tf.einsum("bhwc,bhwd->bcd", features, features) / num_positions
 
 
-def relative_squared_error(value: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """Mean squared error over all but the batch axis, divided by the target's mean square: [B, ...] -> [B]."""
+def normalized_squared_error(value: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Sum of squared errors over sum of absolute errors, over all but the batch axis: [B, ...] -> [B].
+
+    About the mean absolute error in size; its gradient with respect to `value` does not shrink as `value`
+    nears `target`, and scaling both by s scales the loss by s but leaves that gradient unchanged.
+    """
     value = tf.cast(value, tf.float32)
     target = tf.cast(target, tf.float32)
     axes = tf.range(1, tf.rank(value))
-    squared_error = tf.reduce_mean(tf.square(value - target), axis=axes)
-    return squared_error / (tf.reduce_mean(tf.square(target), axis=axes) + _EPSILON)
+    error = value - target
+    return tf.reduce_sum(tf.square(error), axis=axes) / (tf.reduce_sum(tf.abs(error), axis=axes) + _EPSILON)
 
 
 def content_loss(features: dict, target_features: dict) -> tf.Tensor:
-    """Mean over content layers of the relative feature error: {layer: [B, H, W, C]} -> [B]."""
-    losses = [relative_squared_error(features[name], target) for name, target in target_features.items()]
+    """Mean over content layers of the normalized feature error: {layer: [B, H, W, C]} -> [B]."""
+    losses = [normalized_squared_error(features[name], target) for name, target in target_features.items()]
     return tf.add_n(losses) / len(losses)
 
 
 def style_loss(features: dict, target_grams: dict, layer_weights: dict) -> tf.Tensor:
-    """Weighted sum over style layers of the relative Gram error: {layer: [B, H, W, C]} -> [B].
+    """Weighted sum over style layers of the normalized Gram error: {layer: [B, H, W, C]} -> [B].
 
     Args:
         features: activations of the image being optimized, by layer name.
@@ -50,7 +58,7 @@ def style_loss(features: dict, target_grams: dict, layer_weights: dict) -> tf.Te
         layer_weights: weight of each layer, by layer name (they should sum to 1).
     """
     losses = [
-        layer_weights[name] * relative_squared_error(gram_matrix(features[name]), target)
+        layer_weights[name] * normalized_squared_error(gram_matrix(features[name]), target)
         for name, target in target_grams.items()
     ]
     return tf.add_n(losses)
@@ -111,11 +119,12 @@ def sqrtm_eigh(matrix: tf.Tensor) -> tf.Tensor:
 
 def wasserstein_style_loss(features: dict, target_means: dict, target_covariance_roots: dict,
                            layer_weights: dict, num_iterations: int = 10) -> tf.Tensor:
-    """Weighted sum over style layers of the squared 2-Wasserstein distance between Gaussian fits.
+    """Weighted sum over style layers of the 2-Wasserstein distance between Gaussian fits of the features.
 
     For each layer, W2^2 = |m - m_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^1/2 S S_t^1/2)^1/2), with m, S the
-    channel mean and covariance; divided by the target's second moment |m_t|^2 + tr(S_t), so that, like the
-    Gram loss, it is a relative error that does not depend on the weight source's activation scale.
+    channel mean and covariance. The term is W2 (not its square, whose gradient fades near the target, as a
+    squared error's does) times the square root of the target's second moment |m_t|^2 + tr(S_t): a distance
+    in the units of a Gram error, so that one style weight suits both style losses.
 
     Args:
         features: {layer: [B, H, W, C]} of the image being optimized.
@@ -134,8 +143,9 @@ def wasserstein_style_loss(features: dict, target_means: dict, target_covariance
         target_trace = tf.reduce_sum(tf.square(root), axis=[1, 2])  # tr(S_t) = |S_t^1/2|_F^2
         root = tf.broadcast_to(root, tf.shape(covariance))
         cross_root = sqrtm_newton_schulz(tf.matmul(tf.matmul(root, covariance), root), num_iterations)
-        distance = (tf.reduce_sum(tf.square(mean - target_mean), axis=-1)
-                    + tf.linalg.trace(covariance) + target_trace - 2.0 * tf.linalg.trace(cross_root))
-        scale = tf.reduce_sum(tf.square(target_mean), axis=-1) + target_trace + _EPSILON
-        losses.append(layer_weights[name] * tf.maximum(distance, 0.0) / scale)
+        squared_distance = (tf.reduce_sum(tf.square(mean - target_mean), axis=-1)
+                            + tf.linalg.trace(covariance) + target_trace - 2.0 * tf.linalg.trace(cross_root))
+        second_moment = tf.reduce_sum(tf.square(target_mean), axis=-1) + target_trace
+        distance_times_scale = tf.sqrt(tf.maximum(squared_distance, 0.0) * second_moment + _EPSILON)
+        losses.append(layer_weights[name] * distance_times_scale)
     return tf.add_n(losses)
