@@ -26,6 +26,7 @@ from tf_style.errors import UsageError
     ({"precision": "int8"}, "--precision"),
     ({"save_every": -1}, "--save_every"),
     ({"warm_start_optimizer": "yes"}, "--warm_start_optimizer"),
+    ({"scale_detail": -0.5}, "--scale_detail"),
 ])
 def test_bad_values_name_their_flag(changes, flag):
     with pytest.raises(UsageError, match=flag):
@@ -42,11 +43,10 @@ def test_style_layer_weights_are_normalized():
     assert config.normalized_style_layer_weights == pytest.approx((256 / 340, 64 / 340, 16 / 340, 4 / 340, 0))
 
 
-def test_style_layer_weights_halve_layer_by_layer_by_default():
-    assert StyleConfig().normalized_style_layer_weights == pytest.approx(
-        tuple(weight / 31 for weight in (16, 8, 4, 2, 1)))
+def test_style_layer_weights_are_equal_by_default():
+    assert StyleConfig().normalized_style_layer_weights == pytest.approx((0.2,) * 5)
     assert StyleConfig(style_layers=("block2_conv1", "block4_conv1")).normalized_style_layer_weights == \
-        pytest.approx((2 / 3, 1 / 3))
+        pytest.approx((0.5, 0.5))
 
 
 def test_replace_validates_again():

@@ -47,10 +47,9 @@ class StyleConfig:
         tv_weight: weight of the total-variation (smoothness) loss.
         content_layers: VGG16 layers whose activations the result must keep from the content image.
         style_layers: VGG16 layers whose Gram matrices the result must take from the style image.
-        style_layer_weights: relative weight of each style layer (normalized to sum to 1); None halves the
-            weight from each layer to the next deeper one (16:8:4:2:1 for five layers).
+        style_layer_weights: relative weight of each style layer (normalized to sum to 1); None for equal.
         style_loss: "gram" (Gatys et al.) or "wasserstein" (mean and covariance of the features, compared
-            as Gaussians with the squared 2-Wasserstein distance).
+            as Gaussians with the 2-Wasserstein distance).
         style_blend_weights: with several style images, the weight of each in the blended target; None
             for equal.
         style_scale: size at which the style image is seen, relative to the output's long side.
@@ -60,6 +59,9 @@ class StyleConfig:
             take a geometric interpolation of `initial_steps` and `steps`.
         warm_start_optimizer: start Adam at each scale after the first from the previous scale's moments,
             upsampled, instead of from zero.
+        scale_detail: each scale after the first starts from the previous result upsampled plus this much of
+            the start image's detail between the two scales (the photo's, by default); 0 starts from the
+            bare upsampled result, whose smoothness grows a grid-like texture.
         average_decay: decay of the exponential moving average of the image that is the output (it
             removes the high-frequency noise Adam leaves); 0 outputs the last iterate.
         original_colors: keep the content's colours, take only the luminance from the stylized result.
@@ -82,11 +84,11 @@ class StyleConfig:
     """
 
     size: int = 512
-    steps: int = 25
-    learning_rate: float = 4.0
-    content_weight: float = 1.0
-    style_weight: float = 15.0
-    tv_weight: float = 1.0
+    steps: int = 40
+    learning_rate: float = 5.0
+    content_weight: float = 0.015
+    style_weight: float = 1.0
+    tv_weight: float = 2.0
     content_layers: tuple = DEFAULT_CONTENT_LAYERS
     style_layers: tuple = DEFAULT_STYLE_LAYERS
     style_layer_weights: Optional[tuple] = None
@@ -94,8 +96,9 @@ class StyleConfig:
     style_blend_weights: Optional[tuple] = None
     style_scale: float = 1.0
     initial_size: int = 128
-    initial_steps: Optional[int] = 250
+    initial_steps: Optional[int] = 150
     warm_start_optimizer: bool = True
+    scale_detail: float = 1.0
     average_decay: float = 0.99
     original_colors: bool = False
     weights: str = "hed"
@@ -151,6 +154,9 @@ class StyleConfig:
             _require_positive_int("initial_steps", self.initial_steps)
         if not isinstance(self.warm_start_optimizer, bool):
             raise UsageError(f"--warm_start_optimizer must be true or false, got {self.warm_start_optimizer!r}")
+        if not _is_finite_number(self.scale_detail) or self.scale_detail < 0:
+            raise UsageError(f"--scale_detail must be a non-negative number (1: all of the photo's detail, "
+                             f"0: none), got {self.scale_detail}")
         if not _is_finite_number(self.average_decay) or not 0 <= self.average_decay < 1:
             raise UsageError(f"--average_decay must be in [0, 1), got {self.average_decay}")
         if self.weights not in WEIGHT_SOURCES and not os.path.isfile(self.weights):
@@ -180,9 +186,10 @@ class StyleConfig:
     @property
     def normalized_style_layer_weights(self) -> tuple:
         """Per-style-layer weights that sum to 1."""
-        # Measured on the bundled pair (README, Examples): equal weights leave pink and green speckle and an
-        # embossed look; the shallow layers carry the painting's palette and keep the colours clean.
-        weights = self.style_layer_weights or tuple(2.0 ** -index for index in range(len(self.style_layers)))
+        # Equal by default, as in the paper. Measured on the bundled pair at 512 px (README, Examples): with the
+        # normalized losses, weights falling towards the deep layers (16:8:4:2:1, or crowsonkb's 256:64:16:4:1)
+        # paint short, embossed strokes; equal weights give the sky the painting's large swirls.
+        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
         total = sum(weights)
         return tuple(w / total for w in weights)
 

@@ -70,9 +70,9 @@ _INITIAL_STEPS = flags.DEFINE_integer("initial_steps", _DEFAULTS.initial_steps,
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
                                     "Adam step size, in pixel values (the image is in [0, 255]).")
 _CONTENT_WEIGHT = flags.DEFINE_float("content_weight", _DEFAULTS.content_weight,
-                                     "Weight of the content loss (relative feature error).")
+                                     "Weight of the content loss. Raise it to keep more of the photo.")
 _STYLE_WEIGHT = flags.DEFINE_float("style_weight", _DEFAULTS.style_weight,
-                                   "Weight of the style loss (relative Gram error). Raise it for more paint.")
+                                   "Weight of the style loss. Raise it for more paint.")
 _TV_WEIGHT = flags.DEFINE_float("tv_weight", _DEFAULTS.tv_weight,
                                 "Weight of the total-variation loss (smoothness); 0 turns it off.")
 _CONTENT_LAYERS = flags.DEFINE_list("content_layers", list(_DEFAULTS.content_layers),
@@ -80,11 +80,11 @@ _CONTENT_LAYERS = flags.DEFINE_list("content_layers", list(_DEFAULTS.content_lay
 _STYLE_LAYERS = flags.DEFINE_list("style_layers", list(_DEFAULTS.style_layers),
                                   "VGG16 layers for the style loss.")
 _STYLE_LAYER_WEIGHTS = flags.DEFINE_list("style_layer_weights", None,
-                                         "One weight per style layer (normalized to sum to 1). Default: halving "
-                                         "from each layer to the next deeper one (16:8:4:2:1 for five).")
+                                         "One weight per style layer (normalized to sum to 1). Default: equal. "
+                                         "More weight on the shallow layers paints finer strokes.")
 _STYLE_LOSS = flags.DEFINE_enum("style_loss", _DEFAULTS.style_loss, STYLE_LOSSES,
                                 "Style statistics: gram (Gatys et al.) or wasserstein (mean and covariance, "
-                                "squared 2-Wasserstein distance between Gaussian fits).")
+                                "2-Wasserstein distance between Gaussian fits).")
 _STYLE_BLEND_WEIGHTS = flags.DEFINE_list("style_blend_weights", None,
                                          "With several --style images, the weight of each. Default: equal.")
 _STYLE_SCALE = flags.DEFINE_float("style_scale", _DEFAULTS.style_scale,
@@ -94,6 +94,10 @@ _WARM_START_OPTIMIZER = flags.DEFINE_boolean(
     "warm_start_optimizer", _DEFAULTS.warm_start_optimizer,
     "Start Adam at each scale after the first from the previous scale's moments, upsampled (less noise at the "
     "start of a scale); --nowarm_start_optimizer starts it from zero.")
+_SCALE_DETAIL = flags.DEFINE_float(
+    "scale_detail", _DEFAULTS.scale_detail,
+    "Each scale after the first starts from the previous result upsampled plus this much of the photo's (the "
+    "start image's) detail at the new scale; 0: the bare upsampled result, which grows a grid-like texture.")
 _AVERAGE_DECAY = flags.DEFINE_float("average_decay", _DEFAULTS.average_decay,
                                     "The output is an exponential moving average of the image with this decay "
                                     "(removes Adam's pixel noise); 0 outputs the last step's image.")
@@ -136,7 +140,7 @@ def config_from_flags() -> StyleConfig:
         style_loss=_STYLE_LOSS.value,
         style_blend_weights=_numbers("style_blend_weights", _STYLE_BLEND_WEIGHTS.value),
         style_scale=_STYLE_SCALE.value, warm_start_optimizer=_WARM_START_OPTIMIZER.value,
-        average_decay=_AVERAGE_DECAY.value,
+        scale_detail=_SCALE_DETAIL.value, average_decay=_AVERAGE_DECAY.value,
         original_colors=_ORIGINAL_COLORS.value, weights=_WEIGHTS.value, pooling=_POOLING.value,
         padding=_PADDING.value, init=_INIT.value, seed=_SEED.value, save_every=_SAVE_EVERY.value, xla=_XLA.value,
         precision=_PRECISION.value, checkpoint_dir=_CHECKPOINT_DIR.value or None,

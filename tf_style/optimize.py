@@ -389,8 +389,8 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_images: np.ndarr
     finished_images = None  # the results of the last finished scale, for an early stop in the next
     first_step = 1
     start_time = time.perf_counter()
-    scale_inputs = _ScaleInputs(extractor, content_images, style_images, config, style_keys, style_cache,
-                                optimization_cache)
+    scale_inputs = _ScaleInputs(extractor, content_images, style_images, start_images, config, style_keys,
+                                style_cache, optimization_cache)
     try:
         checkpoints, resume, adam_state = None, None, None
         if config.checkpoint_dir:
@@ -437,11 +437,12 @@ class _ScaleInputs:
     """The targets and start images of each scale of a coarse-to-fine run, style statistics cached."""
 
     def __init__(self, extractor: FeatureExtractor, content_images: np.ndarray,
-                 style_images: Sequence[Sequence[np.ndarray]], config: StyleConfig, style_keys, style_cache,
-                 optimization_cache):
+                 style_images: Sequence[Sequence[np.ndarray]], start_images: np.ndarray, config: StyleConfig,
+                 style_keys, style_cache, optimization_cache):
         self.extractor = extractor
         self.content_images = content_images
         self.style_images = style_images
+        self.start_images = start_images
         self.config = config
         self.style_keys = style_keys if style_keys is not None else [object() for _ in style_images]
         self.style_cache = style_cache if style_cache is not None else {}
@@ -449,13 +450,16 @@ class _ScaleInputs:
 
     def optimization(self, images: np.ndarray, long_side: int, jit_compile: bool,
                      indices: Sequence[int]) -> Optimization:
-        """The optimization at one scale, starting from `images` resized to it."""
+        """The optimization at one scale, starting from `images` (the last scale's results) resized to it."""
         height, width = scaled_size(*self.content_images.shape[1:3], long_side)
         statistics = [self._style_statistics(key, styles, long_side)
                       for key, styles in zip(self.style_keys, self.style_images)]
         targets = batch_targets(self.extractor, _at_size(self.content_images, height, width), statistics,
                                 self.config)
-        start = _at_size(images, height, width)
+        if self.config.scale_detail and images.shape[1] < height:
+            start = upsample_with_detail(images, self.start_images, height, width, self.config.scale_detail)
+        else:
+            start = _at_size(images, height, width)
         if self.optimization_cache is None:
             return Optimization(self.extractor, targets, start, self.config, jit_compile=jit_compile,
                                 indices=indices)
@@ -481,6 +485,20 @@ class _ScaleInputs:
             self.style_cache[key, long_side] = style_statistics(self.extractor, scaled_styles, self.config,
                                                                 self.config.style_blend_weights)
         return self.style_cache[key, long_side]
+
+
+def upsample_with_detail(images: np.ndarray, detail_source: np.ndarray, height: int, width: int,
+                         amount: float = 1.0) -> np.ndarray:
+    """`images` upsampled to (height, width), plus `amount` times the detail that `detail_source` has at that
+    size and loses at the size of `images`: [B, h, w, 3], [B, H', W', 3] -> [B, height, width, 3] in [0, 255].
+
+    An upsampled result is smooth at the new scale's finest frequencies, and in smooth regions the style
+    gradient grows the pattern of the network's pixel grid (a woven, maze-like texture, measured on the
+    bundled pair) instead of strokes. The start image's own detail (the photo's, by default) seeds them.
+    """
+    detail = (_at_size(detail_source, height, width)
+              - resize_image(_at_size(detail_source, *images.shape[1:3]), height, width))
+    return np.clip(resize_image(images, height, width) + amount * detail, 0.0, 255.0)
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
