@@ -367,7 +367,8 @@ def stylize_coarse_to_fine(extractor: FeatureExtractor, content_images: np.ndarr
         content_images: float32 [B, H, W, 3] at the output size.
         style_images: for each content image, its style images, float32 [h, w, 3] each, as large as they
             will be seen at the final scale.
-        start_images: float32 [B, H, W, 3], the starts of the first scale (resized to it).
+        start_images: float32 [B, H, W, 3], the starts of the first scale (resized to it), and where each later
+            scale takes the detail it adds to the upsampled result (`config.scale_detail`).
         indices: the `index` of each image in the reports; default 0 .. B-1.
         style_keys: a hashable name for each image's styles (and blend), under which their statistics at
             each scale are kept in `style_cache`; None computes them for every call.
