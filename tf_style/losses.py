@@ -123,8 +123,9 @@ def wasserstein_style_loss(features: dict, target_means: dict, target_covariance
 
     For each layer, W2^2 = |m - m_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^1/2 S S_t^1/2)^1/2), with m, S the
     channel mean and covariance. The term is W2 (not its square, whose gradient fades near the target, as a
-    squared error's does) times the square root of the target's second moment |m_t|^2 + tr(S_t): a distance
-    in the units of a Gram error, so that one style weight suits both style losses.
+    squared error's does) times the square root of the target's second moment |m_t|^2 + tr(S_t), divided
+    by the number of channels: a per-channel distance in the units of a Gram entry's error, so that one
+    style weight suits both style losses.
 
     Args:
         features: {layer: [B, H, W, C]} of the image being optimized.
@@ -146,6 +147,7 @@ def wasserstein_style_loss(features: dict, target_means: dict, target_covariance
         squared_distance = (tf.reduce_sum(tf.square(mean - target_mean), axis=-1)
                             + tf.linalg.trace(covariance) + target_trace - 2.0 * tf.linalg.trace(cross_root))
         second_moment = tf.reduce_sum(tf.square(target_mean), axis=-1) + target_trace
-        distance_times_scale = tf.sqrt(tf.maximum(squared_distance, 0.0) * second_moment + _EPSILON)
-        losses.append(layer_weights[name] * distance_times_scale)
+        num_channels = tf.cast(tf.shape(covariance)[-1], tf.float32)
+        per_channel_distance = tf.sqrt(tf.maximum(squared_distance, 0.0) * second_moment + _EPSILON) / num_channels
+        losses.append(layer_weights[name] * per_channel_distance)
     return tf.add_n(losses)
