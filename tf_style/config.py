@@ -102,7 +102,7 @@ class StyleConfig:
     average_decay: float = 0.99
     original_colors: bool = False
     weights: str = "hed"
-    pooling: str = "avg"
+    pooling: str = "max"
     padding: str = "replicate"
     init: str = "content"
     seed: Optional[int] = None
@@ -187,7 +187,7 @@ class StyleConfig:
     def normalized_style_layer_weights(self) -> tuple:
         """Per-style-layer weights that sum to 1."""
         # Equal by default, as in the paper. Measured on the bundled pair at 512 px (README, Examples): with the
-        # normalized losses, weights falling towards the deep layers (16:8:4:2:1, or crowsonkb's 256:64:16:4:1)
+        # normalized losses, weights heavier on the shallow layers (16:8:4:2:1, or crowsonkb's 256:64:16:4:1)
         # paint short, embossed strokes; equal weights give the sky the painting's large swirls.
         weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
         total = sum(weights)
