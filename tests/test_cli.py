@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tf_style.config import StyleConfig
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg")))
 
@@ -107,18 +109,36 @@ def test_bad_input_is_one_line_exit_2_and_touches_no_output(case, tmp_path, cont
 
 @pytest.mark.parametrize("preset", [os.path.basename(path) for path in PRESETS])
 def test_presets_parse_into_a_valid_config(preset):
-    # This module is the only one that parses absl's global FLAGS in-process; it resets them around use.
+    config = _config_from_command_line(f"--flagfile={os.path.join(REPO, 'flags', preset)}")
+    assert config.steps > 0 and config.size >= 64
+
+
+def _config_from_command_line(*arguments):
+    """The StyleConfig the CLI builds from these arguments, parsed in-process. This module is the only one
+    that parses absl's global FLAGS in-process; it resets them around use."""
     from absl import flags
 
     from tf_style import main
 
     flags.FLAGS.unparse_flags()
     try:
-        flags.FLAGS([sys.argv[0], f"--flagfile={os.path.join(REPO, 'flags', preset)}"])
-        config = main.config_from_flags()
+        flags.FLAGS([sys.argv[0], *arguments])
+        return main.config_from_flags()
     finally:
         flags.FLAGS.unparse_flags()
-    assert config.steps > 0 and config.size >= 64
+
+
+def test_the_quality_preset_is_the_defaults():
+    # The README and the preset both say so; the examples' commands rely on it.
+    quality = _config_from_command_line(f"--flagfile={os.path.join(REPO, 'flags', 'quality.cfg')}")
+    defaults = StyleConfig()
+    assert quality == defaults.replace(style_layer_weights=(1.0,) * len(defaults.style_layers))
+    assert quality.normalized_style_layer_weights == defaults.normalized_style_layer_weights
+
+
+def test_scale_detail_reaches_the_config():
+    assert _config_from_command_line("--scale_detail=0.5").scale_detail == 0.5
+    assert _config_from_command_line().scale_detail == 1.0
 
 
 def test_there_are_presets():
@@ -129,7 +149,7 @@ def test_helpfull_documents_the_flags():
     result = run_cli("--helpfull")
     for flag in ("--content", "--style", "--output", "--size", "--steps", "--learning_rate", "--content_weight",
                  "--style_weight", "--tv_weight", "--content_layers", "--style_layers", "--weights", "--pooling",
-                 "--init", "--seed", "--save_every", "--xla", "--precision"):
+                 "--init", "--seed", "--save_every", "--xla", "--precision", "--scale_detail"):
         assert flag in result.stdout
 
 
