@@ -51,11 +51,51 @@ def test_normalized_squared_error_gradient_ignores_the_scale_of_the_error():
     assert 0.5 < np.abs(gradient[0]).sum() < 1.5
 
 
+def test_target_normalized_squared_error_by_hand():
+    value = tf.constant([[1.0, 2.0]])
+    target = tf.constant([[2.0, 4.0]])
+    # ((1-2)^2 + (2-4)^2) / (|2| + |4|) = 5 / 6
+    np.testing.assert_allclose(losses.target_normalized_squared_error(value, target).numpy(), [5 / 6], rtol=1e-6)
+
+
+def _loss_and_gradient(error_function, value, target):
+    variable = tf.Variable(value)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(error_function(variable, target))
+    return loss.numpy(), tape.gradient(loss, variable).numpy()
+
+
+def test_target_normalized_squared_error_pulls_harder_the_further_it_drifts():
+    # The content term's pull must grow with the drift from the photo (so that the result settles where it
+    # meets the style's pull), where the style term's stays the same.
+    target = tf.random.stateless_uniform([1, 3, 3, 4], seed=[11, 12])
+    direction = tf.random.stateless_normal([1, 3, 3, 4], seed=[13, 14])
+    _, near = _loss_and_gradient(losses.target_normalized_squared_error, target + 0.01 * direction, target)
+    _, far = _loss_and_gradient(losses.target_normalized_squared_error, target + 0.1 * direction, target)
+    np.testing.assert_allclose(far, 10 * near, rtol=1e-4)
+    _, near = _loss_and_gradient(losses.normalized_squared_error, target + 0.01 * direction, target)
+    _, far = _loss_and_gradient(losses.normalized_squared_error, target + 0.1 * direction, target)
+    np.testing.assert_allclose(far, near, rtol=1e-3, atol=1e-6)
+
+
+def test_target_normalized_squared_error_ignores_the_scale_of_the_features():
+    # Scaling features and target by s scales the loss by s and leaves its gradient alone, as for the
+    # style term's form: the content weight means the same for features of any magnitude.
+    value = tf.random.stateless_normal([2, 3, 3, 4], seed=[15, 16])
+    target = tf.random.stateless_normal([2, 3, 3, 4], seed=[17, 18])
+    loss, gradient = _loss_and_gradient(losses.target_normalized_squared_error, value, target)
+    for scale in (0.01, 100.0):
+        scaled_loss, scaled_gradient = _loss_and_gradient(
+            losses.target_normalized_squared_error, scale * value, scale * target)
+        np.testing.assert_allclose(scaled_loss, scale * loss, rtol=1e-4)
+        np.testing.assert_allclose(scaled_gradient, gradient, rtol=1e-3, atol=1e-6)
+
+
 def test_content_loss_averages_layers():
     features = {"a": tf.ones([1, 2, 2, 1]), "b": tf.zeros([1, 2, 2, 1])}
     targets = {"a": 2 * tf.ones([1, 2, 2, 1]), "b": tf.ones([1, 2, 2, 1])}
-    # Every element differs by 1 in both layers: sum of squares / sum of absolute values = 1 each.
-    np.testing.assert_allclose(losses.content_loss(features, targets).numpy(), [1.0], rtol=1e-6)
+    # Every element differs by 1: sums of squares 4 over target sums 8 and 4, so 1/2 and 1, mean 3/4.
+    np.testing.assert_allclose(losses.content_loss(features, targets).numpy(), [0.75], rtol=1e-6)
 
 
 def test_style_loss_weights_layers():

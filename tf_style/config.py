@@ -42,7 +42,8 @@ class StyleConfig:
         size: long side of the output in pixels.
         steps: Adam steps at the last scale (or the only one).
         learning_rate: Adam step size, in pixel values (the image lives in [0, 255]).
-        content_weight: weight of the content loss.
+        content_weight: weight of the content loss, which pulls back towards the photo in proportion to how
+            far the result has drifted from it.
         style_weight: weight of the style loss.
         tv_weight: weight of the total-variation (smoothness) loss.
         content_layers: VGG16 layers whose activations the result must keep from the content image.
@@ -86,7 +87,7 @@ class StyleConfig:
     size: int = 512
     steps: int = 40
     learning_rate: float = 5.0
-    content_weight: float = 0.015
+    content_weight: float = 4.0
     style_weight: float = 1.0
     tv_weight: float = 2.0
     content_layers: tuple = DEFAULT_CONTENT_LAYERS

@@ -70,7 +70,8 @@ _INITIAL_STEPS = flags.DEFINE_integer("initial_steps", _DEFAULTS.initial_steps,
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
                                     "Adam step size, in pixel values (the image is in [0, 255]).")
 _CONTENT_WEIGHT = flags.DEFINE_float("content_weight", _DEFAULTS.content_weight,
-                                     "Weight of the content loss. Raise it to keep more of the photo.")
+                                     "Weight of the content loss, whose pull grows with the result's drift from the "
+                                     "photo. Raise it to keep more of the photo.")
 _STYLE_WEIGHT = flags.DEFINE_float("style_weight", _DEFAULTS.style_weight,
                                    "Weight of the style loss. Raise it for more paint.")
 _TV_WEIGHT = flags.DEFINE_float("tv_weight", _DEFAULTS.tv_weight,
