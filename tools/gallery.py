@@ -3,7 +3,7 @@
 Run from the project's root:  python tools/gallery.py [FLAGS FOR tf_style.main ...]
 It stylizes the pairs `tools/gallery_pairs.txt` lists in one batch run (results in saved_outputs/gallery/,
 each `<content>__<style>.png`; results that exist are kept, so pass --overwrite to redo them), then writes
-saved_outputs/gallery.png: one row per pair, content | style | result. Developer tooling, not in the wheel.
+saved_outputs/gallery.jpg: one row per pair, content | style | result. Developer tooling, not in the wheel.
 """
 
 import os
@@ -20,7 +20,7 @@ from tf_style.pairs import read_pairs_file  # noqa: E402
 
 PAIRS_FILE = os.path.join(ROOT, "tools", "gallery_pairs.txt")
 RESULTS_DIR = os.path.join(ROOT, "saved_outputs", "gallery")
-GALLERY = os.path.join(ROOT, "saved_outputs", "gallery.png")
+GALLERY = os.path.join(ROOT, "saved_outputs", "gallery.jpg")
 ROW_HEIGHT = 256
 GAP = 8
 
