@@ -1,0 +1,87 @@
+"""The package's layering, read from its imports (ast): who may import TensorFlow, absl and Apache Beam.
+
+- `config`, `errors`, `vgg16` and `color` import no TensorFlow or Keras, not even through another module of
+  the package: options, errors and the network's facts can be read without loading TensorFlow.
+- absl is imported only by the command-line layer (the programs and what they share).
+- apache_beam is imported only by the pipeline.
+- No library module imports the command-line layer or the pipeline.
+"""
+
+import ast
+import os
+
+import pytest
+
+PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style")
+
+COMMAND_LINE = {"tf_style.main", "tf_style.export", "tf_style.beam_main", "tf_style.cli_support"}
+PIPELINE = {"tf_style.beam_pipeline"}
+WITHOUT_TENSORFLOW = {"tf_style.config", "tf_style.errors", "tf_style.vgg16", "tf_style.color"}
+
+
+def _modules() -> dict:
+    """{module name: the set of absolute module names it imports}, for every module of the package."""
+    modules = {}
+    for directory, _, files in os.walk(PACKAGE_DIR):
+        for file_name in files:
+            if not file_name.endswith(".py"):
+                continue
+            path = os.path.join(directory, file_name)
+            relative = os.path.relpath(path, os.path.dirname(PACKAGE_DIR))[:-3].replace(os.sep, ".")
+            name = relative[:-len(".__init__")] if relative.endswith(".__init__") else relative
+            with open(path, encoding="utf-8") as source:
+                tree = ast.parse(source.read(), path)
+            imported = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    imported.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.add(node.module)
+                    # `from tf_style import api` imports the module tf_style.api.
+                    imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+            modules[name] = imported
+    return modules
+
+
+MODULES = _modules()
+
+
+def _is(imported: str, package: str) -> bool:
+    return imported == package or imported.startswith(package + ".")
+
+
+def _reaches(module: str, seen=None) -> set:
+    """Every module `module` imports, directly or through modules of the package."""
+    seen = set() if seen is None else seen
+    for imported in MODULES.get(module, ()):
+        if imported not in seen:
+            seen.add(imported)
+            if imported in MODULES:
+                _reaches(imported, seen)
+    return seen
+
+
+def test_the_picture_covers_real_modules():
+    assert WITHOUT_TENSORFLOW | COMMAND_LINE | PIPELINE <= set(MODULES)
+    assert "tensorflow" in MODULES["tf_style.features"]  # the reader sees imports at all
+
+
+@pytest.mark.parametrize("module", sorted(WITHOUT_TENSORFLOW))
+def test_options_errors_and_facts_load_without_tensorflow(module):
+    heavy = {name for name in _reaches(module) if _is(name, "tensorflow") or _is(name, "keras")}
+    assert not heavy, f"{module} imports {sorted(heavy)}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_absl_and_beam_stay_at_the_edges(module):
+    imported = MODULES[module]
+    if module not in COMMAND_LINE:
+        assert not any(_is(name, "absl") for name in imported), f"{module} imports absl"
+    if module not in PIPELINE:
+        assert not any(_is(name, "apache_beam") for name in imported), f"{module} imports apache_beam"
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - COMMAND_LINE - PIPELINE))
+def test_library_modules_do_not_import_the_programs_or_the_pipeline(module):
+    edges = {name for name in MODULES[module] if name in COMMAND_LINE | PIPELINE}
+    assert not edges, f"{module} imports {sorted(edges)}"
