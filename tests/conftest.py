@@ -39,3 +39,11 @@ def style_path(tmp_path):
     path = tmp_path / "style.jpg"
     Image.fromarray(stripes_image(64, 64).astype(np.uint8)).save(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def extractor():
+    """The network `tf_style.stylize` builds with the default options, in float32; built once per test run."""
+    from tf_style.config import StyleConfig
+    from tf_style.features import extractor_for
+    return extractor_for(StyleConfig(), "float32")

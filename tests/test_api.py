@@ -9,7 +9,6 @@ from conftest import gradient_image, stripes_image
 from tf_style import color
 from tf_style.api import _start_image
 from tf_style.config import StyleConfig
-from tf_style.features import build_feature_extractor
 from tf_style.optimize import Optimization, compute_targets
 from tf_style.losses import gram_matrix
 
@@ -70,9 +69,8 @@ def test_an_interrupted_run_carries_its_image_with_the_original_colors():
                                color.rgb_to_yuv(content)[unclipped][:, 1:], atol=0.5)
 
 
-def test_blend_weights_blend_the_gram_targets():
+def test_blend_weights_blend_the_gram_targets(extractor):
     config = StyleConfig(style_layers=("block1_conv1", "block2_conv1"))
-    extractor = build_feature_extractor(config.content_layers + config.style_layers)
     first, second = stripes_image(32, 32), gradient_image(32, 32)
     blended = compute_targets(extractor, first, [first, second], config, blend_weights=(3, 7))
     for name in config.style_layers:
@@ -87,16 +85,15 @@ def test_blend_weights_must_match_the_styles():
                          **FAST)
 
 
-def _optimization(average_decay: float) -> Optimization:
+def _optimization(extractor, average_decay: float) -> Optimization:
     config = StyleConfig(size=64, average_decay=average_decay)
-    extractor = build_feature_extractor(config.content_layers + config.style_layers)
     content = gradient_image(48, 64)
     return Optimization(extractor, compute_targets(extractor, content, stripes_image(64, 64), config), content[None],
                         config)
 
 
-def test_the_output_is_the_bias_corrected_average():
-    optimization = _optimization(average_decay=0.9)
+def test_the_output_is_the_bias_corrected_average(extractor):
+    optimization = _optimization(extractor, average_decay=0.9)
     targets = optimization.targets
     iterates = []
     for _ in range(3):
@@ -112,8 +109,8 @@ def test_the_output_is_the_bias_corrected_average():
     np.testing.assert_array_equal(final, optimization.result())
 
 
-def test_no_averaging_outputs_the_last_iterate():
-    optimization = _optimization(average_decay=0.0)
+def test_no_averaging_outputs_the_last_iterate(extractor):
+    optimization = _optimization(extractor, average_decay=0.0)
     final = optimization.run(2)
     np.testing.assert_array_equal(final, optimization.image.numpy())
 

@@ -8,15 +8,17 @@ import sys
 import numpy as np
 import pytest
 
-from tf_style import bench
+from benchmarks import bench
+from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
-from tf_style.features import build_feature_extractor
+from tf_style.features import extractor_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_conv_flops_count_forward_convolutions_at_their_output_size():
-    extractor = build_feature_extractor(["block2_conv1"], dtype_policy="float32")
+    extractor = extractor_for(StyleConfig(content_layers=("block2_conv1",), style_layers=("block2_conv1",)),
+                              "float32")
     # block1_conv1 and block1_conv2 at 8x8, block2_conv1 at 4x4 after the pool.
     expected = 2 * 64 * 9 * (3 * 64 + 64 * 64) + 2 * 16 * 9 * 64 * 128
     assert bench.conv_flops(extractor.model, 8, 8) == expected
@@ -87,10 +89,10 @@ def test_sizes_are_validated():
 
 
 def test_a_bad_flag_is_a_one_line_usage_error():
-    result = subprocess.run([sys.executable, "-m", "tf_style.bench", "--preset=no/such.cfg"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--preset=no/such.cfg"], capture_output=True,
                             text=True, cwd=REPO, timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("tf_style.bench: error: --preset: no file")
+    assert result.stderr.strip().splitlines()[-1].startswith("benchmarks.bench: error: --preset: no file")
 
 
 def test_throughput_inputs_are_different_photos_of_one_size(tmp_path):

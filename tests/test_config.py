@@ -77,3 +77,10 @@ def test_batch_runs_refuse_the_options_of_single_runs(options, message):
     StyleConfig().require_single_style_per_result("a batch run")
     with pytest.raises(UsageError, match=message):
         StyleConfig(**options).require_single_style_per_result("a batch run")
+
+
+def test_what_changes_the_result_is_recorded_with_each_option():
+    changing = set(StyleConfig.options_that_change_the_result())
+    assert {"content_weight", "style_layers", "padding", "pooling", "size", "steps", "init"} <= changing
+    assert not changing & {"save_every", "progress_every", "checkpoint_dir", "checkpoint_every", "batch_size",
+                           "precision", "xla", "seed", "original_colors"}

@@ -24,9 +24,11 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from conftest import gradient_image, stripes_image
 from tf_style import export_lib
+from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
-from tf_style.features import build_feature_extractor
+from tf_style.features import extractor_for
 from tf_style.losses import gram_matrix
+from tf_style.optimize import style_statistics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTENT_LAYERS = ("block2_conv1",)
@@ -92,7 +94,7 @@ def jpeg_claiming(width: int, height: int) -> bytes:
 
 def reference_outputs(images: np.ndarray) -> dict:
     """{layer: features} and {layer_gram: Gram} of the in-process extractor."""
-    extractor = build_feature_extractor(CONTENT_LAYERS + STYLE_LAYERS, "hed", "max", "float32")
+    extractor = extractor_for(StyleConfig(content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS), "float32")
     features = extractor(tf.constant(images))
     grams = {f"{name}_gram": gram_matrix(features[name]).numpy() for name in STYLE_LAYERS}
     return {name: value.numpy() for name, value in features.items()}, grams
@@ -399,3 +401,15 @@ def test_decoding_waits_for_the_header_checks(model_dir):
     for node in branch_nodes:
         checks = [name for name in node.input if name.startswith("^") and "Assert" in name]
         assert len(checks) == 3, list(node.input)
+
+
+def test_the_served_gram_is_the_style_losss_gram_bit_for_bit(tmp_path, extractor):
+    # Default options on both sides: the export builds the network `stylize()` builds (padding, pooling,
+    # weights), and its `gram` is the statistic the style loss matches, to the last bit in float32.
+    path = export_lib.export_feature_extractor(str(tmp_path / "models"))
+    served = tf.saved_model.load(path).signatures["gram"](images=tf.constant(gradient_image(40, 56)[None]))
+    config = StyleConfig()
+    style_grams = style_statistics(extractor, [gradient_image(40, 56)], config).grams
+    assert set(served) == {f"{name}_gram" for name in config.style_layers}
+    for name in config.style_layers:
+        np.testing.assert_array_equal(served[f"{name}_gram"].numpy(), style_grams[name].numpy())

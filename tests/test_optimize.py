@@ -8,15 +8,10 @@ from conftest import gradient_image, stripes_image
 from tf_style import device, losses
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError
-from tf_style.features import build_feature_extractor
+from tf_style.features import extractor_for
 from tf_style.optimize import Optimization, compute_targets, resize_image, upsample_with_detail
 
 CONFIG = StyleConfig(size=64, steps=12, learning_rate=4.0, progress_every=4)
-
-
-@pytest.fixture(scope="module")
-def extractor():
-    return build_feature_extractor(CONFIG.content_layers + CONFIG.style_layers)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +109,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_both_precisions_lower_the_loss(precision):
-    extractor = build_feature_extractor(CONFIG.content_layers + CONFIG.style_layers, dtype_policy=precision)
+    extractor = extractor_for(CONFIG, precision)
     targets = compute_targets(extractor, gradient_image(48, 64), stripes_image(64, 64), CONFIG)
     optimization = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
     reports = []

@@ -24,7 +24,6 @@ from conftest import gradient_image, stripes_image
 from tf_style import checkpoint, images, memory, optimize
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
 from tf_style.errors import DivergedError, Interrupted, UsageError
-from tf_style.features import build_feature_extractor
 from tf_style.optimize import Optimization, compute_targets
 
 # One scale unless a test asks for more: these tests must not follow the tuned defaults of the scales.
@@ -130,11 +129,6 @@ def test_the_checkpoint_directory_must_be_writable(tmp_path):
 # Divergence: never a NaN image, never a NaN checkpoint.
 
 CONFIG = StyleConfig(size=64, steps=10, progress_every=1)
-
-
-@pytest.fixture(scope="module")
-def extractor():
-    return build_feature_extractor(CONFIG.content_layers + CONFIG.style_layers)
 
 
 def _optimization_with_checkpoints(extractor, directory):

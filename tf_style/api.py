@@ -11,11 +11,11 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, images, memory
+from tf_style import color, images, memory, vgg16
 from tf_style.config import StyleConfig, scaled_size
 from tf_style.device import ComputePlan, plan_compute
 from tf_style.errors import DivergedError, Interrupted, UsageError
-from tf_style.features import FeatureExtractor, build_feature_extractor
+from tf_style.features import FeatureExtractor, extractor_for
 from tf_style.optimize import Callback, stylize_coarse_to_fine
 
 SAMPLES_DIR = os.path.join(os.path.dirname(__file__), "samples")
@@ -80,8 +80,7 @@ class Stylizer:
         if self._extractor is None:
             config = self.config
             self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
-            self._extractor = build_feature_extractor(config.content_layers + config.style_layers, config.weights,
-                                                      config.pooling, self.plan.dtype_policy, config.padding)
+            self._extractor = extractor_for(config, self.plan.dtype_policy)
         return self._extractor
 
     def stylize(self, content, style, callbacks: Sequence[Callback] = ()) -> np.ndarray:
@@ -176,11 +175,11 @@ class Stylizer:
                              f"{len(styles)} style images; give one weight per style image")
         height, width = scaled_size(*_image_size(content, "content image"), config.size)
         smallest_side = min(scaled_size(height, width, config.scale_sizes()[0]))
-        if smallest_side < images.MIN_INPUT_SIDE:
+        if smallest_side < vgg16.MIN_INPUT_SIDE:
             raise UsageError(f"--size={config.size} (first scale {config.scale_sizes()[0]}) makes the result "
                              f"{smallest_side} pixels on its short side; VGG16 needs at least "
-                             f"{images.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
-        style_long_side = max(images.MIN_INPUT_SIDE, round(config.size * config.style_scale))
+                             f"{vgg16.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
+        style_long_side = max(vgg16.MIN_INPUT_SIDE, round(config.size * config.style_scale))
         style_shapes = [scaled_size(*_image_size(style, "style image"), style_long_side) for style in styles]
         # Before resizing: resizing to a --size far too large would itself need gigabytes.
         require_memory(height, width, style_shapes, config, self.plan)

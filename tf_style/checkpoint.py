@@ -26,12 +26,6 @@ from tf_style.files import require_writable_directory
 # How many checkpoints a run keeps: the newest, and the one before in case the newest cannot be read.
 MAX_TO_KEEP = 2
 
-# Options that change neither the optimization nor its result: a checkpoint made with other values of these
-# still resumes. `seed` acts through the start image, whose digest is compared instead; `precision`
-# and `xla` through the compute dtype and XLA setting they resolve to on this machine.
-_OPTIONS_THAT_DO_NOT_MATTER = frozenset({
-    "save_every", "progress_every", "checkpoint_dir", "checkpoint_every", "original_colors", "seed", "precision",
-    "xla", "batch_size"})
 
 _IMAGE_HINTS = {
     "content image": "",
@@ -70,8 +64,7 @@ def run_fingerprint(config: StyleConfig, content_image: np.ndarray, style_images
         {"--option": value, ..., "content image": digest, "style images": [digest, ...], "start image": digest}
         with JSON values.
     """
-    fingerprint = {f"--{field.name}": getattr(config, field.name) for field in dataclasses.fields(config)
-                   if field.name not in _OPTIONS_THAT_DO_NOT_MATTER}
+    fingerprint = {f"--{name}": getattr(config, name) for name in config.options_that_change_the_result()}
     fingerprint.update({"compute dtype": compute_dtype, "XLA": jit_compile,
                         "content image": _digest(content_image),
                         "style images": [_digest(image) for image in style_images],

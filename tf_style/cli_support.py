@@ -1,4 +1,4 @@
-"""What the absl entry points (`main.py`, `export.py`, `beam_main.py`, `bench.py`) share: quiet TensorFlow
+"""What the absl entry points (`main.py`, `export.py`, `beam_main.py`, and `benchmarks/bench.py`) share: quiet TensorFlow
 start-up and error exits."""
 
 import contextlib

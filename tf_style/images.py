@@ -16,13 +16,12 @@ from PIL import Image, ImageOps
 from tf_style.config import scaled_size
 from tf_style.errors import UsageError
 from tf_style.files import require_writable_directory, write_atomically
+from tf_style.vgg16 import MIN_INPUT_SIDE
 
 # Refuse images whose header claims more pixels than this before decoding them: a 20 000 x 6 000 panorama
 # still loads, a decompression bomb (a few KB claiming gigapixels) does not reach the decoder.
 MAX_INPUT_PIXELS = 120_000_000
 
-# VGG16 halves the image four times before block5; a smaller input has no deep features to match.
-MIN_INPUT_SIDE = 16
 
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
                   ".tif": "TIFF", ".tiff": "TIFF"}

@@ -6,8 +6,9 @@ with no message and no output. The estimate is a model of the peak resident memo
     peak = BASE + pixels x (VGG16 activations per input pixel, up to the deepest layer in use) x bytes
 
 where `bytes` (per activation, forward and backward together) depends on the compute dtype. Calibrated on this
-project's 2-core, 24 GiB AVX-512-BF16 CPU machine (TensorFlow 2.21, oneDNN; avg pooling, replicate padding
-on every convolution) by running `tf_style.stylize` (a 768x576 content image, a 768x480 style image, default
+project's 2-core, 24 GiB AVX-512-BF16 CPU machine (TensorFlow 2.21, oneDNN; replicate padding on every
+convolution; avg pooling, as the default was then: max pooling, the default since, has activations of the same
+sizes, and was not measured again) by running `tf_style.stylize` (a 768x576 content image, a 768x480 style image, default
 layers, one scale, 3 steps; 2 at 2048) in a fresh process for each size and precision, and reading
 `resource.getrusage(RUSAGE_SELF).ru_maxrss` at the end. Measured peaks, and this model's estimates (never
 below, at most 8% above):
@@ -26,12 +27,10 @@ count only when that is more than the output's pixels.
 """
 
 import os
-import re
 from typing import Optional, Sequence
 
-from tf_style.config import VGG16_CONV_LAYERS
+from tf_style import vgg16
 from tf_style.errors import UsageError
-from tf_style.features import VGG16_CONV_SHAPES
 
 # Resident memory of the process with TensorFlow loaded and VGG16 built, before any image-sized tensor.
 BASE_BYTES = 900_000_000
@@ -51,12 +50,8 @@ def activations_per_pixel(layer_names: Sequence[str]) -> float:
     Each block works at a quarter of the positions of the one before: block1 at every pixel, block2 at one in
     four, and so on.
     """
-    deepest = max(VGG16_CONV_LAYERS.index(name) for name in layer_names)
-    total = 0.0
-    for name, _, channels in VGG16_CONV_SHAPES[:deepest + 1]:
-        block = int(re.match(r"block(\d)", name).group(1))
-        total += channels / 4 ** (block - 1)
-    return total
+    return sum(channels / 4 ** (vgg16.block_of(name) - 1)
+               for name, _, channels in vgg16.layers_through_deepest(layer_names))
 
 
 def estimate_peak_bytes(height: int, width: int, layer_names: Sequence[str], compute_dtype: str,

@@ -1,8 +1,9 @@
 """The optimization: targets computed once per scale, one traced train step per image size, the Adam loop.
 
-The loop runs in Python and does no I/O itself: every `progress_every` steps (and at snapshots, checkpoints
-and the end) it reads the losses back from the device once and hands a `StepReport` to the callbacks, which
-print, save or log. Between reports the device is never waited on.
+The loop runs in Python. Every `progress_every` steps (and at snapshots, checkpoints and the end) it reads the
+losses back from the device once and hands a `StepReport` to the callbacks, which print, save or log; the
+only file it writes itself is a checkpoint, when it is given a `RunCheckpoints`. Between reports the device is
+never waited on.
 
 A KeyboardInterrupt (Ctrl-C, or one raised by the caller's signal handler) between or during steps becomes an
 `Interrupted` error that carries the current result; a non-finite loss or image becomes a `DivergedError`

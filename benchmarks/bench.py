@@ -1,4 +1,5 @@
-"""Benchmark of the train step (issue 5, "close to the machine's limit per step"): `python -m tf_style.bench`.
+"""Benchmark of the train step (issue 5, "close to the machine's limit per step"): `python -m benchmarks.bench`,
+run from the repository's root.
 
 In one run it measures, at each size (long side, 4:3 images):
 - seconds per step of tf_style's own train step, built as `stylize()` builds it, with the chosen compute plan
@@ -38,13 +39,13 @@ with native_stderr_silenced():
     import numpy as np
     import tensorflow as tf
 
-    from tf_style import api, images, losses
+    from tf_style import api, images, losses, vgg16
     from tf_style.config import StyleConfig
     from tf_style.device import plan_compute
-    from tf_style.features import build_feature_extractor
+    from tf_style.features import extractor_for
     from tf_style.optimize import Optimization, batch_targets, compute_targets, style_statistics
 
-PROGRAM = "tf_style.bench"
+PROGRAM = "benchmarks.bench"
 
 # The layers of the TensorFlow tutorial (VGG19).
 TUTORIAL_CONTENT_LAYERS = ("block5_conv2",)
@@ -168,9 +169,7 @@ class TfStyleStep:
         self.batch_size = batch_size
         self.config = StyleConfig(size=size, precision=precision)
         self.plan = plan_compute(self.config.precision, self.config.xla)
-        self.extractor = build_feature_extractor(self.config.content_layers + self.config.style_layers,
-                                                 self.config.weights, self.config.pooling,
-                                                 self.plan.dtype_policy, self.config.padding)
+        self.extractor = extractor_for(self.config, self.plan.dtype_policy)
         style_targets = style_statistics(self.extractor, [style], self.config)
         contents = np.stack([content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)])
         targets = batch_targets(self.extractor, contents, [style_targets] * batch_size, self.config)
@@ -600,10 +599,10 @@ def parse_sizes(values: Sequence[str]) -> list:
         sizes = [int(value) for value in values]
     except ValueError:
         raise UsageError(f"--sizes must be integers, got {','.join(values)}") from None
-    smallest = math.ceil(images.MIN_INPUT_SIDE * 4 / 3)
+    smallest = math.ceil(vgg16.MIN_INPUT_SIDE * 4 / 3)
     if not sizes or min(sizes) < smallest:
         raise UsageError(f"--sizes must each be at least {smallest} (the short side of a 4:3 image must reach "
-                         f"{images.MIN_INPUT_SIDE} pixels), got {','.join(values) or 'nothing'}")
+                         f"{vgg16.MIN_INPUT_SIDE} pixels), got {','.join(values) or 'nothing'}")
     return sizes
 
 
