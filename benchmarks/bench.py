@@ -43,7 +43,8 @@ with native_stderr_silenced():
     from tf_style.config import StyleConfig
     from tf_style.device import plan_compute
     from tf_style.features import extractor_for
-    from tf_style.optimize import Optimization, batch_targets, compute_targets, style_statistics
+    from tf_style.optimize import Optimization
+    from tf_style.targets import batch_targets, compute_targets, style_statistics
 
 PROGRAM = "benchmarks.bench"
 

@@ -9,7 +9,8 @@ from conftest import gradient_image, stripes_image
 from tf_style import color
 from tf_style.api import _start_image
 from tf_style.config import StyleConfig
-from tf_style.optimize import Optimization, compute_targets
+from tf_style.optimize import Optimization
+from tf_style.targets import compute_targets
 from tf_style.losses import gram_matrix
 
 FAST = dict(size=64, steps=3, progress_every=1, log=None)

@@ -10,7 +10,7 @@ from PIL import Image
 import tf_style
 from bad_inputs import run_cli
 from conftest import gradient_image, stripes_image
-from tf_style import api, memory, optimize
+from tf_style import api, memory, schedule
 from tf_style.callbacks import TensorBoardLogger
 from tf_style.errors import UsageError
 from tf_style.optimize import StepReport
@@ -58,7 +58,7 @@ def test_batches_of_one_shape_share_one_trace_and_start_afresh():
     style = stripes_image(64, 64)
     stylizer = api.Stylizer(batch_size=1, log=None, **FAST)
     results = stylizer.stylize_batch([(content, style) for content in contents])
-    [optimization] = stylizer._optimizations.values()
+    [optimization] = stylizer._schedule().optimizations._by_shape.values()
     assert optimization.train_step.experimental_get_tracing_count() == 1
     # The third batch restarted the first one's optimization: it must end where a fresh one does.
     np.testing.assert_allclose(results[2].image, tf_style.stylize(contents[2], style, log=None, **FAST), atol=0.5)
@@ -70,8 +70,8 @@ def test_style_statistics_are_computed_once_per_style_and_scale(monkeypatch, tmp
         paths.append(str(tmp_path / name))
         Image.fromarray(image.astype(np.uint8)).save(paths[-1])
     calls = []
-    original = optimize.style_statistics
-    monkeypatch.setattr(optimize, "style_statistics", lambda *args, **kwargs: calls.append(1) or original(
+    original = schedule.style_statistics
+    monkeypatch.setattr(schedule, "style_statistics", lambda *args, **kwargs: calls.append(1) or original(
         *args, **kwargs))
     styles = [*paths, stripes_image(48, 48)]  # files are known by path, arrays by identity
     contents = [gradient_image(48, 64), gradient_image(64, 48)]

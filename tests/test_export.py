@@ -28,7 +28,7 @@ from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
 from tf_style.losses import gram_matrix
-from tf_style.optimize import style_statistics
+from tf_style.targets import style_statistics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTENT_LAYERS = ("block2_conv1",)

@@ -9,7 +9,9 @@ from tf_style import device, losses
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError
 from tf_style.features import extractor_for
-from tf_style.optimize import Optimization, compute_targets, resize_image, upsample_with_detail
+from tf_style.optimize import Optimization
+from tf_style.schedule import resize_image, upsample_with_detail
+from tf_style.targets import compute_targets
 
 CONFIG = StyleConfig(size=64, steps=12, learning_rate=4.0, progress_every=4)
 
@@ -29,7 +31,7 @@ def test_targets_have_the_layers_and_gram_shapes(targets):
 def test_steps_lower_the_loss_and_trace_once(extractor, targets):
     optimization = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
     reports = []
-    result = optimization.run(CONFIG.steps, callbacks=[reports.append], progress_every=CONFIG.progress_every)
+    result = optimization.run(CONFIG.steps, callbacks=[reports.append])
     assert [report.step for report in reports] == [4, 8, 12]
     assert reports[-1].losses["total"] < reports[0].losses["total"]
     assert optimization.train_step.experimental_get_tracing_count() == 1
@@ -56,7 +58,7 @@ def test_content_start_has_zero_content_loss_before_the_first_step(extractor, ta
 
 def test_divergence_raises_with_the_last_finite_image(extractor, targets):
     start = gradient_image(48, 64)
-    optimization = Optimization(extractor, targets, start[None], CONFIG)
+    optimization = Optimization(extractor, targets, start[None], CONFIG.replace(progress_every=1))
     seen = []
 
     def poison_after_first_step(report):
@@ -64,7 +66,7 @@ def test_divergence_raises_with_the_last_finite_image(extractor, targets):
         optimization.image.assign(tf.fill(optimization.image.shape, float("nan")))
 
     with pytest.raises(DivergedError, match="smaller --learning_rate") as raised:
-        optimization.run(3, callbacks=[poison_after_first_step], progress_every=1)
+        optimization.run(3, callbacks=[poison_after_first_step])
     assert raised.value.step == 2
     np.testing.assert_array_equal(raised.value.image[0], seen[0])
 
@@ -113,7 +115,7 @@ def test_both_precisions_lower_the_loss(precision):
     targets = compute_targets(extractor, gradient_image(48, 64), stripes_image(64, 64), CONFIG)
     optimization = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
     reports = []
-    optimization.run(8, callbacks=[reports.append], progress_every=4)
+    optimization.run(8, callbacks=[reports.append])  # CONFIG reports every 4 steps
     assert reports[-1].losses["total"] < reports[0].losses["total"]
 
 

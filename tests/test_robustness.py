@@ -21,10 +21,11 @@ from PIL import Image
 import tf_style
 from bad_inputs import ACCEPTED, REFUSED, REPO, png_bytes
 from conftest import gradient_image, stripes_image
-from tf_style import checkpoint, images, memory, optimize
+from tf_style import checkpoint, images, memory, schedule
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
 from tf_style.errors import DivergedError, Interrupted, UsageError
-from tf_style.optimize import Optimization, compute_targets
+from tf_style.optimize import Optimization
+from tf_style.targets import compute_targets
 
 # One scale unless a test asks for more: these tests must not follow the tuned defaults of the scales.
 FAST = dict(size=64, initial_size=0, initial_steps=None, progress_every=1, log=None)
@@ -76,7 +77,7 @@ def test_interrupt_before_the_first_step_carries_no_image(monkeypatch, tmp_path)
     def interrupted_while_preparing(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(optimize, "batch_targets", interrupted_while_preparing)
+    monkeypatch.setattr(schedule, "batch_targets", interrupted_while_preparing)
     with pytest.raises(Interrupted) as raised:
         tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64), steps=5,
                          checkpoint_dir=str(tmp_path / "checkpoints"), **FAST)
@@ -85,7 +86,7 @@ def test_interrupt_before_the_first_step_carries_no_image(monkeypatch, tmp_path)
 
 
 def test_interrupt_after_a_finished_scale_carries_that_scale_resized(monkeypatch):
-    original = optimize.batch_targets
+    original = schedule.batch_targets
     calls = []
 
     def interrupted_at_the_second_scale(*args, **kwargs):
@@ -94,7 +95,7 @@ def test_interrupt_after_a_finished_scale_carries_that_scale_resized(monkeypatch
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(optimize, "batch_targets", interrupted_at_the_second_scale)
+    monkeypatch.setattr(schedule, "batch_targets", interrupted_at_the_second_scale)
     with pytest.raises(Interrupted) as raised:
         tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64),
                          **{**FAST, "steps": 2, "initial_size": 32, "initial_steps": 2})

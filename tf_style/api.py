@@ -16,7 +16,8 @@ from tf_style.config import StyleConfig, scaled_size
 from tf_style.device import ComputePlan, plan_compute
 from tf_style.errors import DivergedError, Interrupted, UsageError
 from tf_style.features import FeatureExtractor, extractor_for
-from tf_style.optimize import Callback, stylize_coarse_to_fine
+from tf_style.optimize import Callback
+from tf_style.schedule import CoarseToFine
 
 SAMPLES_DIR = os.path.join(os.path.dirname(__file__), "samples")
 SAMPLE_CONTENT = os.path.join(SAMPLES_DIR, "photos", "tubingen.jpg")
@@ -67,21 +68,24 @@ class Stylizer:
         self.config = config.replace(**options) if config is not None else StyleConfig(**options)
         self.plan = plan_compute(self.config.precision, self.config.xla)
         self._log = log or (lambda message: None)
-        self._extractor = None
-        # {(style key, long side): StyleStatistics}: each style's targets are computed once per scale.
-        self._style_cache = {}
+        self._coarse_to_fine = None
         self._style_sources = {}  # style key -> the styles it names, kept alive (see `_style_key`)
         self._style_images = {}  # style key -> the styles loaded at the size they are seen, loaded once
-        self._optimizations = {}  # (B, H, W) -> Optimization: the train step is traced once per shape
 
     @property
     def extractor(self) -> FeatureExtractor:
         """The VGG16 feature extractor, built on first use."""
-        if self._extractor is None:
+        return self._schedule().extractor
+
+    def _schedule(self) -> CoarseToFine:
+        """The coarse-to-fine runner, built with the network on first use; it keeps each style's statistics at
+        each scale, and a batch run's optimizations by shape."""
+        if self._coarse_to_fine is None:
             config = self.config
             self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
-            self._extractor = extractor_for(config, self.plan.dtype_policy)
-        return self._extractor
+            self._coarse_to_fine = CoarseToFine(extractor_for(config, self.plan.dtype_policy), config,
+                                                jit_compile=self.plan.jit_compile)
+        return self._coarse_to_fine
 
     def stylize(self, content, style, callbacks: Sequence[Callback] = ()) -> np.ndarray:
         """Paints `content` in the style of `style`; see `tf_style.stylize`."""
@@ -215,17 +219,15 @@ class Stylizer:
             in_batch_run: log a line that names the images, and keep the optimizations for the next batch of
                 the same shape (a single run would only hold on to their memory).
         """
-        extractor = self.extractor
+        schedule = self._schedule()
         if in_batch_run:
             height, width = prepared[0].content_image.shape[:2]
             self._log(f"stylizing {len(prepared)} image{'s' * (len(prepared) > 1)} at {width}x{height}: "
                       + ", ".join(_describe(pair.content_source) for pair in prepared))
-        results = stylize_coarse_to_fine(
-            extractor, np.stack([pair.content_image for pair in prepared]),
-            [pair.style_images for pair in prepared], np.stack([pair.start_image for pair in prepared]),
-            self.config, callbacks, jit_compile=self.plan.jit_compile, indices=[pair.index for pair in prepared],
-            style_keys=[pair.style_key for pair in prepared], style_cache=self._style_cache,
-            optimization_cache=self._optimizations if in_batch_run else None)
+        results = schedule.run(
+            np.stack([pair.content_image for pair in prepared]), [pair.style_images for pair in prepared],
+            np.stack([pair.start_image for pair in prepared]), callbacks, indices=[pair.index for pair in prepared],
+            style_keys=[pair.style_key for pair in prepared], keep_optimizations=in_batch_run)
         return np.stack([self._finish(result, pair) for result, pair in zip(results, prepared)])
 
     def _finish(self, result: np.ndarray, pair: _PreparedPair) -> np.ndarray:

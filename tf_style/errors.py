@@ -28,7 +28,7 @@ class DivergedError(_StoppedEarly, Exception):
         step: the step at which the non-finite value was seen.
         image: the last finite result at the output size, to save instead of a broken one: float32
             [H, W, 3] from `stylize`, [B, H, W, 3] from the batch-level `Optimization.run` and
-            `stylize_coarse_to_fine`; None if no step had given a finite image yet.
+            `CoarseToFine.run`; None if no step had given a finite image yet.
     """
 
 

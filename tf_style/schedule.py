@@ -1,0 +1,200 @@
+"""The coarse-to-fine run: the scales of `config.scale_sizes()`, the steps at each, the start image of each
+scale, and the caches that let many runs with one set of options share work.
+
+Small scales are cheap and give the result the style's large structures (a swirl spanning the sky); each
+larger scale then only has to add detail. With one scale this is plain Gatys.
+"""
+
+import gc
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_style.checkpoint import RunCheckpoints, run_fingerprint
+from tf_style.config import StyleConfig, scaled_size
+from tf_style.errors import DivergedError, Interrupted
+from tf_style.features import FeatureExtractor
+from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
+from tf_style.targets import StyleStatistics, StyleTargets, batch_targets, style_statistics
+
+
+class OptimizationCache:
+    """Optimizations kept by batch shape (B, H, W), so that the runs of a batch trace each shape's train step
+    once (a trace takes seconds) and only restart the variables.
+
+    Eviction: the least recently used shape goes once more than `capacity` are held. A batch run does one
+    image size after another, in full batches and perhaps one smaller last batch, so two shapes per scale are
+    all that can come again; each kept shape holds its variables' memory.
+
+    Args:
+        capacity: how many shapes to keep.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._by_shape = {}  # (B, H, W) -> Optimization, most recently used last
+
+    def optimization(self, extractor: FeatureExtractor, targets: StyleTargets, start: np.ndarray,
+                     config: StyleConfig, jit_compile: bool, indices: Sequence[int]) -> Optimization:
+        """An optimization of `start`'s shape starting from `start`: a kept one restarted, or a new one."""
+        optimization = self._by_shape.pop(start.shape[:3], None)
+        if optimization is None:
+            optimization = Optimization(extractor, targets, start, config, jit_compile=jit_compile, indices=indices)
+        else:
+            optimization.restart(targets, start, indices)
+        self._by_shape[start.shape[:3]] = optimization
+        while len(self._by_shape) > self.capacity:
+            del self._by_shape[next(iter(self._by_shape))]
+        return optimization
+
+    def __len__(self) -> int:
+        return len(self._by_shape)
+
+
+class CoarseToFine:
+    """Runs batches through every scale of `config.scale_sizes()`, for one network and one set of options.
+
+    What it keeps between runs depends only on those, which is why it is tied to them: each style's statistics
+    at each scale (under a key the caller names the styles by), and, for runs that ask for it, one
+    `Optimization` per batch shape.
+
+    Args:
+        extractor: the VGG16 feature extractor.
+        config: the options of every run.
+        jit_compile: compile the train steps with XLA.
+    """
+
+    def __init__(self, extractor: FeatureExtractor, config: StyleConfig, jit_compile: bool = False):
+        self.extractor = extractor
+        self.config = config
+        self.jit_compile = jit_compile
+        self._style_statistics = {}  # (style key, long side) -> StyleStatistics
+        self.optimizations = OptimizationCache(capacity=2 * len(config.scale_sizes()))
+
+    def run(self, content_images: np.ndarray, style_images: Sequence[Sequence[np.ndarray]],
+            start_images: np.ndarray, callbacks: Sequence[Callback] = (), indices: Sequence[int] = None,
+            style_keys: Sequence = None, keep_optimizations: bool = False) -> np.ndarray:
+        """Optimizes a batch at each scale, starting each scale from the last one's results.
+
+        Args:
+            content_images: float32 [B, H, W, 3] at the output size.
+            style_images: for each content image, its style images, float32 [h, w, 3] each, as large as they
+                will be seen at the final scale.
+            start_images: float32 [B, H, W, 3], the starts of the first scale (resized to it), and where each
+                later scale takes the detail it adds to the upsampled result (`config.scale_detail`).
+            indices: the `index` of each image in the reports; default 0 .. B-1.
+            style_keys: a hashable name for each image's styles, under which their statistics at each scale
+                are kept for later runs; None computes them for this run only.
+            keep_optimizations: keep this run's optimizations for later runs of the same shape (a batch run);
+                a single run would only hold on to their memory.
+
+        Returns:
+            float32 [B, H, W, 3] in [0, 255].
+
+        Raises:
+            DivergedError, Interrupted: as `Optimization.run`, with `error.image` the batch at the output size.
+        """
+        config = self.config
+        height, width = content_images.shape[1:3]
+        sizes = config.scale_sizes()
+        total_steps = sum(config.steps_at_scale(index) for index in range(len(sizes)))
+        style_keys = style_keys if style_keys is not None else [object() for _ in style_images]
+        images = start_images
+        finished_images = None  # the results of the last finished scale, for an early stop in the next
+        first_step = 1
+        start_time = time.perf_counter()
+        try:
+            checkpoints, resume, adam_state = None, None, None
+            if config.checkpoint_dir:
+                if len(content_images) != 1:
+                    raise ValueError(f"checkpoints hold one image's run; got a batch of {len(content_images)}")
+                checkpoints = RunCheckpoints(config.checkpoint_dir, run_fingerprint(
+                    config, content_images[0], style_images[0], start_images[0], self.extractor.compute_dtype,
+                    self.jit_compile), config.checkpoint_every)
+                resume = checkpoints.latest()
+            for scale_index, long_side in enumerate(sizes):
+                num_steps = config.steps_at_scale(scale_index)
+                # Resuming skips the scales finished before the checkpoint; its own scale starts from it.
+                if resume is None or scale_index >= resume.scale_index:
+                    optimization = self._optimization_at(long_side, images, content_images, style_images,
+                                                         start_images, style_keys, indices, keep_optimizations)
+                    if adam_state is not None:
+                        optimization.warm_start(adam_state)
+                    if checkpoints is not None:
+                        checkpoints.track(optimization.state(), scale_index)
+                        if resume is not None and scale_index == resume.scale_index:
+                            checkpoints.restore(resume)
+                    done = optimization.completed_steps()
+                    placement = RunPlacement(first_step + done, total_steps, scale_index, len(sizes), start_time)
+                    images = optimization.run(num_steps - done, callbacks, placement, checkpoints)
+                    finished_images = images
+                    adam_state = optimization.adam_state() if config.warm_start_optimizer else None
+                    # The traced step keeps the optimization in a reference cycle: free its tensors now, not
+                    # while the next, larger scale is using memory.
+                    del optimization
+                    gc.collect()
+                first_step += num_steps
+        except (DivergedError, Interrupted) as error:
+            # The caller gets images of the output size: this scale's, or the last finished scale's.
+            error.image = _at_size(finished_images if error.image is None else error.image, height, width)
+            raise
+        except KeyboardInterrupt:
+            raise Interrupted(interrupted_message(first_step - 1, total_steps), first_step - 1,
+                              _at_size(finished_images, height, width)) from None
+        return images
+
+    def _optimization_at(self, long_side: int, images: np.ndarray, content_images: np.ndarray,
+                         style_images: Sequence[Sequence[np.ndarray]], start_images: np.ndarray, style_keys,
+                         indices: Sequence[int], keep: bool) -> Optimization:
+        """The optimization at one scale, starting from `images` (the last scale's results) resized to it."""
+        config = self.config
+        height, width = scaled_size(*content_images.shape[1:3], long_side)
+        statistics = [self._statistics_at(key, styles, long_side) for key, styles in zip(style_keys, style_images)]
+        targets = batch_targets(self.extractor, _at_size(content_images, height, width), statistics, config)
+        if config.scale_detail and images.shape[1] < height:
+            start = upsample_with_detail(images, start_images, height, width, config.scale_detail)
+        else:
+            start = _at_size(images, height, width)
+        if keep:
+            return self.optimizations.optimization(self.extractor, targets, start, config, self.jit_compile,
+                                                   indices)
+        return Optimization(self.extractor, targets, start, config, jit_compile=self.jit_compile, indices=indices)
+
+    def _statistics_at(self, key, styles: Sequence[np.ndarray], long_side: int) -> StyleStatistics:
+        """The blended statistics of `styles` seen at the scale whose long side is `long_side`, computed once."""
+        if (key, long_side) not in self._style_statistics:
+            scale_factor = long_side / self.config.size
+            scaled_styles = [resize_image(style, *scaled_size(*style.shape[:2],
+                                                               max(1, round(max(style.shape[:2]) * scale_factor))))
+                             for style in styles]
+            self._style_statistics[key, long_side] = style_statistics(self.extractor, scaled_styles, self.config,
+                                                                      self.config.style_blend_weights)
+        return self._style_statistics[key, long_side]
+
+
+def upsample_with_detail(images: np.ndarray, detail_source: np.ndarray, height: int, width: int,
+                         amount: float = 1.0) -> np.ndarray:
+    """`images` upsampled to (height, width), plus `amount` times the detail that `detail_source` has at that
+    size and loses at the size of `images`: [B, h, w, 3], [B, H', W', 3] -> [B, height, width, 3] in [0, 255].
+
+    An upsampled result is smooth at the new scale's finest frequencies, and in smooth regions the style
+    gradient grows the pattern of the network's pixel grid (a woven, maze-like texture, measured on the
+    bundled pair) instead of strokes. The start image's own detail (the photo's, by default) seeds them.
+    """
+    detail = (_at_size(detail_source, height, width)
+              - resize_image(_at_size(detail_source, *images.shape[1:3]), height, width))
+    return np.clip(resize_image(images, height, width) + amount * detail, 0.0, 255.0)
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Antialiased Lanczos resize of float32 [H, W, 3] or [B, H, W, 3] images, clipped to [0, 255]."""
+    if image.shape[-3:-1] == (height, width):
+        return image
+    resized = tf.image.resize(image, (height, width), method="lanczos3", antialias=True)
+    return np.clip(resized.numpy(), 0.0, 255.0).astype(np.float32)
+
+
+def _at_size(images: Optional[np.ndarray], height: int, width: int):
+    return None if images is None else resize_image(images, height, width)
