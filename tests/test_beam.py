@@ -16,7 +16,7 @@ from conftest import gradient_image, stripes_image
 
 pytest.importorskip("apache_beam")
 
-from tf_style import beam_pipeline  # noqa: E402  (after the skip: it imports apache_beam)
+from tf_style.beam import pipeline as beam_pipeline  # noqa: E402  (after the skip: it imports apache_beam)
 from tf_style.config import StyleConfig  # noqa: E402
 from tf_style.errors import UsageError  # noqa: E402
 

@@ -15,7 +15,7 @@ import pytest
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style")
 
 COMMAND_LINE = {"tf_style.main", "tf_style.export", "tf_style.beam_main", "tf_style.cli_support"}
-PIPELINE = {"tf_style.beam_pipeline"}
+PIPELINE = {"tf_style.beam", "tf_style.beam.pipeline"}
 WITHOUT_TENSORFLOW = {"tf_style.config", "tf_style.errors", "tf_style.vgg16", "tf_style.color"}
 
 

@@ -23,7 +23,7 @@ from tf_style.cli_support import exit_status, flags_parser_for, native_stderr_si
 with native_stderr_silenced():
     from tf_style.errors import UsageError
     try:
-        from tf_style import beam_pipeline
+        from tf_style.beam import pipeline as beam_pipeline
     except ModuleNotFoundError as error:
         if not (error.name or "").startswith("apache_beam"):
             raise
