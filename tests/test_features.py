@@ -124,6 +124,15 @@ def test_wrong_shapes_are_a_usage_error(tmp_path):
         features._load_weights(path)
 
 
+def test_imagenet_weights_are_read_from_the_downloaded_model(monkeypatch):
+    # No internet here: Keras' download is replaced by the same model with its random initial weights.
+    model = keras.applications.VGG16(weights=None, include_top=False)
+    monkeypatch.setattr(keras.applications, "VGG16", lambda weights, include_top: model)
+    loaded = features._load_weights("imagenet")
+    assert list(loaded) == list(VGG16_CONV_LAYERS)
+    np.testing.assert_array_equal(loaded["block5_conv3"][0], model.get_layer("block5_conv3").get_weights()[0])
+
+
 def test_imagenet_offline_names_the_bundled_weights(monkeypatch):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")

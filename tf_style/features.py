@@ -128,9 +128,9 @@ def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: s
     x = inputs
     outputs = {}
     for name, _, channels_out in vgg16.layers_through_deepest(layer_names):
-        block, conv = re.match(r"block(\d)_conv(\d)", name).groups()
-        if conv == "1" and block != "1":
-            x = pool_layer(2, strides=2, name=f"block{int(block) - 1}_pool", dtype=dtype_policy)(x)
+        block = vgg16.block_of(name)
+        if block > 1 and name.endswith("_conv1"):
+            x = pool_layer(2, strides=2, name=f"block{block - 1}_pool", dtype=dtype_policy)(x)
         conv_padding = "same"
         if padding != "zero":
             x = EdgePadding(padding, name=f"{name}_edge_padding", dtype=dtype_policy)(x)
@@ -181,13 +181,13 @@ def _hed_weights_path() -> str:
 
 def _imagenet_weights() -> dict:
     try:
-        vgg16 = keras.applications.VGG16(weights="imagenet", include_top=False)
+        model = keras.applications.VGG16(weights="imagenet", include_top=False)
     except Exception as error:  # Keras raises a bare Exception wrapping the URL error when offline.
         raise UsageError(
             f"could not download the ImageNet VGG16 weights ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else 'no detail'}); use --weights=hed, which needs "
             "no download, or pass the path of a weights file") from None
-    return {name: tuple(vgg16.get_layer(name).get_weights()) for name in vgg16.CONV_LAYERS}
+    return {name: tuple(model.get_layer(name).get_weights()) for name in vgg16.CONV_LAYERS}
 
 
 def _natural_key(path: str) -> list:
