@@ -1,5 +1,5 @@
-"""What the absl entry points (`main.py`, `export.py`, `beam_main.py`, and `benchmarks/bench.py`) share: quiet TensorFlow
-start-up and error exits."""
+"""What the absl entry points (`main.py`, `export.py`, `beam_main.py`, and `benchmarks/bench.py`) share:
+quiet TensorFlow start-up and error exits."""
 
 import contextlib
 import os

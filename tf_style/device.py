@@ -2,7 +2,8 @@
 
 Measured at 512x384 on 2-core CPUs (the README's Performance section has the numbers and the machines): with
 bfloat16 units the bfloat16 step without XLA is faster than float32 (1.7x on AVX-512 BF16, more with AMX);
-XLA's CPU backend does not use the bfloat16 units and is slower in both precisions. On a GPU, mixed precision with XLA is the usual winner.
+XLA's CPU backend does not use the bfloat16 units and is slower in both precisions. On a GPU, mixed precision
+with XLA is the usual winner.
 """
 
 import dataclasses

@@ -8,8 +8,8 @@ with no message and no output. The estimate is a model of the peak resident memo
 where `bytes` (per activation, forward and backward together) depends on the compute dtype. Calibrated on this
 project's 2-core, 24 GiB AVX-512-BF16 CPU machine (TensorFlow 2.21, oneDNN; replicate padding on every
 convolution; avg pooling, as the default was then: max pooling, the default since, has activations of the same
-sizes, and was not measured again) by running `tf_style.stylize` (a 768x576 content image, a 768x480 style image, default
-layers, one scale, 3 steps; 2 at 2048) in a fresh process for each size and precision, and reading
+sizes, and was not measured again) by running `tf_style.stylize` (a 768x576 content image, a 768x480 style
+image, default layers, one scale, 3 steps; 2 at 2048) in a fresh process for each size and precision, and reading
 `resource.getrusage(RUSAGE_SELF).ru_maxrss` at the end. Measured peaks, and this model's estimates (never
 below, at most 8% above):
 
