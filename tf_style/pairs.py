@@ -57,7 +57,7 @@ def all_pairs(content: str, styles: Sequence[str], output_dir: str) -> list:
     """Every content image × every style image, content-major."""
     contents = expand(content, "--content")
     style_paths = [found for style in styles for found in expand(style, "--style")]
-    return _named([(content_path, style_path) for content_path in contents for style_path in style_paths],
+    return named([(content_path, style_path) for content_path in contents for style_path in style_paths],
                   output_dir)
 
 
@@ -84,7 +84,7 @@ def read_pairs_file(path: str, output_dir: str) -> list:
         listed.append(tuple(os.path.join(base, field) for field in fields))
     if not listed:
         raise UsageError(f"--pairs file {path} lists no pairs; write one content,style pair per line")
-    return _named(listed, output_dir)
+    return named(listed, output_dir)
 
 
 def output_name(content: str, style: str) -> str:
@@ -92,8 +92,8 @@ def output_name(content: str, style: str) -> str:
     return f"{_stem(content)}__{_stem(style)}.png"
 
 
-def _named(listed: list, output_dir: str) -> list:
-    """Pairs with their output paths; refuses two pairs that would write the same file."""
+def named(listed: Sequence[tuple], output_dir: str) -> list:
+    """(content, style) pairs with their output paths, `<output_dir>/<content>__<style>.png`; refuses two pairs that would write the same file."""
     pairs, seen = [], {}
     for content, style in listed:
         output = os.path.join(output_dir, output_name(content, style))

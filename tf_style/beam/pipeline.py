@@ -145,7 +145,7 @@ def check_inputs(content_pattern: str, style_paths: Sequence[str], output_dir: s
     Raises:
         UsageError: as `run`.
     """
-    config.require_single_style_per_result("a pipeline")
+    config.require_one_result_options_unset("a pipeline")
     if not style_paths:
         raise UsageError("--style: give at least one style image")
     if not any(character in content_pattern for character in GLOB_CHARACTERS) and os.path.isdir(content_pattern):
@@ -253,11 +253,10 @@ class StylizeBatches(beam.DoFn):
     def process(self, batch: Sequence[Pair]) -> Iterator:
         start = time.perf_counter()
         todo, contents = [], []
-        for pair in batch:
-            # Checked here, just before the work: a retried bundle skips what its first attempt finished.
-            if not self._overwrite and FileSystems.exists(pair.output):
-                self._skipped.inc()
-                continue
+        # Checked here, just before the work: a retried bundle skips what its first attempt finished.
+        unfinished = api.unfinished(batch, self._overwrite, FileSystems.exists)
+        self._skipped.inc(len(batch) - len(unfinished))
+        for pair in unfinished:
             try:
                 content = read_image(pair.content, "content image")
             except UsageError as error:

@@ -1,0 +1,157 @@
+"""Every flag of every program, defined from one place.
+
+The options of a stylization are `StyleConfig`'s fields: their flags are made from the fields' metadata (help,
+choices, which programs take them), so a new option is one field in `config.py`. The flags of the programs'
+own inputs and outputs (`--content`, `--output_dir`, `--export_dir`, ...) are `FlagSpec`s below. Each
+program defines its flags on a `FlagValues` when it runs (not on import), so that the programs and the
+benchmark can be imported together, and tests can run a program in process on a fresh `FlagValues`.
+"""
+
+import dataclasses
+import sys
+import typing
+from typing import Optional, Sequence
+
+from absl import flags
+
+from tf_style import api, export_lib
+from tf_style.config import StyleConfig
+from tf_style.errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class FlagSpec:
+    """One flag: what `define` passes to absl's DEFINE_* functions.
+
+    Attributes:
+        name: the flag's name, without the dashes.
+        kind: "string", "integer", "float", "boolean", "enum" or "list" (comma-separated strings).
+        default: its default value.
+        help: what it does, as `--helpfull` shows it.
+        choices: the values of an enum flag.
+        required: absl refuses a command line without it.
+        pipeline_refuses: why the Beam pipeline has no such flag; None if it takes it.
+    """
+
+    name: str
+    kind: str
+    default: object
+    help: str
+    choices: tuple = ()
+    required: bool = False
+    pipeline_refuses: Optional[str] = None
+
+
+_DEFINERS = {"string": flags.DEFINE_string, "integer": flags.DEFINE_integer, "float": flags.DEFINE_float,
+             "boolean": flags.DEFINE_boolean, "list": flags.DEFINE_list}
+
+
+def define(flag_values: flags.FlagValues, specs: Sequence[FlagSpec], module_name: Optional[str] = None) -> None:
+    """Defines `specs` on `flag_values`.
+
+    Args:
+        module_name: the module the flags belong to in absl's help; default the program's main module
+            (`sys.argv[0]`, as absl names it), so that `--help` lists them.
+    """
+    module_name = module_name or sys.argv[0]
+    for spec in specs:
+        common = {"flag_values": flag_values, "module_name": module_name, "required": spec.required}
+        if spec.kind == "enum":
+            flags.DEFINE_enum(spec.name, spec.default, list(spec.choices), spec.help, **common)
+        else:
+            _DEFINERS[spec.kind](spec.name, spec.default, spec.help, **common)
+
+
+def _config_flag(field: dataclasses.Field) -> FlagSpec:
+    """The flag of a StyleConfig field, its kind read from the field's type and metadata."""
+    metadata = field.metadata
+    value_type = next((arg for arg in typing.get_args(field.type) if arg is not type(None)), field.type)
+    if metadata["choices"]:
+        kind = "enum"
+    else:
+        kind = {bool: "boolean", int: "integer", float: "float", str: "string", tuple: "list"}[value_type]
+    default = list(field.default) if kind == "list" and field.default is not None else field.default
+    return FlagSpec(field.name, kind, default, metadata["help"], choices=metadata["choices"],
+                    pipeline_refuses=metadata["pipeline_refuses"])
+
+
+STYLE_OPTIONS = tuple(_config_flag(field) for field in dataclasses.fields(StyleConfig) if field.metadata["flag"])
+NETWORK_OPTIONS = tuple(spec for spec in STYLE_OPTIONS if spec.name in StyleConfig.network_options())
+
+# The inputs and outputs of a stylization (tf_style.main); the pipeline takes --style, --output_dir, --overwrite.
+_RESULTS_ONLY = "a pipeline writes results only"
+STYLIZE_INPUTS_AND_OUTPUTS = (
+    FlagSpec("content", "string", api.SAMPLE_CONTENT, "Content image (the photo). A directory or a quoted glob "
+             "('photos/*.jpg') makes a batch run. Default: the bundled sample photo.",
+             pipeline_refuses="use --content_pattern"),
+    FlagSpec("style", "list", [api.SAMPLE_STYLE], "Style image (the painting), or several separated by commas "
+             "to blend. In a batch run each is a separate style (files, directories or globs). Default: the "
+             "bundled sample painting."),
+    FlagSpec("output", "string", None, "Where to write the result (.png, .jpg, ...). Default: "
+             "saved_outputs/<content>_<style>.png. Missing directories are created.",
+             pipeline_refuses="results go to --output_dir"),
+    FlagSpec("pairs", "string", None, "Batch run over the pairs this file lists: one content,style per line "
+             "(paths relative to the file), # comments.", pipeline_refuses="use --content_pattern"),
+    FlagSpec("output_dir", "string", "saved_outputs",
+             "Batch run: results go to <output_dir>/<content>__<style>.png."),
+    FlagSpec("overwrite", "boolean", False,
+             "Batch run: redo pairs whose result already exists (they are skipped otherwise)."),
+    FlagSpec("logdir", "string", None, "Write TensorBoard events here: losses and steps/s every few steps, the "
+             "image every --save_every steps and at the end; one run per result.",
+             pipeline_refuses="a pipeline writes no TensorBoard events"),
+    FlagSpec("contact_sheet", "boolean", False, "Also write <output>_sheet.png: content | style(s) | snapshots | "
+             "result side by side (snapshots with --save_every).", pipeline_refuses=_RESULTS_ONLY),
+)
+STYLIZE = STYLIZE_INPUTS_AND_OUTPUTS + STYLE_OPTIONS
+
+PIPELINE = tuple(spec for spec in STYLIZE if spec.pipeline_refuses is None) + (
+    FlagSpec("content_pattern", "string", None, "Beam pipeline: the content images, a file pattern (quoted: "
+             "'photos/*.jpg', 'gs://bucket/photos/**'); local paths, gs:// and s3:// as Beam's FileSystems read "
+             "them."),
+)
+# Flags of tf_style.main that a pipeline has no use for: refused, rather than passed to Beam and ignored.
+REFUSED_BY_PIPELINE = {spec.name: spec.pipeline_refuses for spec in STYLIZE if spec.pipeline_refuses}
+
+EXPORT = (
+    FlagSpec("export_dir", "string", None, "TF Serving's model base path: the model is written to "
+             "<export_dir>/<version>/. Created if missing.", required=True),
+    FlagSpec("version", "integer", None, "Version number (subdirectory) to write; it must not exist. Default: "
+             "one more than the highest version in --export_dir (1 if none)."),
+    *NETWORK_OPTIONS,
+    FlagSpec("max_pixels", "integer", export_lib.DEFAULT_MAX_PIXELS, "The image_bytes signature refuses an image "
+             "whose header claims more pixels than this, before decoding it."),
+)
+
+
+def config_from(flag_values: flags.FlagValues) -> StyleConfig:
+    """The StyleConfig of the style options defined on `flag_values`; the others keep their defaults."""
+    options = {}
+    for field in dataclasses.fields(StyleConfig):
+        if field.name not in flag_values:
+            continue
+        value = flag_values[field.name].value
+        if isinstance(value, list):
+            value = _numbers(field.name, value) if field.metadata["numbers"] else tuple(value)
+        elif value == "" and field.default is None:
+            value = None  # --checkpoint_dir= unsets it
+        options[field.name] = value
+    return StyleConfig(**options)
+
+
+def _numbers(name: str, values: list) -> tuple:
+    try:
+        return tuple(float(value) for value in values)
+    except ValueError:
+        raise UsageError(f"--{name} must be numbers separated by commas, got {','.join(values)}") from None
+
+
+def refused_pipeline_flag(argument: str) -> Optional[str]:
+    """The error for a command-line argument naming a flag the pipeline refuses, or None."""
+    if not argument.startswith("--"):
+        return None
+    name = argument[2:].split("=", 1)[0]
+    if name not in REFUSED_BY_PIPELINE and name.startswith("no") and name[2:] in REFUSED_BY_PIPELINE:
+        name = name[2:]  # --nocontact_sheet
+    if name not in REFUSED_BY_PIPELINE:
+        return None
+    return f"--{name} is not a pipeline flag: {REFUSED_BY_PIPELINE[name]}"
