@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from programs import REPO, in_subprocess
+from programs import in_subprocess
 
 
 def _pixels(height: int = 48, width: int = 64) -> np.ndarray:
@@ -120,6 +120,13 @@ ACCEPTED = {
     "animated GIF": (lambda d: _save(d, "animated.gif", Image.open(io.BytesIO(gif_bytes())), save_all=True),
                      "its first frame"),
 }
+
+
+def existing_output(directory) -> str:
+    """An image file at <directory>/existing.png, for the tests that check it is left alone."""
+    path = os.path.join(directory, "existing.png")
+    Image.fromarray(np.full((20, 20, 3), 7, np.uint8)).save(path)
+    return path
 
 
 def _print_table() -> None:

@@ -10,8 +10,10 @@ import contextlib
 import dataclasses
 import io
 import os
+import select
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,3 +53,22 @@ def in_subprocess(program_module: str, *args, cwd=None, timeout=600) -> subproce
 def stylize(*args, cwd=None) -> Completed:
     """`python -m tf_style.main ARGS`, in process."""
     return in_process("tf_style.main", *args, cwd=cwd)
+
+
+def start(program_module: str, *args) -> subprocess.Popen:
+    """Starts `python -m <program_module> ARGS` with unbuffered output, for a test that signals it."""
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", program_module, *map(str, args)], cwd=REPO, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_output(process, text: str, timeout: float = 120) -> None:
+    """Reads a subprocess's stdout (unbuffered) until `text` has appeared, for at most `timeout` seconds."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while text.encode() not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {text!r} after {timeout} s; got {seen[-500:]!r}"
+        if select.select([process.stdout.fileno()], [], [], remaining)[0]:
+            chunk = os.read(process.stdout.fileno(), 1 << 16)
+            assert chunk, f"the subprocess ended before printing {text!r}; got {seen[-500:]!r}"
+            seen += chunk

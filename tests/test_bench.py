@@ -2,18 +2,15 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+import programs
 from benchmarks import bench
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_conv_flops_count_forward_convolutions_at_their_output_size():
@@ -89,10 +86,9 @@ def test_sizes_are_validated():
 
 
 def test_a_bad_flag_is_a_one_line_usage_error():
-    result = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--preset=no/such.cfg"], capture_output=True,
-                            text=True, cwd=REPO, timeout=120)
+    result = programs.in_process("benchmarks.bench", "--preset=no/such.cfg")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("benchmarks.bench: error: --preset: no file")
+    assert result.stderr.startswith("benchmarks.bench: error: --preset: no file") and result.stderr.count("\n") == 1
 
 
 def test_throughput_inputs_are_different_photos_of_one_size(tmp_path):

@@ -10,6 +10,8 @@ import pytest
 from absl import flags
 from PIL import Image
 
+import programs
+from bad_inputs import ACCEPTED, REFUSED, existing_output, png_bytes
 from programs import REPO, in_subprocess
 from programs import stylize as run_cli
 from tf_style.cli import flags as cli_flags
@@ -162,9 +164,12 @@ def test_helpfull_documents_the_flags_and_the_start_up_is_quiet(tmp_path):
     assert not (tmp_path / "o.png").exists()
 
 
-def test_help_lists_the_programs_own_flags():
-    result = in_subprocess("tf_style.export", "--help")
-    assert "--export_dir" in result.stdout and "--padding" in result.stdout
+def test_help_lists_the_programs_own_flags(monkeypatch):
+    # absl's --help shows the flags of the main module, which it names by sys.argv[0].
+    monkeypatch.setattr("sys.argv", ["/somewhere/tf_style/export.py"])
+    flag_values = flags.FlagValues()
+    cli_flags.define(flag_values, cli_flags.EXPORT)
+    assert "--export_dir" in flag_values.main_module_help() and "--padding" in flag_values.main_module_help()
 
 
 def test_the_readme_flag_table_lists_every_flag():
@@ -182,3 +187,75 @@ def test_the_readme_flag_table_lists_the_beam_flags():
     with open(os.path.join(REPO, "README.md")) as readme:
         listed = {line.split("`")[1][2:] for line in readme if line.startswith("| `--")}
     assert ours <= listed, sorted(ours - listed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The command line: the runs that fail or finish at once start together; see the README's "Bad inputs".
+
+def _cli_cases(directory):
+    """{case: (args, expected exit status, expected message part)} for runs that need no signal."""
+    style = os.path.join(directory, "style.png")
+    with open(style, "wb") as file:
+        file.write(png_bytes(64, 64))
+    output = existing_output(directory)
+    common = [f"--style={style}", "--size=64", "--steps=2", f"--output={output}"]
+    cases = {name: ([f"--content={make(directory)}", *common], 2, message)
+             for name, (make, message) in REFUSED.items()}
+    accepted = {name: make(directory) for name, (make, _) in ACCEPTED.items()}
+    cases["odd but valid images"] = (
+        [f"--content={accepted.pop('EXIF-rotated photo')}", f"--style={','.join(accepted.values())}", "--size=64",
+         "--steps=1", f"--output={os.path.join(directory, 'odd', 'result.png')}"], 0, "wrote")
+    content = os.path.join(directory, "content.png")
+    with open(content, "wb") as file:
+        file.write(png_bytes(48, 64))
+    cases["size beyond memory"] = ([f"--content={content}", *common, "--size=60000"], 2,
+                                   "GB of memory in")
+    with open(os.path.join(directory, "a_file"), "w") as file:
+        file.write("x")
+    cases["checkpoint dir not writable"] = (
+        [f"--content={content}", *common, f"--checkpoint_dir={os.path.join(directory, 'a_file', 'ck')}"], 2,
+        "cannot write checkpoints in")
+    # float32 gradients overflow to infinity: the image becomes NaN at the first step.
+    cases["non-finite image"] = ([f"--content={content}", *common, "--style_weight=1e38"], 1,
+                                 "diverged at step 2 (loss")
+    return cases, output
+
+
+@pytest.fixture(scope="module")
+def cli_results(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("cli"))
+    cases, output = _cli_cases(directory)
+    before = open(output, "rb").read()
+    results = {}
+    for case, (arguments, _, _) in cases.items():
+        ran = programs.stylize(*arguments)
+        results[case] = (ran.returncode, ran.stdout, ran.stderr)
+    return cases, results, before, output, directory
+
+
+@pytest.mark.parametrize("case", [*REFUSED, "size beyond memory", "checkpoint dir not writable", "non-finite image"])
+def test_cli_refuses_in_one_line_and_leaves_the_output_alone(cli_results, case):
+    cases, results, before, output, _ = cli_results
+    status, stdout, stderr = results[case]
+    _, expected_status, message = cases[case]
+    assert status == expected_status, (stdout, stderr)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], stderr
+    assert open(output, "rb").read() == before
+
+
+def test_cli_stylizes_odd_but_valid_images(cli_results):
+    _, results, _, _, directory = cli_results
+    status, stdout, stderr = results["odd but valid images"]
+    assert status == 0, stderr
+    assert Image.open(os.path.join(directory, "odd", "result.png")).size == (32, 64)  # the EXIF turn applied
+
+
+def test_the_readme_table_states_what_the_cli_does():
+    with open(os.path.join(REPO, "README.md")) as readme:
+        text = readme.read()
+    section = text[text.index("## Bad inputs"):]
+    for name, (_, message) in {**REFUSED, **ACCEPTED}.items():
+        assert f"| {name} |" in section, name
+        row = section[section.index(f"| {name} |"):].splitlines()[0]
+        assert message in row, (name, row)

@@ -249,3 +249,26 @@ def test_saved_files_get_the_umasks_permissions_not_private_ones(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Images.
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path):
+    from bad_inputs import png_header_claiming
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header_claiming(100000, 100000))
+    assert path.stat().st_size < 100
+    with pytest.raises(UsageError, match="claims 10,000,000,000 pixels, more than the limit of 120,000,000"):
+        images.load_image(str(path), "content image")
+    path.write_bytes(png_header_claiming(12000, 11000))  # under Pillow's own limit, over ours
+    with pytest.raises(UsageError, match="claims 12000x11000 pixels, more than the limit"):
+        images.image_file_size(str(path), "content image")
+
+
+def test_image_file_size_reads_the_header_and_applies_exif_rotation(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (64, 32)).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    assert images.image_file_size(str(tmp_path / "rotated.jpg")) == (64, 32)
+    assert images.load_image(str(tmp_path / "rotated.jpg")).shape[:2] == (64, 32)
