@@ -1,8 +1,9 @@
-"""Every option of a stylization, with its default and its validation, in one place.
+"""Every option of a stylization, with its default, its validation and its roles, in one place.
 
-The command line (`main.py`) and the Python API (`tf_style.stylize`) both build a `StyleConfig`, so the two
-cannot drift apart. Validation raises `UsageError` with the option's flag name, so the same message reads
-right from the shell and from a notebook.
+Each field carries its flag's help and its roles (`_option`): whether it changes the result, whether it shapes
+the network, which runs refuse it. The command line makes its flags from them (`tf_style.cli.flags`) and the
+Python API takes the same `StyleConfig`, so the two cannot drift apart. Validation raises `UsageError` with the
+option's flag name, so the same message reads right from the shell and from a notebook.
 """
 
 import dataclasses
