@@ -10,7 +10,9 @@ In one run it measures, at each size (long side, 4:3 images):
 - the analytical FLOPs of a step and the machine's measured matmul and convolution GFLOP/s, so that each step
   time is also a fraction of the peak of its precision;
 - the peak resident memory of tf_style's step, each size in a fresh child process;
-- the wall time of a preset (`flags/quality.cfg`) at 512 px through the CLI, start-up included.
+- the wall time of a preset (`flags/quality.cfg`) at 512 px through the CLI, start-up included;
+- with PyTorch installed (`pip install -e '.[bench]'`), tf_style's step against a plain PyTorch loop's on the same
+  CPU, timed interleaved (`compare_with_pytorch`), and PyTorch's convolution in the peak.
 It prints a table and writes the numbers as JSON.
 """
 
@@ -39,7 +41,8 @@ with native_stderr_silenced():
     import numpy as np
     import tensorflow as tf
 
-    from tf_style import api, images, losses, vgg16
+    from benchmarks import pytorch_peer
+    from tf_style import api, convolution, images, losses, vgg16
     from tf_style.cli.flags import FlagSpec
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.config import StyleConfig
@@ -135,10 +138,11 @@ def step_flops(model: keras.Model, height: int, width: int) -> int:
 
 def measure_peaks(precisions: Sequence[str] = ("float32", "bfloat16"), num_steps: int = 10,
                   warmup_steps: int = 3) -> dict:
-    """The machine's GFLOP/s for a square matmul and a 3x3 convolution, per dtype.
+    """The machine's GFLOP/s for a square matmul and a 3x3 convolution, per dtype (the convolution also through
+    PyTorch, when it is installed).
 
     Returns:
-        {dtype: {"matmul_gflops", "conv_gflops", "peak_gflops" (the larger)}}.
+        {dtype: {"matmul_gflops", "conv_gflops", ["pytorch_conv_gflops",] "peak_gflops" (the largest)}}.
     """
     peaks = {}
     generator = tf.random.Generator.from_seed(0)
@@ -154,6 +158,11 @@ def measure_peaks(precisions: Sequence[str] = ("float32", "bfloat16"), num_steps
         conv_gflops = 2 * batch * height * width * 9 * channels * channels / conv["seconds_per_step"] / 1e9
         peaks[dtype] = {"matmul_gflops": matmul_gflops, "conv_gflops": conv_gflops,
                         "peak_gflops": max(matmul_gflops, conv_gflops)}
+        if pytorch_peer.available():
+            # The fastest convolution the machine has may be another library's.
+            pytorch_gflops = pytorch_peer.conv_gflops(PEAK_CONV_SHAPE, dtype == "bfloat16", num_steps, warmup_steps)
+            peaks[dtype]["pytorch_conv_gflops"] = pytorch_gflops
+            peaks[dtype]["peak_gflops"] = max(peaks[dtype]["peak_gflops"], pytorch_gflops)
     return peaks
 
 
@@ -165,14 +174,17 @@ class TfStyleStep:
         precision: "auto" (the plan `stylize()` would choose) or a fixed precision such as "float32".
         batch_size: images optimized together in one step, as a batch run does (mirrored copies of the
             sample photo).
+        input_gradient: how the convolutions' input gradients are computed; None: as the plan chooses.
     """
 
-    def __init__(self, size: int, precision: str = "auto", batch_size: int = 1):
+    def __init__(self, size: int, precision: str = "auto", batch_size: int = 1,
+                 input_gradient: Optional[str] = None):
         content, style = sample_images(size)
         self.batch_size = batch_size
         self.config = StyleConfig(size=size, precision=precision)
         self.plan = plan_compute(self.config.precision, self.config.xla)
-        self.extractor = extractor_for(self.config, self.plan.dtype_policy)
+        self.input_gradient = input_gradient or self.plan.conv_input_gradient
+        self.extractor = extractor_for(self.config, self.plan.dtype_policy, self.input_gradient)
         style_targets = style_statistics(self.extractor, [style], self.config)
         contents = np.stack([content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)])
         targets = batch_targets(self.extractor, contents, [style_targets] * batch_size, self.config)
@@ -441,11 +453,61 @@ def format_throughput(results: dict) -> str:
     return "\n".join(lines)
 
 
+def compare_with_pytorch(size: int, rounds: int = 10, warmup_steps: int = 3,
+                         progress=lambda message: None) -> dict:
+    """tf_style's steps and PyTorch's at one size, timed interleaved: one step of each in turn, `rounds` times.
+
+    The machine's speed drifts from minute to minute (shared hardware), so only steps timed in the same rounds
+    are compared. Measured: tf_style's plan and PyTorch in the same precision (bfloat16 autocast where the plan
+    is bfloat16), and float32 with each way of computing the convolutions' input gradient.
+
+    Returns:
+        {"size", "rounds", "plan", "seconds_per_step": {name: median}, "ratios": {comparison: tf_style / PyTorch},
+         "input_gradients": {way: float32 s/step}}.
+    """
+    plan = plan_compute("auto", "auto")
+    bfloat16_plan = plan.dtype_policy == "mixed_bfloat16"
+    builders = {f"tf_style plan ({plan.dtype_policy})": lambda: TfStyleStep(size, "auto")}
+    for way in convolution.INPUT_GRADIENTS:
+        builders[f"tf_style float32, input gradient: {way}"] = lambda way=way: TfStyleStep(size, "float32",
+                                                                                            input_gradient=way)
+    builders["PyTorch float32 channels_last"] = lambda: pytorch_peer.PyTorchStep(size)
+    if bfloat16_plan:
+        builders["PyTorch bfloat16 autocast"] = lambda: pytorch_peer.PyTorchStep(size, bfloat16=True)
+    steps = {}
+    for name, build in builders.items():
+        progress(f"{size} px: building {name}")
+        steps[name] = build()
+        for _ in range(warmup_steps):
+            steps[name]()
+    durations = {name: [] for name in steps}
+    for round_index in range(rounds):
+        progress(f"{size} px: interleaved round {round_index + 1} of {rounds}")
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            durations[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in durations.items()}
+    float32_plan = plan_compute("float32", "auto")
+    float32_name = f"tf_style float32, input gradient: {float32_plan.conv_input_gradient}"
+    plan_name = f"tf_style plan ({plan.dtype_policy})"
+    ratios = {"tf_style float32 (its plan) / PyTorch float32": medians[float32_name]
+              / medians["PyTorch float32 channels_last"]}
+    peer_name = "PyTorch bfloat16 autocast" if bfloat16_plan else "PyTorch float32 channels_last"
+    ratios[f"tf_style plan / {peer_name}"] = medians[plan_name] / medians[peer_name]
+    del steps
+    keras.backend.clear_session()
+    gc.collect()
+    return {"size": size, "rounds": rounds, "plan": plan.reason, "seconds_per_step": medians, "ratios": ratios,
+            "input_gradients": {way: medians[f"tf_style float32, input gradient: {way}"]
+                                for way in convolution.INPUT_GRADIENTS}}
+
+
 def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int = 3,
                   budget_seconds: Optional[float] = 45.0, naive_max_size: int = 512,
                   preset: Optional[str] = "flags/quality.cfg", preset_size: int = 512,
                   preset_extra_args: Sequence[str] = (), measure_memory_too: bool = True, batch_size: int = 4,
-                  batch_max_size: int = 512,
+                  batch_max_size: int = 512, peer_size: Optional[int] = 512, peer_rounds: int = 10,
                   progress=lambda message: print(message, file=sys.stderr, flush=True)) -> dict:
     """Runs every measurement; returns the results as a JSON-ready dict.
 
@@ -460,6 +522,8 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
         measure_memory_too: measure the peak RSS of each size in a child process.
         batch_size: the batch of the batched step, measured beside one image per step.
         batch_max_size: skip the batched step above this size (batching pays where steps are small).
+        peer_size: the size of the interleaved comparison with PyTorch (`compare_with_pytorch`); None skips it.
+        peer_rounds: its rounds.
         progress: receives one line per measurement as it starts.
     """
     plan = plan_compute("auto", "auto")
@@ -505,6 +569,11 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
             measurement = measure_step(name, lambda: build(size), dtype, peaks, num_steps, warmup_steps,
                                        budget_seconds)
             results["measurements"].append({"size": size, **measurement})
+    results["pytorch"] = None
+    if peer_size is not None and not pytorch_peer.available():
+        results["skipped"].append("the comparison with PyTorch: torch is not installed (pip install -e '.[bench]')")
+    elif peer_size is not None:
+        results["pytorch"] = compare_with_pytorch(peer_size, peer_rounds, warmup_steps, progress)
     results["memory"] = {"method": MEMORY_METHOD, "sizes": []}
     if measure_memory_too:
         for size in sizes:
@@ -559,6 +628,13 @@ def format_report(results: dict) -> str:
             f"{measurement['achieved_gflops']:>8.1f} {measurement['fraction_of_peak']:>8.1%} "
             f"{measurement['cores_used']:>6.2f}")
     lines += [f"skipped: {reason}" for reason in results["skipped"]]
+    peer = results.get("pytorch")
+    if peer is not None:
+        height = round(peer["size"] * 3 / 4)
+        lines += ["", f"against PyTorch at {peer['size']}x{height}, interleaved, median of {peer['rounds']} rounds "
+                  f"(tf_style's plan: {peer['plan']})"]
+        lines += [f"  {name:<52} {seconds:>8.3f} s/step" for name, seconds in peer["seconds_per_step"].items()]
+        lines += [f"  {name:<52} {ratio:>8.2f}x" for name, ratio in peer["ratios"].items()]
     memory = results["memory"]["sizes"]
     if memory:
         lines += ["", f"peak memory (RSS) of tf_style's step with the plan; {results['memory']['method']}",
@@ -622,6 +698,9 @@ FLAGS = (
     FlagSpec("skip_memory", "boolean", False, "Do not measure peak memory per size."),
     FlagSpec("batch_size", "integer", 4, "Images per step of the batched measurement."),
     FlagSpec("batch_max_size", "integer", 512, "Skip the batched measurement above this size."),
+    FlagSpec("peer_size", "integer", 512, "Size of the interleaved comparison with PyTorch (needs torch: pip "
+             "install -e '.[bench]'); 0 skips it."),
+    FlagSpec("peer_rounds", "integer", 10, "Rounds of the comparison with PyTorch; the medians are reported."),
     FlagSpec("throughput", "boolean", False, "Instead of the step benchmark: images per minute of the Beam "
              "pipeline (DirectRunner, worker processes) against the batched CLI, on the same photos (needs "
              "apache-beam)."),
@@ -655,7 +734,8 @@ def main(argv, flag_values) -> int:
                             flag_values.budget_seconds, flag_values.naive_max_size, preset,
                             measure_memory_too=not flag_values.skip_memory,
                             batch_size=flag_values.batch_size,
-                            batch_max_size=flag_values.batch_max_size)
+                            batch_max_size=flag_values.batch_max_size, peer_size=flag_values.peer_size or None,
+                            peer_rounds=flag_values.peer_rounds)
     write_json(flag_values.json, results)
     print(format_report(results))
     print(f"\nwrote {flag_values.json}")

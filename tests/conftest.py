@@ -43,7 +43,10 @@ def style_path(tmp_path):
 
 @pytest.fixture(scope="session")
 def extractor():
-    """The network `tf_style.stylize` builds with the default options, in float32; built once per test run."""
+    """The network `tf_style.stylize` builds with the default options and --precision=float32 on this machine;
+    built once per test run (per worker)."""
     from tf_style.config import StyleConfig
+    from tf_style.device import plan_compute
     from tf_style.features import extractor_for
-    return extractor_for(StyleConfig(), "float32")
+    plan = plan_compute("float32")
+    return extractor_for(StyleConfig(), plan.dtype_policy, plan.conv_input_gradient)

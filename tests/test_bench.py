@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import bench
+from benchmarks import bench, pytorch_peer
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
@@ -36,8 +36,8 @@ def test_peak_dtype_of_policies():
 
 
 def test_tiny_benchmark_writes_every_number(tmp_path):
-    results = bench.run_benchmark([64], num_steps=1, warmup_steps=1, preset=None, batch_size=2,
-                                  progress=lambda message: None)
+    results = bench.run_benchmark([64], num_steps=1, warmup_steps=1, preset=None, batch_size=2, peer_size=64,
+                                  peer_rounds=1, progress=lambda message: None)
     path = tmp_path / "out" / "bench.json"
     bench.write_json(str(path), results)
     written = json.loads(path.read_text())
@@ -48,11 +48,21 @@ def test_tiny_benchmark_writes_every_number(tmp_path):
     assert written["plan"]["reason"]
     assert written["preset"] is None
     for dtype in ("float32", "bfloat16"):
-        assert set(written["peaks"][dtype]) == {"matmul_gflops", "conv_gflops", "peak_gflops"}
+        assert set(written["peaks"][dtype]) - {"pytorch_conv_gflops"} == {"matmul_gflops", "conv_gflops",
+                                                                            "peak_gflops"}
         assert all(value > 0 for value in written["peaks"][dtype].values())
     names = [measurement["name"] for measurement in written["measurements"]]
     assert any(name.startswith("tf_style plan") for name in names)
     assert any(name.startswith("tutorial") for name in names) and any(name.startswith("naive") for name in names)
+    if pytorch_peer.available():
+        assert set(written["pytorch"]["ratios"]) == {"tf_style float32 (its plan) / PyTorch float32",
+                                                     f"tf_style plan / PyTorch {_peer_precision()}"}
+        assert all(peak["pytorch_conv_gflops"] > 0 for peak in written["peaks"].values())
+        assert "against PyTorch at 64x48, interleaved" in bench.format_report(results)
+    else:
+        assert written["pytorch"] is None
+        assert any(reason.startswith("the comparison with PyTorch: torch is not installed")
+                   for reason in written["skipped"])
     [batched] = [measurement for measurement in written["measurements"] if measurement["batch_size"] == 2]
     assert batched["name"].startswith("tf_style plan, batch of 2")
     assert batched["seconds_per_image_step"] == pytest.approx(batched["seconds_per_step"] / 2)
@@ -120,9 +130,20 @@ def test_a_float32_plan_skips_the_float32_row_but_keeps_the_batched_one(monkeypa
     monkeypatch.setattr(bench, "measure_peaks", lambda *args: {"float32": {"peak_gflops": 1.0}})
     measured = []
     monkeypatch.setattr(bench, "measure_step", lambda name, *args: measured.append(name) or {"name": name})
-    results = bench.run_benchmark([64, 1024], preset=None, measure_memory_too=False, batch_size=3,
+    results = bench.run_benchmark([64, 1024], preset=None, measure_memory_too=False, batch_size=3, peer_size=None,
                                   progress=lambda message: None)
     assert measured == ["tf_style plan (float32, XLA off)", "tf_style plan, batch of 3 images",
                         "tutorial recipe (VGG19, float32)", "naive eager (float32, targets every step)",
                         "tf_style plan (float32, XLA off)", "tutorial recipe (VGG19, float32)"]
     assert "tf_style float32: the plan is already float32 without XLA" in results["skipped"]
+
+
+def _peer_precision() -> str:
+    return "bfloat16 autocast" if bench.plan_compute().dtype_policy == "mixed_bfloat16" else "float32 channels_last"
+
+
+def test_the_pytorch_step_runs_and_keeps_its_image_in_range():
+    pytest.importorskip("torch")
+    step = pytorch_peer.PyTorchStep(64)
+    assert all(np.isfinite(step()) for _ in range(3))
+    assert step.image.shape == (1, 3, 48, 64) and 0 <= float(step.image.min()) <= float(step.image.max()) <= 1

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_style import vgg16
+from tf_style import convolution, vgg16
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 
@@ -78,7 +78,8 @@ class EdgePadding(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def extractor_for(config: StyleConfig, dtype_policy: str) -> FeatureExtractor:
+def extractor_for(config: StyleConfig, dtype_policy: str,
+                  input_gradient: str = convolution.NATIVE) -> FeatureExtractor:
     """The network a stylization with `config` runs: its content and style layers, weights, pooling, padding.
 
     `tf_style.stylize`, the SavedModel export and the tests all build it here, so that they cannot differ.
@@ -86,13 +87,15 @@ def extractor_for(config: StyleConfig, dtype_policy: str) -> FeatureExtractor:
     Args:
         config: the options; only the network's (layers, weights, pooling, padding) are read.
         dtype_policy: Keras dtype policy ("float32", "mixed_bfloat16", "mixed_float16").
+        input_gradient: how the convolutions' input gradients are computed (`convolution.INPUT_GRADIENTS`;
+            the compute plan's choice). The activations are the same either way.
     """
     return build_feature_extractor(config.content_layers + config.style_layers, config.weights, config.pooling,
-                                   dtype_policy, config.padding)
+                                   dtype_policy, config.padding, input_gradient)
 
 
-def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_policy: str,
-                            padding: str) -> FeatureExtractor:
+def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_policy: str, padding: str,
+                            input_gradient: str) -> FeatureExtractor:
     """Builds VGG16 up to the deepest of `layer_names` and loads its weights.
 
     The options have no defaults here: `StyleConfig` holds them, and `extractor_for` passes them on.
@@ -105,6 +108,7 @@ def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_polic
         dtype_policy: Keras dtype policy for the network ("float32", "mixed_bfloat16", "mixed_float16").
         padding: how the convolutions pad their input: "zero" (as VGG16 was trained), "replicate" or
             "reflect" (no band along the borders of the result).
+        input_gradient: see `extractor_for`.
 
     Returns:
         A FeatureExtractor.
@@ -113,7 +117,7 @@ def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_polic
         UsageError: the weights cannot be had or are not VGG16's.
     """
     layer_names = tuple(dict.fromkeys(layer_names))
-    model = _build_vgg16(layer_names, pooling, dtype_policy, padding)
+    model = _build_vgg16(layer_names, pooling, dtype_policy, padding, input_gradient)
     kernels_and_biases = _load_weights(weights)
     for layer in model.layers:
         if layer.name in kernels_and_biases:
@@ -122,8 +126,11 @@ def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_polic
     return FeatureExtractor(model, layer_names, compute_dtype)
 
 
-def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: str) -> keras.Model:
+def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: str,
+                 input_gradient: str) -> keras.Model:
     pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+    conv_layer = (convolution.Conv2DForwardInputGradient if input_gradient == convolution.FORWARD_CONVOLUTION
+                  else keras.layers.Conv2D)
     inputs = keras.Input(shape=(None, None, 3), name="preprocessed_bgr")
     x = inputs
     outputs = {}
@@ -135,8 +142,7 @@ def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: s
         if padding != "zero":
             x = EdgePadding(padding, name=f"{name}_edge_padding", dtype=dtype_policy)(x)
             conv_padding = "valid"
-        x = keras.layers.Conv2D(channels_out, 3, padding=conv_padding, activation="relu", name=name,
-                                dtype=dtype_policy)(x)
+        x = conv_layer(channels_out, 3, padding=conv_padding, activation="relu", name=name, dtype=dtype_policy)(x)
         if name in layer_names:
             outputs[name] = x
     return keras.Model(inputs, outputs, name="vgg16_features")
