@@ -611,6 +611,7 @@ def format_report(results: dict) -> str:
              "measured peak (GFLOP/s): " + "; ".join(
                  f"{dtype} matmul {PEAK_MATMUL_SIZE}^2 {peak['matmul_gflops']:.0f}, conv 3x3 "
                  f"{PEAK_CONV_SHAPE[3]}->{PEAK_CONV_SHAPE[3]} on {PEAK_CONV_SHAPE[1]}^2 {peak['conv_gflops']:.0f}"
+                 + (f" (PyTorch's {peak['pytorch_conv_gflops']:.0f})" if "pytorch_conv_gflops" in peak else "")
                  for dtype, peak in peaks.items()),
              f"FLOPs counted: {results['flop_counting']}",
              f"s/step: median of the timed steps after {results['settings']['warmup_steps']} warm-up steps; "
