@@ -10,9 +10,9 @@ from PIL import Image
 import tf_style
 from programs import stylize as run_cli
 from conftest import gradient_image, stripes_image
-from tf_style import api, memory, schedule
+from tf_style import api, memory, optimize, schedule
 from tf_style.callbacks import TensorBoardLogger
-from tf_style.errors import UsageError
+from tf_style.errors import DivergedError, UsageError
 from tf_style.optimize import StepReport
 
 FAST = dict(size=64, steps=3, initial_size=0, precision="float32", progress_every=1)
@@ -31,6 +31,43 @@ def test_batch_results_come_in_input_order_and_a_bad_pair_fails_alone():
     # The two 64x48 results share one train step; the 48x64 one has its own.
     assert [line.split(":")[0] for line in logged if line.startswith("stylizing")] == [
         "stylizing 2 images at 64x48", "stylizing 1 image at 48x64"]
+
+
+def test_a_diverging_image_fails_alone_and_the_others_of_its_batch_finish(monkeypatch):
+    original = optimize.weighted_losses
+
+    def non_finite_for_bright_images(extractor, images, targets, config):
+        terms = original(extractor, images, targets, config)
+        bright = tf.reduce_mean(images, axis=[1, 2, 3]) > 200
+        return {**terms, "total": tf.where(bright, float("nan"), terms["total"])}
+
+    monkeypatch.setattr(optimize, "weighted_losses", non_finite_for_bright_images)
+    dark, bright, style = gradient_image(48, 64), np.full((48, 64, 3), 250.0, np.float32), stripes_image(64, 64)
+    logged = []
+    results = tf_style.stylize_batch([(dark, style), (bright, style), (dark[::-1], style)], log=logged.append,
+                                     **FAST)
+    assert [result.error is None for result in results] == [True, False, True]
+    assert isinstance(results[1].error, DivergedError) and results[1].image is None  # no step was finite
+    np.testing.assert_allclose(results[0].image, tf_style.stylize(dark, style, log=None, **FAST), atol=0.5)
+    assert any("running the 3 images of its batch one at a time" in line for line in logged)
+
+
+def test_the_command_line_reports_the_diverged_pair_and_writes_the_others(monkeypatch, tmp_path):
+    original = optimize.weighted_losses
+    monkeypatch.setattr(optimize, "weighted_losses", lambda extractor, images, targets, config: {
+        **(terms := original(extractor, images, targets, config)),
+        "total": tf.where(tf.reduce_mean(images, axis=[1, 2, 3]) > 200, float("nan"), terms["total"])})
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(gradient_image(48, 64).astype(np.uint8)).save(photos / "dark.png")
+    Image.fromarray(np.full((48, 64, 3), 250, np.uint8)).save(photos / "bright.png")
+    Image.fromarray(stripes_image(64, 64).astype(np.uint8)).save(tmp_path / "style.png")
+    result = run_cli(f"--content={photos}", f"--style={tmp_path / 'style.png'}", f"--output_dir={tmp_path / 'out'}",
+                     "--size=64", "--steps=2", "--initial_size=0")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(f"tf_style: skipped {photos / 'bright.png'} × {tmp_path / 'style.png'}: "
+                                    "the optimization diverged at step")
+    assert sorted(os.listdir(tmp_path / "out")) == ["dark__style.png"]
 
 
 def test_a_batched_result_is_the_result_alone():

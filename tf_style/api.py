@@ -38,7 +38,8 @@ class PairResult:
         index: the pair's position in the input.
         content: the content as given.
         style: the style (or list of styles to blend) as given.
-        image: the result, float32 [H, W, 3] in [0, 255]; None if the pair failed.
+        image: the result, float32 [H, W, 3] in [0, 255]; for a pair that diverged its last finite image (None
+            if no step gave one); None if the pair failed otherwise.
         error: why the pair failed (a UsageError for a bad image, a DivergedError), or None.
     """
 
@@ -55,11 +56,13 @@ class FileResult:
 
     Attributes:
         pair: the content, the style and the path of the result.
-        error: why the pair failed (a UsageError for a bad image, a DivergedError), or None: written.
+        error: why the pair failed (a UsageError for a bad image, a DivergedError), or None.
+        written: whether `pair.output` was written: the result, or a diverged pair's last finite image.
     """
 
     pair: batch_pairs.Pair
     error: Optional[Exception] = None
+    written: bool = False
 
 
 class ResultFiles:
@@ -226,9 +229,9 @@ class Stylizer:
                  for pair in todo]
         every_report = [*callbacks, ForEachImage({index: result.callbacks for index, result in enumerate(files)})]
         for outcome in self.iter_stylize_batch([(pair.content, pair.style) for pair in todo], every_report):
-            if outcome.error is None:
+            if outcome.image is not None:  # a result, or a diverged pair's last finite image, as a single run
                 files[outcome.index].write(outcome.image)
-            yield FileResult(todo[outcome.index], outcome.error)
+            yield FileResult(todo[outcome.index], outcome.error, written=outcome.image is not None)
 
     def _batch_size(self, height: int, width: int, style_shapes: list) -> int:
         """`config.batch_size`, or fewer if this CPU's memory cannot hold that many images of this size.
@@ -242,21 +245,36 @@ class Stylizer:
                                               self.config.content_layers + self.config.style_layers,
                                               self.plan.dtype_policy, self.config.batch_size)
 
-    def _stylize_group(self, members: list, pairs: list, callbacks) -> Iterator[PairResult]:
-        """Stylizes one batch: `members` are (index, planned shapes) of pairs whose results share a size."""
-        prepared = []
-        for index, planned in members:
-            try:
-                prepared.append(self._prepare(index, *pairs[index], planned))
-            except UsageError as error:
-                yield PairResult(index, *pairs[index], error=error)
+    def _stylize_group(self, members: list, pairs: list, callbacks,
+                       prepared: Optional[list] = None) -> Iterator[PairResult]:
+        """Stylizes one batch: `members` are (index, planned shapes) of pairs whose results share a size.
+
+        Yields each pair's result; a pair that diverged has its error and its last finite image, if any.
+
+        Args:
+            prepared: the pairs already loaded (`_PreparedPair`), instead of loading `members`.
+        """
+        if prepared is None:
+            prepared = []
+            for index, planned in members:
+                try:
+                    prepared.append(self._prepare(index, *pairs[index], planned))
+                except UsageError as error:
+                    yield PairResult(index, *pairs[index], error=error)
         if not prepared:
             return
         try:
             results = self._run(prepared, callbacks, in_batch_run=True)
         except DivergedError as error:
+            if len(prepared) == 1:
+                image = self._finish(error.image[0], prepared[0]) if error.image is not None else None
+                yield PairResult(prepared[0].index, *pairs[prepared[0].index], image=image, error=error)
+                return
+            # The images of a batch do not interact, but one non-finite image stops their common step: each
+            # runs again alone (to the same result it has in a batch), so that only the one that diverges fails.
+            self._log(f"{error}; running the {len(prepared)} images of its batch one at a time")
             for pair in prepared:
-                yield PairResult(pair.index, *pairs[pair.index], error=error)
+                yield from self._stylize_group([(pair.index, None)], pairs, callbacks, [pair])
             return
         for pair, result in zip(prepared, results):
             yield PairResult(pair.index, *pairs[pair.index], image=result)

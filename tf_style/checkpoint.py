@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_style.config import StyleConfig
-from tf_style.errors import UsageError
+from tf_style.errors import UsageError, WriteError
 from tf_style.files import require_writable_directory
 
 # How many checkpoints a run keeps: the newest, and the one before in case the newest cannot be read.
@@ -178,8 +178,14 @@ class RunCheckpoints:
 
         A step that already has a checkpoint is not written again: rewriting the files of the checkpoint the
         index names would not be atomic.
+
+        Raises:
+            WriteError: the checkpoint could not be written; the index still names the previous one.
         """
         if os.path.basename(self._manager.latest_checkpoint or "") == f"{_CHECKPOINT_NAME}-{step}":
             return
         self._step.assign(step)
-        self._manager.save(checkpoint_number=step)
+        try:
+            self._manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as error:  # TensorFlow reports a full disk as an OpError
+            raise WriteError(self._manager.directory, error) from None

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from tf_style import convolution
+from tf_style.errors import WriteError
 from tf_style.files import write_atomically
 
 # The forward convolution must be this much faster to be taken: within it the two are the same speed, and the
@@ -100,7 +101,7 @@ def measured_input_gradient(compute_dtype: str, cache_path: str = None) -> str:
     try:
         text = json.dumps(choices, indent=1, sort_keys=True) + "\n"
         write_atomically(cache_path, lambda file: file.write(text.encode("utf-8")))
-    except OSError:
+    except WriteError:
         pass  # measured again next time
     return choices[key]
 

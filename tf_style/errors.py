@@ -1,15 +1,38 @@
 """Errors that are the user's to fix, as opposed to bugs, and the two ways a run can stop early.
 
 A `UsageError` carries one sentence that says what is wrong and how to fix it; the command-line entry points
-print it as a single line and exit with status 2. Any other exception is a bug and keeps its traceback.
+print it as a single line and exit with status 2. A `WriteError` is the machine's fault, not the input's (a
+full disk, a read-only or vanished directory, an I/O error while writing): one line too, and exit status 4.
+Any other exception is a bug and keeps its traceback.
 
 `DivergedError` and `Interrupted` carry what the run had achieved when it stopped, so that the caller can
 save it: the library itself never writes the output and never installs signal handlers.
 """
 
+import re
+
 
 class UsageError(Exception):
     """Bad input from the user: a flag value, an image file, an output path."""
+
+
+class WriteError(Exception):
+    """A file could not be written: the disk is full, the directory is read-only or gone, the device failed.
+
+    Attributes:
+        path: the file that was being written; nothing half-written is left at it.
+    """
+
+    def __init__(self, path: str, error: Exception):
+        reason = getattr(error, "strerror", None)
+        if not reason:
+            # TensorFlow's messages name the function and the temporary file before the cause: "...; No space
+            # left on device [Op:SaveV2]".
+            message = getattr(error, "message", None) or str(error) or type(error).__name__
+            reason = re.sub(r"\s*\[Op:\w+\]$", "", message.split("; ")[-1].strip())
+        super().__init__(f"cannot write {path}: {reason}; free some space or choose a writable location, then "
+                         "run the same command again")
+        self.path = path
 
 
 class _StoppedEarly:

@@ -21,7 +21,7 @@ from typing import Optional
 import tensorflow as tf
 
 from tf_style.config import StyleConfig
-from tf_style.errors import UsageError
+from tf_style.errors import UsageError, WriteError
 from tf_style.features import extractor_for
 from tf_style.vgg16 import MIN_INPUT_SIDE
 from tf_style.losses import gram_matrix
@@ -207,7 +207,10 @@ def export_feature_extractor(export_dir: str, version: Optional[int] = None, con
         raise UsageError(f"cannot write in --export_dir={export_dir}: {error.strerror or error}; choose a "
                          "writable directory") from None
     try:
-        tf.saved_model.save(module, temporary_dir, signatures=module.signatures())
+        try:
+            tf.saved_model.save(module, temporary_dir, signatures=module.signatures())
+        except (OSError, tf.errors.OpError) as error:  # a full disk comes as either
+            raise WriteError(version_dir, error) from None
         try:
             # On POSIX, renaming a directory onto an existing non-empty one fails: a concurrent export of the
             # same version is refused here rather than overwritten.

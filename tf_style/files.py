@@ -9,7 +9,7 @@ import os
 import tempfile
 from typing import BinaryIO, Callable
 
-from tf_style.errors import UsageError
+from tf_style.errors import UsageError, WriteError
 
 
 def require_writable_directory(directory: str, what: str, flag: str) -> None:
@@ -41,10 +41,18 @@ def write_atomically(path: str, write_contents: Callable[[BinaryIO], None]) -> N
     Args:
         path: the file to write; its directory is created if missing.
         write_contents: writes the contents to the binary file object it is given.
+
+    Raises:
+        WriteError: the file could not be written (an OSError: a full disk, a read-only directory, ...); the
+            previous file, if any, is left as it was.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        handle, temporary_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                                                  suffix=".tmp")
+    except OSError as error:
+        raise WriteError(path, error) from None
     try:
         with os.fdopen(handle, "wb") as temporary_file:
             write_contents(temporary_file)
@@ -54,7 +62,9 @@ def write_atomically(path: str, write_contents: Callable[[BinaryIO], None]) -> N
         os.umask(umask)
         os.chmod(temporary_path, 0o666 & ~umask)
         os.replace(temporary_path, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary_path):
             os.remove(temporary_path)
+        if isinstance(error, OSError):  # the disk, the directory or the device: not the caller's bug
+            raise WriteError(path, error) from None
         raise

@@ -19,10 +19,10 @@ with native_stderr_silenced():
     from tf_style import pairs as batch_pairs
     from tf_style.callbacks import ProgressBar
     from tf_style.cli import flags as cli_flags
-    from tf_style.cli.support import (EXIT_DIVERGED, EXIT_SOME_FAILED, Program, print_error, quiet_logging,
-                                      require_no_arguments)
+    from tf_style.cli.support import (EXIT_DIVERGED, EXIT_SOME_FAILED, EXIT_WRITE_FAILED, Program, print_error,
+                                      quiet_logging, require_no_arguments)
     from tf_style.config import StyleConfig
-    from tf_style.errors import DivergedError, Interrupted, UsageError
+    from tf_style.errors import DivergedError, Interrupted, UsageError, WriteError
     from tf_style.files import require_writable_directory
 
 NAME = "tf_style"
@@ -155,7 +155,9 @@ def _main_batch(flag_values, config: StyleConfig, stop_signals: _StopSignals) ->
                 failed += 1
                 reason = str(outcome.error) if str(outcome.error) not in reasons else "as above"
                 reasons.add(str(outcome.error))
-                print(f"{NAME}: skipped {pair.content} × {pair.style}: {reason}", file=sys.stderr, flush=True)
+                kept = (f"; wrote its last finite image to {pair.output} (--overwrite redoes it)"
+                        if outcome.written else "")
+                print(f"{NAME}: skipped {pair.content} × {pair.style}: {reason}{kept}", file=sys.stderr, flush=True)
                 continue
             written += 1
             print(f"wrote {pair.output}", flush=True)
@@ -166,6 +168,13 @@ def _main_batch(flag_values, config: StyleConfig, stop_signals: _StopSignals) ->
         print(f"{NAME}: interrupted ({stop_signals.name}) after writing {written} of {to_do} results; run the same "
               "command to do the rest", file=sys.stderr)
         return stop_signals.exit_status
+    except WriteError as error:
+        # Not the pair's fault: the next result would not fit either. The results written are complete.
+        stop_signals.defer()
+        if sys.stdout.isatty():
+            print()
+        print_error(NAME, f"{error} (stopped after writing {written} of {to_do} results; the rerun does the rest)")
+        return EXIT_WRITE_FAILED
     stop_signals.defer()
     print(f"wrote {written} results to {output_dir} in {time.perf_counter() - start:.1f} s"
           f"{f'; {failed} failed (see above)' if failed else ''}")

@@ -9,13 +9,14 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from tf_style.cli.flags import define
-from tf_style.errors import UsageError
+from tf_style.errors import UsageError, WriteError
 
 # Exit statuses. A usage error (bad flag, bad file) is 2, as absl and argparse use for bad command lines; a
 # signal ends a run with 128 + its number, as a shell reports it: 130 for SIGINT, 143 for SIGTERM.
 EXIT_DIVERGED = 1
 EXIT_USAGE = 2
 EXIT_SOME_FAILED = 3
+EXIT_WRITE_FAILED = 4  # the machine's fault: a full disk, a read-only directory (errors.WriteError)
 
 
 def print_error(program: str, message: str) -> None:
@@ -47,14 +48,18 @@ def verbosity_given(flag_values: flags.FlagValues) -> bool:
 def exit_status(program: str, main: Callable[[], int], on_interrupt: Optional[Callable[[], int]] = None) -> int:
     """Runs an entry point's `main` and returns its exit status.
 
-    A UsageError becomes one line on stderr and EXIT_USAGE. A KeyboardInterrupt that reaches here goes to
-    `on_interrupt`, which says what happened and returns the status; without one it propagates.
+    A UsageError becomes one line on stderr and EXIT_USAGE, a WriteError one line and EXIT_WRITE_FAILED. A
+    KeyboardInterrupt that reaches here goes to `on_interrupt`, which says what happened and returns the status;
+    without one it propagates.
     """
     try:
         return main()
     except UsageError as error:
         print_error(program, str(error))
         return EXIT_USAGE
+    except WriteError as error:
+        print_error(program, str(error))
+        return EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         if on_interrupt is None:
             raise
