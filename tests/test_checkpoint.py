@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 import programs
 import tf_style
@@ -234,3 +235,20 @@ def test_a_kill_while_writing_a_checkpoint_leaves_one_that_restores(tmp_path):
         for name in ("image", "image_average", "steps_done"):
             assert np.all(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE") == saved.step), name
     assert killed_mid_write >= 1
+
+
+def test_a_corrupt_checkpoint_is_refused_in_one_line_and_the_output_is_kept(tmp_path):
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    Image.fromarray(gradient_image(48, 64).astype(np.uint8)).save(content)
+    Image.fromarray(stripes_image(64, 64).astype(np.uint8)).save(style)
+    checkpoints, output = tmp_path / "checkpoints", tmp_path / "out.png"
+    arguments = [f"--content={content}", f"--style={style}", "--size=64", "--initial_size=0", "--steps=2",
+                 "--checkpoint_every=1", f"--checkpoint_dir={checkpoints}", f"--output={output}"]
+    assert programs.stylize(*arguments).returncode == 0
+    for data_file in checkpoints.glob("*.data-*"):
+        data_file.write_bytes(b"\0" * 16)  # the disk or a copy broke it
+    before = output.read_bytes()
+    result = programs.stylize(*arguments)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "cannot be read" in result.stderr and f"delete {checkpoints}" in result.stderr
+    assert output.read_bytes() == before

@@ -259,3 +259,13 @@ def test_the_readme_table_states_what_the_cli_does():
         assert f"| {name} |" in section, name
         row = section[section.index(f"| {name} |"):].splitlines()[0]
         assert message in row, (name, row)
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line(capfd):
+    from tf_style.cli.startup import native_stderr_silenced
+
+    with pytest.raises(SystemExit) as exit_info:
+        with native_stderr_silenced():
+            raise KeyboardInterrupt
+    assert exit_info.value.code == 130
+    assert capfd.readouterr().err == "tf_style: interrupted while starting; nothing was written\n"

@@ -412,3 +412,13 @@ def test_the_served_gram_is_the_style_losss_gram_bit_for_bit(tmp_path, extractor
     assert set(served) == {f"{name}_gram" for name in config.style_layers}
     for name in config.style_layers:
         np.testing.assert_array_equal(served[f"{name}_gram"].numpy(), style_grams[name].numpy())
+
+
+def test_ctrl_c_during_an_export_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_lib, "export_feature_extractor", interrupted)
+    result = run_export_cli(f"--export_dir={tmp_path / 'models'}")
+    assert (result.returncode, result.stderr) == (130, "tf_style.export: interrupted; nothing was written\n")
+    assert not (tmp_path / "models").exists()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from tf_style import images
 from tf_style.config import scaled_size
-from tf_style.errors import UsageError
+from tf_style.errors import UsageError, WriteError
 
 
 def _save(tmp_path, name, image, **options):
@@ -189,7 +189,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match=f"cannot write {path}: disk full"):
         images.save_image(path, np.full((10, 10, 3), 255, np.float32))
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["result.png"]
@@ -272,3 +272,17 @@ def test_image_file_size_reads_the_header_and_applies_exif_rotation(tmp_path):
     Image.new("RGB", (64, 32)).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
     assert images.image_file_size(str(tmp_path / "rotated.jpg")) == (64, 32)
     assert images.load_image(str(tmp_path / "rotated.jpg")).shape[:2] == (64, 32)
+
+
+def test_a_crash_outside_pillows_reading_is_not_called_an_unreadable_image(tmp_path, monkeypatch):
+    path = _save(tmp_path, "ok.png", Image.new("RGB", (20, 20)))
+
+    def out_of_memory(image):
+        raise MemoryError
+
+    monkeypatch.setattr(images, "_rgb_array", out_of_memory)
+    with pytest.raises(MemoryError):
+        images.load_image(path)
+    monkeypatch.setattr(images, "_decoded", out_of_memory)
+    with pytest.raises(MemoryError):
+        images.load_image(path)

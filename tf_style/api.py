@@ -17,7 +17,7 @@ import numpy as np
 from tf_style import color, images, memory, vgg16
 from tf_style import pairs as batch_pairs
 from tf_style.callbacks import ForEachImage, SnapshotSaver, TensorBoardLogger
-from tf_style.config import StyleConfig, scaled_size
+from tf_style.config import StyleConfig, scaled_size, style_seen_size
 from tf_style.device import ComputePlan, plan_compute
 from tf_style.errors import DivergedError, Interrupted, UsageError
 from tf_style.features import FeatureExtractor, extractor_for
@@ -143,6 +143,7 @@ class Stylizer:
         self._coarse_to_fine = None
         self._style_sources = {}  # style key -> the styles it names, kept alive (see `_style_key`)
         self._style_images = {}  # style key -> the styles loaded at the size they are seen, loaded once
+        self._upscaled_styles = set()  # the styles said to be seen upscaled at the first scales
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -298,10 +299,24 @@ class Stylizer:
                              f"{smallest_side} pixels on its short side; VGG16 needs at least "
                              f"{vgg16.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
         style_long_side = max(vgg16.MIN_INPUT_SIDE, round(config.size * config.style_scale))
-        style_shapes = [scaled_size(*_image_size(style, "style image"), style_long_side) for style in styles]
+        style_shapes = [style_seen_size(*_image_size(style, "style image"), style_long_side) for style in styles]
+        self._say_where_styles_are_upscaled(styles, style_shapes)
         # Before resizing: resizing to a --size far too large would itself need gigabytes.
         require_memory(height, width, style_shapes, config, self.plan)
         return height, width, style_shapes
+
+    def _say_where_styles_are_upscaled(self, styles: list, style_shapes: list) -> None:
+        """Logs, once per style, that a style is seen larger than asked at the first scale(s): VGG16 needs
+        `vgg16.MIN_INPUT_SIDE` pixels (see `config.style_seen_size`)."""
+        first_scale = self.config.scale_sizes()[0] / self.config.size
+        for style, shape in zip(styles, style_shapes):
+            asked = scaled_size(*shape, max(1, round(max(shape) * first_scale)))
+            name = _describe(style)
+            if min(asked) < vgg16.MIN_INPUT_SIDE and name not in self._upscaled_styles:
+                self._upscaled_styles.add(name)
+                self._log(f"tf_style: style {name} would be {asked[1]}x{asked[0]} at the first scale, under the "
+                          f"{vgg16.MIN_INPUT_SIDE} pixels VGG16 needs: it is seen upscaled to "
+                          f"{vgg16.MIN_INPUT_SIDE} px on its short side there (a larger --style_scale avoids it)")
 
     def _prepare(self, index: int, content, style, planned: tuple) -> _PreparedPair:
         """Loads a pair's images at the sizes `_planned_shapes` gave (`planned`), and its start image."""

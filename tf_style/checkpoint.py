@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style.config import StyleConfig
+from tf_style.config import WEIGHT_SOURCES, StyleConfig
 from tf_style.errors import UsageError, WriteError
 from tf_style.files import require_writable_directory
 
@@ -61,15 +61,27 @@ def run_fingerprint(config: StyleConfig, content_image: np.ndarray, style_images
     """What makes two runs the same: the options that change the result, and digests of the input images.
 
     Returns:
-        {"--option": value, ..., "content image": digest, "style images": [digest, ...], "start image": digest}
-        with JSON values.
+        {"--option": value, ..., "content image": digest, "style images": [digest, ...], "start image": digest,
+         and for a weights file "weights file contents": digest} with JSON values.
     """
     fingerprint = {f"--{name}": getattr(config, name) for name in config.options_that_change_the_result()}
     fingerprint.update({"compute dtype": compute_dtype, "XLA": jit_compile,
                         "content image": _digest(content_image),
                         "style images": [_digest(image) for image in style_images],
                         "start image": _digest(start_image)})
+    if config.weights not in WEIGHT_SOURCES:
+        # A path names a file whose contents may change under the same name (the bundled sources are checked
+        # by their own digests).
+        fingerprint["weights file contents"] = _file_digest(config.weights)
     return json.loads(json.dumps(fingerprint))
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def _digest(image: np.ndarray) -> str:
@@ -90,7 +102,7 @@ def read_latest(directory: str) -> Optional[SavedCheckpoint]:
         reader = tf.train.load_checkpoint(path)
         return SavedCheckpoint(path, int(reader.get_tensor(_STEP_KEY)), int(reader.get_tensor(_SCALE_KEY)),
                                json.loads(reader.get_tensor(_FINGERPRINT_KEY).decode()))
-    except (tf.errors.OpError, ValueError, KeyError) as error:
+    except (tf.errors.OpError, ValueError, KeyError, IndexError) as error:  # IndexError: a short data file
         raise UsageError(f"the checkpoint {path} cannot be read ({type(error).__name__}); delete {directory} "
                          "to start over, or give another --checkpoint_dir") from None
 
@@ -169,7 +181,7 @@ class RunCheckpoints:
         """Loads a checkpoint of the tracked scale into the tracked variables."""
         try:
             self._checkpoint.restore(saved.path).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as error:
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:
             raise UsageError(f"the checkpoint {saved.path} cannot be restored ({type(error).__name__}); delete "
                              f"{self.directory} to start over, or give another --checkpoint_dir") from None
 

@@ -13,6 +13,7 @@ from typing import Optional
 
 from tf_style.errors import UsageError
 from tf_style.vgg16 import CONV_LAYERS as VGG16_CONV_LAYERS
+from tf_style.vgg16 import MIN_INPUT_SIDE
 
 DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -86,8 +87,8 @@ class StyleConfig:
     initial_size: int = _option(128, "Long side of the first scale of a coarse-to-fine run; scales grow by at "
                                 "most sqrt(2) up to --size. 0: one scale at --size.")
     initial_steps: Optional[int] = _option(150, "Adam steps at the first scale; the scales between take a "
-                                           "geometric interpolation of --initial_steps and --steps. Unset: "
-                                           "--steps at each.")
+                                           "geometric interpolation of --initial_steps and --steps (the same "
+                                           "value as --steps: that many at each scale).")
     warm_start_optimizer: bool = _option(
         True, "Start Adam at each scale after the first from the previous scale's moments, upsampled (less noise "
         "at the start of a scale); --nowarm_start_optimizer starts it from zero.")
@@ -107,7 +108,8 @@ class StyleConfig:
                            "result.", choices=PADDING_MODES, builds_the_network=True)
     init: str = _option("content", f"Start image: {', '.join(INIT_MODES)} or the path of an image. style_noise: "
                         "noise with the style's colours; style_colors: the content recoloured like the style.")
-    seed: Optional[int] = _option(None, "Random seed for --init=noise; unset draws one.", changes_the_result=False)
+    seed: Optional[int] = _option(None, "Random seed for --init=noise and --init=style_noise; unset draws one.",
+                                  changes_the_result=False)
     save_every: int = _option(0, "Write an intermediate result every N steps (<output>_stepNNNN.png); 0: never.",
                               changes_the_result=False, pipeline_refuses="a pipeline writes results only")
     xla: str = _option("auto", "Compile the train step with XLA. auto: on for a GPU, off on a CPU (measured "
@@ -265,6 +267,19 @@ def scaled_size(height: int, width: int, long_side: int) -> tuple:
     """(height, width) scaled so that the longer side is `long_side`, keeping the aspect ratio."""
     scale = long_side / max(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def style_seen_size(height: int, width: int, long_side: int) -> tuple:
+    """The size a style image is seen at: long side `long_side`, or larger where that would leave its short
+    side under what VGG16 needs (a small or very wide style, a coarse scale, a small --style_scale).
+
+    Upscaling keeps every style usable at every scale; its strokes then come out a little larger there.
+    """
+    seen = scaled_size(height, width, long_side)
+    if min(seen) >= MIN_INPUT_SIDE:
+        return seen
+    scale = MIN_INPUT_SIDE / min(height, width)
+    return max(MIN_INPUT_SIDE, round(height * scale)), max(MIN_INPUT_SIDE, round(width * scale))
 
 
 def _is_finite_number(value) -> bool:

@@ -4,7 +4,8 @@ Writes the VGG16 feature extractor that `stylize()` builds for the same network 
 --padding, --content_layers, --style_layers) as a SavedModel in <export_dir>/<version>/: serving_default gives
 the layers' activations, gram and image_bytes the style layers' Gram matrices.
 
-Exit codes: 0 written (its path on stdout), 2 bad input (one line on stderr, nothing written).
+Exit codes: 0 written (its path on stdout), 2 bad input, 4 the model could not be written (a full disk), 130
+interrupted; each failure is one line on stderr, and nothing is written.
 
 The program is `tf_style.cli.export`; this module hands over to it.
 """

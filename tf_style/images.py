@@ -4,11 +4,11 @@ Everything the tool reads or writes as a picture passes through here, so that ev
 handling of modes, EXIF rotation, size limits and atomic writes.
 """
 
-import contextlib
 import io
 import os
 import re
 import warnings
+from typing import Callable, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -17,6 +17,8 @@ from tf_style.config import scaled_size
 from tf_style.errors import UsageError
 from tf_style.files import require_writable_directory, write_atomically
 from tf_style.vgg16 import MIN_INPUT_SIDE
+
+T = TypeVar("T")
 
 # Refuse images whose header claims more pixels than this before decoding them: a 20 000 x 6 000 panorama
 # still loads, a decompression bomb (a few KB claiming gigapixels) does not reach the decoder.
@@ -72,8 +74,8 @@ def load_image_bytes(data: bytes, name: str, what: str = "image", max_pixels: in
     Raises:
         UsageError: corrupt, non-image, too large or too small input.
     """
-    with _opened_image(io.BytesIO(data), name, what, max_pixels) as image:
-        return _require_min_side(_pil_to_rgb(image), f"{what} {name}")
+    decoded = _read_with_pillow(io.BytesIO(data), name, what, max_pixels, _decoded)
+    return _require_min_side(_rgb_array(decoded), f"{what} {name}")
 
 
 def _require_min_side(image: np.ndarray, description: str) -> np.ndarray:
@@ -85,8 +87,7 @@ def _require_min_side(image: np.ndarray, description: str) -> np.ndarray:
 
 
 def _read_file(path: str, what: str, max_pixels: int) -> np.ndarray:
-    with _open_image_file(path, what, max_pixels) as image:
-        return _pil_to_rgb(image)
+    return _rgb_array(_read_image_file(path, what, max_pixels, _decoded))
 
 
 def image_file_size(path: str, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) -> tuple:
@@ -95,33 +96,32 @@ def image_file_size(path: str, what: str = "image", max_pixels: int = MAX_INPUT_
     Raises:
         UsageError: as `load_image`, for the faults a header shows.
     """
-    with _open_image_file(path, what, max_pixels) as image:
-        width, height = image.size
-        # EXIF orientations 5 to 8 turn the picture by a quarter.
-        if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
-            width, height = height, width
-        return height, width
+    return _read_image_file(path, what, max_pixels, _displayed_size)
 
 
-@contextlib.contextmanager
-def _open_image_file(path: str, what: str, max_pixels: int):
-    """Opens an image file, refusing it before decoding if its header claims more than `max_pixels`.
+def _displayed_size(image: Image.Image) -> tuple:
+    """(height, width) as displayed: EXIF orientations 5 to 8 turn the picture by a quarter."""
+    width, height = image.size
+    if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+        width, height = height, width
+    return height, width
 
-    Every failure inside the block, decoding included, becomes a UsageError that names the file.
-    """
+
+def _read_image_file(path: str, what: str, max_pixels: int, read: Callable[[Image.Image], T]) -> T:
+    """`_read_with_pillow` on a file, refusing first a directory or a missing file."""
     if os.path.isdir(path):
         raise UsageError(f"{what} {path} is a directory; give the path of an image file")
     if not os.path.exists(path):
         raise UsageError(f"{what} {path} does not exist; check the path")
-    with _opened_image(path, path, what, max_pixels) as image:
-        yield image
+    return _read_with_pillow(path, path, what, max_pixels, read)
 
 
-@contextlib.contextmanager
-def _opened_image(file, name: str, what: str, max_pixels: int):
-    """`Image.open(file)` (a path or a binary file object) with the pixel limit checked before decoding.
+def _read_with_pillow(file, name: str, what: str, max_pixels: int, read: Callable[[Image.Image], T]) -> T:
+    """`read(Image.open(file))` (a path or a binary file object), the pixel limit checked before decoding.
 
-    Every failure inside the block, decoding included, becomes a UsageError that names `name`.
+    `read` is Pillow's work on the file (the header, the decoding, the mode conversions): any exception it
+    raises means the file is not a readable image (Pillow signals bad bytes with many exception types) and
+    becomes a UsageError that names `name`. Running out of memory stays a MemoryError.
     """
 
     def too_large(claim: str) -> UsageError:
@@ -137,8 +137,8 @@ def _opened_image(file, name: str, what: str, max_pixels: int):
                 width, height = image.size
                 if width * height > max_pixels:
                     raise too_large(f"{width}x{height}")
-                yield image
-    except UsageError:
+                return read(image)
+    except (UsageError, MemoryError):
         raise
     except Image.DecompressionBombError as error:
         # Pillow refuses, in `Image.open`, headers beyond twice its own limit, before ours is checked; its
@@ -160,8 +160,27 @@ def _describe(error: Exception) -> str:
 
 
 def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """A Pillow image of any mode as float32 RGB [H, W, 3] in [0, 255]."""
+    return _rgb_array(_decoded(image))
+
+
+def _decoded(image: Image.Image) -> Image.Image:
+    """Pillow's part of reading an image: decoded, turned upright (EXIF), transparency on white, in "RGB" or
+    in one of the modes `_rgb_array` scales itself (16-bit grayscale, float)."""
     image.load()
     image = ImageOps.exif_transpose(image)
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "F":
+        return image
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def _rgb_array(image: Image.Image) -> np.ndarray:
+    """A `_decoded` image as float32 RGB [H, W, 3] in [0, 255]."""
     if image.mode in _SIXTEEN_BIT_MODES:
         values = np.asarray(image, dtype=np.float32)
         # 16-bit grayscale comes as 0..65535; scale it to 0..255 rather than clipping it to white.
@@ -172,12 +191,7 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
         # Floating-point TIFFs may hold NaN or infinities; no pixel may leave [0, 255].
         values = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=255.0), 0, 255)
         return np.repeat(values[..., None], 3, axis=-1)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.float32)
+    return np.asarray(image, dtype=np.float32)
 
 
 def _array_to_rgb(array: np.ndarray, what: str) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Stylize: `python -m tf_style.main --content=photo.jpg --style=painting.jpg` (or `tf-style`).
 
-Exit codes: 0 done, 1 diverged (the last finite image is written), 2 bad input (one line on stderr), 130 and 143
+Exit codes: 0 done, 1 diverged (the last finite image is written), 2 bad input (one line on stderr), 4 a file
+could not be written (a full disk, a read-only directory: one line on stderr, nothing half-written), 130 and 143
 interrupted by SIGINT (Ctrl-C) and SIGTERM (the current image is written, and a checkpoint if asked).
 
 A directory or glob in `--content` or `--style`, or a `--pairs` file, makes it a batch run over every pair:

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_style.checkpoint import RunCheckpoints, run_fingerprint
-from tf_style.config import StyleConfig, scaled_size
+from tf_style.config import StyleConfig, scaled_size, style_seen_size
 from tf_style.errors import DivergedError, Interrupted
 from tf_style.features import FeatureExtractor
 from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
@@ -166,9 +166,8 @@ class CoarseToFine:
         """The blended statistics of `styles` seen at the scale whose long side is `long_side`, computed once."""
         if (key, long_side) not in self._style_statistics:
             scale_factor = long_side / self.config.size
-            scaled_styles = [resize_image(style, *scaled_size(*style.shape[:2],
-                                                               max(1, round(max(style.shape[:2]) * scale_factor))))
-                             for style in styles]
+            scaled_styles = [resize_image(style, *style_seen_size(
+                *style.shape[:2], max(1, round(max(style.shape[:2]) * scale_factor)))) for style in styles]
             self._style_statistics[key, long_side] = style_statistics(self.extractor, scaled_styles, self.config,
                                                                       self.config.style_blend_weights)
         return self._style_statistics[key, long_side]

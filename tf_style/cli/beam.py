@@ -5,7 +5,6 @@ It defines the stylize program's flags but those a pipeline has no use for, whic
 """
 
 import logging
-import signal
 import sys
 import time
 
@@ -13,7 +12,7 @@ from tf_style.cli.startup import native_stderr_silenced
 
 with native_stderr_silenced():
     from tf_style.cli import flags as cli_flags
-    from tf_style.cli.support import EXIT_SOME_FAILED, Program, quiet_logging, verbosity_given
+    from tf_style.cli.support import EXIT_INTERRUPTED, EXIT_SOME_FAILED, Program, quiet_logging, verbosity_given
     from tf_style.errors import UsageError
     try:
         from tf_style.beam import pipeline as beam_pipeline
@@ -61,7 +60,7 @@ def _interrupted() -> int:
     # Every result already renamed into place is complete; the rerun skips it.
     print(f"{NAME}: interrupted; the results written so far are kept, run the same command to do the rest",
           file=sys.stderr)
-    return 128 + signal.SIGINT
+    return EXIT_INTERRUPTED
 
 
 PROGRAM = Program(NAME, cli_flags.PIPELINE, main, on_interrupt=_interrupted, known_only=True)

@@ -23,6 +23,11 @@ def native_stderr_silenced():
             # The first device query prints "failed call to cuInit" on machines without a GPU.
             import tensorflow as tf
             tf.config.list_physical_devices()
+    except KeyboardInterrupt:
+        # Ctrl-C while TensorFlow loads (seconds): nothing has started, so there is nothing to report but that.
+        os.dup2(saved_stderr, 2)
+        print("tf_style: interrupted while starting; nothing was written", file=sys.stderr)
+        sys.exit(128 + 2)
     finally:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)

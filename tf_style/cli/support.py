@@ -17,6 +17,7 @@ EXIT_DIVERGED = 1
 EXIT_USAGE = 2
 EXIT_SOME_FAILED = 3
 EXIT_WRITE_FAILED = 4  # the machine's fault: a full disk, a read-only directory (errors.WriteError)
+EXIT_INTERRUPTED = 128 + 2  # SIGINT
 
 
 def print_error(program: str, message: str) -> None:
@@ -74,7 +75,8 @@ class Program:
         name: the name error lines start with (`tf_style: error: ...`).
         flag_specs: its flags (`tf_style.cli.flags`), defined when it runs.
         main: `main(argv, flag_values)` returns the exit status; argv holds what the flags left.
-        on_interrupt: says what a KeyboardInterrupt that reached the top interrupted, returns the status.
+        on_interrupt: says what a KeyboardInterrupt that reached the top interrupted, returns the status; None:
+            "interrupted; nothing was written" and EXIT_INTERRUPTED.
         known_only: leave the flags it does not know in argv (for another parser: Beam's).
     """
 
@@ -103,7 +105,13 @@ class Program:
         return self.status(remaining, flag_values)
 
     def status(self, argv: list, flag_values: flags.FlagValues) -> int:
-        return exit_status(self.name, lambda: self.main(argv, flag_values), self.on_interrupt)
+        return exit_status(self.name, lambda: self.main(argv, flag_values),
+                           self.on_interrupt or self._interrupted_before_writing)
+
+    def _interrupted_before_writing(self) -> int:
+        # The programs without a handler of their own write their one output atomically, at the end.
+        print(f"{self.name}: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
     def _parse(self, argv: list, flag_values: flags.FlagValues = flags.FLAGS) -> list:
         """Parses the flags; a bad one is reported in one line and exits with EXIT_USAGE."""
