@@ -167,10 +167,12 @@ def test_a_size_beyond_memory_is_refused_before_any_resizing(monkeypatch):
         tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64), size=40000, precision="float32", log=None)
 
 
-@pytest.mark.parametrize("style_shape, options", [((16, 640), {}), ((64, 64), {"style_scale": 0.1})])
+# 40:1 is too thin at every scale; at --style_scale=0.1 the style is 16 px at the last scale, 8 at the first.
+@pytest.mark.parametrize("style_shape, options", [((16, 640), {"initial_size": 0}),
+                                                  ((64, 64), {"style_scale": 0.1, "initial_size": 32})])
 def test_very_wide_and_very_small_styles_are_seen_upscaled(style_shape, options):
     logged = []
-    result = tf_style.stylize(gradient_image(48, 64), stripes_image(*style_shape), size=64, initial_size=32,
-                              initial_steps=2, steps=2, progress_every=1, log=logged.append, **options)
+    result = tf_style.stylize(gradient_image(48, 64), stripes_image(*style_shape), size=64, initial_steps=2,
+                              steps=2, progress_every=1, log=logged.append, **options)
     assert result.shape == (48, 64, 3) and np.isfinite(result).all()
     assert any("is seen upscaled to 16 px on its short side" in line for line in logged)
