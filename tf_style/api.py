@@ -299,18 +299,24 @@ class Stylizer:
                              f"{smallest_side} pixels on its short side; VGG16 needs at least "
                              f"{vgg16.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
         style_long_side = max(vgg16.MIN_INPUT_SIDE, round(config.size * config.style_scale))
-        style_shapes = [style_seen_size(*_image_size(style, "style image"), style_long_side) for style in styles]
-        self._say_where_styles_are_upscaled(styles, style_shapes)
+        style_sizes = [_image_size(style, "style image") for style in styles]
+        style_shapes = [style_seen_size(*size, style_long_side) for size in style_sizes]
+        self._say_where_styles_are_upscaled(styles, style_sizes, style_long_side)
         # Before resizing: resizing to a --size far too large would itself need gigabytes.
         require_memory(height, width, style_shapes, config, self.plan)
         return height, width, style_shapes
 
-    def _say_where_styles_are_upscaled(self, styles: list, style_shapes: list) -> None:
+    def _say_where_styles_are_upscaled(self, styles: list, style_sizes: list, style_long_side: int) -> None:
         """Logs, once per style, that a style is seen larger than asked at the first scale(s): VGG16 needs
-        `vgg16.MIN_INPUT_SIDE` pixels (see `config.style_seen_size`)."""
+        `vgg16.MIN_INPUT_SIDE` pixels (see `config.style_seen_size`).
+
+        Args:
+            style_sizes: each style's (height, width) as given.
+            style_long_side: the long side the styles are asked to be seen at, at the last scale.
+        """
         first_scale = self.config.scale_sizes()[0] / self.config.size
-        for style, shape in zip(styles, style_shapes):
-            asked = scaled_size(*shape, max(1, round(max(shape) * first_scale)))
+        for style, size in zip(styles, style_sizes):
+            asked = scaled_size(*size, max(1, round(style_long_side * first_scale)))
             name = _describe(style)
             if min(asked) < vgg16.MIN_INPUT_SIDE and name not in self._upscaled_styles:
                 self._upscaled_styles.add(name)
