@@ -134,14 +134,14 @@ def _print_table() -> None:
         style = _write(directory, "style.png", png_bytes(64, 64))
         print("| input | what happens |\n| --- | --- |")
         for name, (make, _) in REFUSED.items():
-            result = in_subprocess("tf_style.main", f"--content={make(directory)}", f"--style={style}", "--size=64", "--steps=1",
-                             f"--output={os.path.join(directory, 'out.png')}")
+            result = in_subprocess("tf_style.main", f"--content={make(directory)}", f"--style={style}", "--size=64",
+                                   "--steps=1", f"--output={os.path.join(directory, 'out.png')}")
             message = result.stderr.strip().replace(directory + os.sep, "").replace(directory, "DIR")
             print(f"| {name} | exit {result.returncode}: `{message}` |")
         for name, (make, behaviour) in ACCEPTED.items():
             output = os.path.join(directory, "out.png")
-            result = in_subprocess("tf_style.main", f"--content={make(directory)}", f"--style={style}", "--size=64", "--steps=1",
-                             f"--output={output}")
+            result = in_subprocess("tf_style.main", f"--content={make(directory)}", f"--style={style}", "--size=64",
+                                   "--steps=1", f"--output={output}")
             size = Image.open(output).size if result.returncode == 0 else None
             print(f"| {name} | exit {result.returncode}: stylized ({behaviour}); result {size} |")
 

@@ -149,7 +149,8 @@ def test_every_option_has_a_flag_but_the_api_only_ones():
 def test_number_lists_must_be_numbers():
     result = run_cli("--style_layer_weights=1,x,1,1,1")
     assert result.returncode == 2
-    assert result.stderr == "tf_style: error: --style_layer_weights must be numbers separated by commas, got 1,x,1,1,1\n"
+    assert result.stderr == ("tf_style: error: --style_layer_weights must be numbers separated by commas, "
+                             "got 1,x,1,1,1\n")
 
 
 def test_helpfull_documents_the_flags_and_the_start_up_is_quiet(tmp_path):

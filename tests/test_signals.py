@@ -55,7 +55,8 @@ def test_sigint_writes_the_current_image_and_a_checkpoint_that_resumes_to_the_sa
     assert checkpoint.read_latest(str(checkpoints)).step == step < 60
 
     uninterrupted = tmp_path / "uninterrupted.png"
-    processes = [programs.start("tf_style.main", *command), programs.start("tf_style.main", *inputs, "--steps=60", f"--output={uninterrupted}")]
+    processes = [programs.start("tf_style.main", *command),
+                 programs.start("tf_style.main", *inputs, "--steps=60", f"--output={uninterrupted}")]
     results = [(process.communicate(timeout=300), process.returncode) for process in processes]
     (resumed_stdout, resumed_stderr), resumed_status = results[0]
     assert resumed_status == 0 and results[1][1] == 0, (resumed_stderr, results[1])
@@ -96,8 +97,8 @@ def test_an_interrupted_batch_keeps_finished_results_and_writes_no_half_done_one
     style = tmp_path / "style.png"
     style.write_bytes(png_bytes(64, 64))
     out = tmp_path / "out"
-    process = programs.start("tf_style.main", f"--content={photos}", f"--style={style}", f"--output_dir={out}", "--size=64",
-                         "--initial_size=0", "--steps=100000", "--save_every=2", "--batch_size=1")
+    process = programs.start("tf_style.main", f"--content={photos}", f"--style={style}", f"--output_dir={out}",
+                             "--size=64", "--initial_size=0", "--steps=100000", "--save_every=2", "--batch_size=1")
     _wait_for_file(out / "a__style_step0002.png", process)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)

@@ -156,8 +156,8 @@ class Stylizer:
         if self._coarse_to_fine is None:
             config = self.config
             self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
-            self._coarse_to_fine = CoarseToFine(extractor_for(config, self.plan.dtype_policy, self.plan.conv_input_gradient), config,
-                                                jit_compile=self.plan.jit_compile)
+            extractor = extractor_for(config, self.plan.dtype_policy, self.plan.conv_input_gradient)
+            self._coarse_to_fine = CoarseToFine(extractor, config, jit_compile=self.plan.jit_compile)
         return self._coarse_to_fine
 
     def stylize(self, content, style, callbacks: Sequence[Callback] = ()) -> np.ndarray:

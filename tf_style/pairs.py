@@ -93,7 +93,8 @@ def output_name(content: str, style: str) -> str:
 
 
 def named(listed: Sequence[tuple], output_dir: str) -> list:
-    """(content, style) pairs with their output paths, `<output_dir>/<content>__<style>.png`; refuses two pairs that would write the same file."""
+    """(content, style) pairs with their output paths, `<output_dir>/<content>__<style>.png`; refuses two pairs
+    that would write the same file."""
     pairs, seen = [], {}
     for content, style in listed:
         output = os.path.join(output_dir, output_name(content, style))
