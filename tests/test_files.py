@@ -123,3 +123,11 @@ def test_a_read_only_output_directory_is_refused_before_the_work(read_only, inpu
                               "--size=64", "--steps=2")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Read-only file system" in result.stderr
+
+
+def test_tensorboard_events_on_a_full_disk_are_a_write_error(full_disk, inputs, tmp_path):
+    content, style = inputs
+    result = programs.stylize(f"--content={content}", f"--style={style}", f"--output={tmp_path / 'out.png'}",
+                              "--size=64", "--steps=2", "--initial_size=0", f"--logdir={full_disk / 'logs'}")
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr, result.stderr

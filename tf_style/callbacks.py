@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from tf_style import images
+from tf_style.errors import WriteError
 from tf_style.optimize import Callback, StepReport
 
 
@@ -80,6 +81,13 @@ class TensorBoardLogger:
         self._last = None  # (step, elapsed seconds) at the previous report
 
     def __call__(self, report: StepReport) -> None:
+        try:
+            self._write(report)
+        except tf.errors.OpError as error:  # TensorFlow's event writer reports a full disk as an OpError
+            raise WriteError(self._run_directory, error) from None
+        self._last = (report.step, report.elapsed_seconds)
+
+    def _write(self, report: StepReport) -> None:
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self._run_directory)
         with self._writer.as_default(step=report.step):
@@ -93,7 +101,6 @@ class TensorBoardLogger:
             if report.step == report.num_steps or (self._image_every and report.step % self._image_every == 0):
                 tf.summary.image("image", report.image[None] / 255.0)
         self._writer.flush()
-        self._last = (report.step, report.elapsed_seconds)
 
 
 class ForEachImage:

@@ -26,10 +26,11 @@ class WriteError(Exception):
     def __init__(self, path: str, error: Exception):
         reason = getattr(error, "strerror", None)
         if not reason:
-            # TensorFlow's messages name the function and the temporary file before the cause: "...; No space
-            # left on device [Op:SaveV2]".
+            # TensorFlow's messages name the function and the temporary file before the cause ("...; No space
+            # left on device [Op:SaveV2]"), or put the cause first and the steps that failed after it, a line each.
             message = getattr(error, "message", None) or str(error) or type(error).__name__
-            reason = re.sub(r"\s*\[Op:\w+\]$", "", message.split("; ")[-1].strip())
+            first_line = message.strip().splitlines()[0]
+            reason = re.sub(r"\s*\[Op:\w+\].*$", "", first_line.split("; ")[-1].strip())
         super().__init__(f"cannot write {path}: {reason}; free some space or choose a writable location, then "
                          "run the same command again")
         self.path = path
