@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from tf_style.config import WEIGHT_SOURCES, StyleConfig
 from tf_style.errors import UsageError, WriteError
-from tf_style.files import require_writable_directory
+from tf_style.files import file_sha256, require_writable_directory
 
 # How many checkpoints a run keeps: the newest, and the one before in case the newest cannot be read.
 MAX_TO_KEEP = 2
@@ -72,16 +72,9 @@ def run_fingerprint(config: StyleConfig, content_image: np.ndarray, style_images
     if config.weights not in WEIGHT_SOURCES:
         # A path names a file whose contents may change under the same name (the bundled sources are checked
         # by their own digests).
-        fingerprint["weights file contents"] = _file_digest(config.weights)
+        fingerprint["weights file contents"] = file_sha256(config.weights)[:16]
     return json.loads(json.dumps(fingerprint))
 
-
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def _digest(image: np.ndarray) -> str:

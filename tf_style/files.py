@@ -5,6 +5,7 @@ checkpoints: `tf.train.CheckpointManager`, which renames its files into place an
 file atomically), so that a crash or a kill leaves the previous file, never half of a new one.
 """
 
+import hashlib
 import os
 import tempfile
 from typing import BinaryIO, Callable
@@ -68,3 +69,12 @@ def write_atomically(path: str, write_contents: Callable[[BinaryIO], None]) -> N
         if isinstance(error, OSError):  # the disk, the directory or the device: not the caller's bug
             raise WriteError(path, error) from None
         raise
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's contents, as hex, read a megabyte at a time (weights files are tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
