@@ -28,6 +28,22 @@ def input_gradient_kernel(kernel: tf.Tensor) -> tf.Tensor:
     return tf.transpose(tf.reverse(kernel, axis=[0, 1]), [0, 1, 3, 2])
 
 
+def input_gradient_by_forward_convolution(output_gradient: tf.Tensor, kernel: tf.Tensor, padding: str) -> tf.Tensor:
+    """The gradient of a stride-1 `tf.nn.conv2d(inputs, kernel, 1, padding)` with respect to `inputs`.
+
+    Args:
+        output_gradient: [B, h, w, C_out], the gradient with respect to the convolution's output.
+        kernel: [kh, kw, C_in, C_out], odd sides.
+        padding: "VALID" or "SAME", as the convolution's.
+    """
+    flipped = input_gradient_kernel(kernel)
+    if padding == "VALID":
+        # Every input pixel reaches kh x kw outputs: pad the gradient by the kernel's reach.
+        reach = [[0, 0], [kernel.shape[0] - 1] * 2, [kernel.shape[1] - 1] * 2, [0, 0]]
+        return tf.nn.conv2d(tf.pad(output_gradient, reach), flipped, 1, "VALID")
+    return tf.nn.conv2d(output_gradient, flipped, 1, "SAME")
+
+
 def conv2d_with_forward_input_gradient(inputs: tf.Tensor, kernel: tf.Tensor, padding: str) -> tf.Tensor:
     """`tf.nn.conv2d(inputs, kernel, 1, padding)` whose input gradient is a forward convolution.
 
@@ -36,17 +52,11 @@ def conv2d_with_forward_input_gradient(inputs: tf.Tensor, kernel: tf.Tensor, pad
         kernel: [kh, kw, C_in, C_out], odd sides, a tensor (not a variable: it gets no gradient).
         padding: "VALID" or "SAME".
     """
-    kernel_height, kernel_width = kernel.shape[0], kernel.shape[1]
 
     @tf.custom_gradient
     def convolve(images, weights):
         def gradient(output_gradient):
-            flipped = input_gradient_kernel(weights)
-            if padding == "VALID":
-                # Every input pixel reaches kh x kw outputs: pad the gradient by the kernel's reach.
-                reach = [[0, 0], [kernel_height - 1] * 2, [kernel_width - 1] * 2, [0, 0]]
-                return tf.nn.conv2d(tf.pad(output_gradient, reach), flipped, 1, "VALID"), None
-            return tf.nn.conv2d(output_gradient, flipped, 1, "SAME"), None
+            return input_gradient_by_forward_convolution(output_gradient, weights, padding), None
 
         return tf.nn.conv2d(images, weights, 1, padding), gradient
 
@@ -75,8 +85,7 @@ def time_input_gradients(compute_dtype: str, shape: tuple = (1, 96, 128, 128), n
     native = tf.function(lambda: tf.raw_ops.Conv2DBackpropInput(
         input_sizes=[batch, height + 2, width + 2, channels], filter=kernel, out_backprop=output_gradient,
         strides=[1, 1, 1, 1], padding="VALID"))
-    forward = tf.function(lambda: tf.nn.conv2d(tf.pad(output_gradient, [[0, 0], [2, 2], [2, 2], [0, 0]]),
-                                               input_gradient_kernel(kernel), 1, "VALID"))
+    forward = tf.function(lambda: input_gradient_by_forward_convolution(output_gradient, kernel, "VALID"))
     seconds = {}
     for way, gradient in ((NATIVE, native), (FORWARD_CONVOLUTION, forward)):
         durations = []
