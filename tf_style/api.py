@@ -246,22 +246,19 @@ class Stylizer:
                                               self.config.content_layers + self.config.style_layers,
                                               self.plan.dtype_policy, self.config.batch_size)
 
-    def _stylize_group(self, members: list, pairs: list, callbacks,
-                       prepared: Optional[list] = None) -> Iterator[PairResult]:
-        """Stylizes one batch: `members` are (index, planned shapes) of pairs whose results share a size.
+    def _stylize_group(self, members: list, pairs: list, callbacks) -> Iterator[PairResult]:
+        """Stylizes one batch: `members` are (index, planned shapes) of pairs whose results share a size."""
+        prepared = []
+        for index, planned in members:
+            try:
+                prepared.append(self._prepare(index, *pairs[index], planned))
+            except UsageError as error:
+                yield PairResult(index, *pairs[index], error=error)
+        yield from self._run_group(prepared, pairs, callbacks)
 
-        Yields each pair's result; a pair that diverged has its error and its last finite image, if any.
-
-        Args:
-            prepared: the pairs already loaded (`_PreparedPair`), instead of loading `members`.
-        """
-        if prepared is None:
-            prepared = []
-            for index, planned in members:
-                try:
-                    prepared.append(self._prepare(index, *pairs[index], planned))
-                except UsageError as error:
-                    yield PairResult(index, *pairs[index], error=error)
+    def _run_group(self, prepared: list, pairs: list, callbacks) -> Iterator[PairResult]:
+        """Stylizes loaded pairs (`_PreparedPair`) of one size together; yields each pair's result. A pair that
+        diverged has its error and its last finite image, if any."""
         if not prepared:
             return
         try:
@@ -275,7 +272,7 @@ class Stylizer:
             # runs again alone (to the same result it has in a batch), so that only the one that diverges fails.
             self._log(f"{error}; running the {len(prepared)} images of its batch one at a time")
             for pair in prepared:
-                yield from self._stylize_group([(pair.index, None)], pairs, callbacks, [pair])
+                yield from self._run_group([pair], pairs, callbacks)
             return
         for pair, result in zip(prepared, results):
             yield PairResult(pair.index, *pairs[pair.index], image=result)
