@@ -60,8 +60,8 @@ _RESUMES_BY_SKIPPING = "resumes by skipping the results it has already written"
 
 @dataclasses.dataclass(frozen=True)
 class StyleConfig:
-    """Options of one stylization: each field's `help` metadata (`StyleConfig.help_for(name)`, the flags'
-    `--helpfull`, the README's flag table) says what it does. Values are validated on construction."""
+    """Options of one stylization: each field's `help` metadata (shown by the flags' `--helpfull`; the README's
+    flag table says the same) says what it does. Values are validated on construction."""
 
     size: int = _option(512, "Long side of the result in pixels.")
     steps: int = _option(40, "Adam steps at the last scale (or the only one).")
@@ -252,11 +252,6 @@ class StyleConfig:
     def network_options(cls) -> tuple:
         """The names of the fields that shape the VGG16 feature extractor: what the export takes."""
         return tuple(field.name for field in dataclasses.fields(cls) if field.metadata["builds_the_network"])
-
-    @classmethod
-    def help_for(cls, name: str) -> str:
-        """What the option `name` does."""
-        return {field.name: field.metadata["help"] for field in dataclasses.fields(cls)}[name]
 
     def replace(self, **changes) -> "StyleConfig":
         """A copy with some options changed (validated again)."""

@@ -254,9 +254,9 @@ class StylizeBatches(beam.DoFn):
         start = time.perf_counter()
         todo, contents = [], []
         # Checked here, just before the work: a retried bundle skips what its first attempt finished.
-        unfinished = api.unfinished(batch, self._overwrite, FileSystems.exists)
-        self._skipped.inc(len(batch) - len(unfinished))
-        for pair in unfinished:
+        not_written = api.unfinished(batch, self._overwrite, FileSystems.exists)
+        self._skipped.inc(len(batch) - len(not_written))
+        for pair in not_written:
             try:
                 content = read_image(pair.content, "content image")
             except UsageError as error:
