@@ -42,7 +42,7 @@ with native_stderr_silenced():
     import tensorflow as tf
 
     from benchmarks import pytorch_peer
-    from tf_style import api, convolution, images, losses, vgg16
+    from tf_style import api, convolution, images, vgg16
     from tf_style.cli.flags import FlagSpec
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.config import StyleConfig
@@ -242,7 +242,7 @@ class TutorialStep:
     def _outputs(self, images_0_1: tf.Tensor) -> dict:
         outputs = self.model(keras.applications.vgg19.preprocess_input(images_0_1 * 255.0))
         num_style = len(TUTORIAL_STYLE_LAYERS)
-        return {"style": [losses.gram_matrix(output) for output in outputs[:num_style]],
+        return {"style": [tutorial_gram_matrix(output) for output in outputs[:num_style]],
                 "content": outputs[num_style:]}
 
     def _train_step(self) -> tf.Tensor:
@@ -265,6 +265,12 @@ class TutorialStep:
 
     def flops(self) -> int:
         return step_flops(self.model, self.height, self.width)
+
+
+def tutorial_gram_matrix(features: tf.Tensor) -> tf.Tensor:
+    """The tutorial's Gram: an einsum divided by the number of positions, [B, H, W, C] -> [B, C, C]."""
+    num_positions = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)
+    return tf.linalg.einsum("bijc,bijd->bcd", features, features) / num_positions
 
 
 def peak_dtype(dtype_policy: str) -> str:

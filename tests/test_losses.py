@@ -23,6 +23,22 @@ def test_gram_matrix_is_the_same_for_a_tiled_feature_map():
                                rtol=1e-5)
 
 
+def test_gram_matrix_gradient_is_tensorflows_of_the_plain_definition():
+    # The Gram's own gradient against TensorFlow's autodiff of the einsum it stands for, under a loss whose
+    # gradient with respect to the Gram is not symmetric, for a batch of two.
+    features = tf.random.stateless_normal([2, 6, 5, 4], seed=[3, 4])
+    weights = tf.random.stateless_normal([2, 4, 4], seed=[5, 6])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(features)
+        ours = losses.gram_matrix(features)
+        plain = tf.einsum("bhwc,bhwd->bcd", features, features) / 30.0
+        ours_loss, plain_loss = tf.reduce_sum(ours * weights), tf.reduce_sum(plain * weights)
+    np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6)
+    plain_gradient = tape.gradient(plain_loss, features).numpy()
+    np.testing.assert_allclose(tape.gradient(ours_loss, features).numpy(), plain_gradient,
+                               rtol=0, atol=1e-5 * np.abs(plain_gradient).max())
+
+
 def test_normalized_squared_error_by_hand():
     value = tf.constant([[1.0, 2.0]])
     target = tf.constant([[2.0, 4.0]])

