@@ -138,6 +138,20 @@ def test_total_variation_by_hand():
     np.testing.assert_allclose(losses.total_variation_loss(tf.constant(image)).numpy(), [1.0], rtol=1e-6)
 
 
+def test_total_variation_and_its_gradient_are_those_of_neighbour_differences():
+    images = tf.random.stateless_uniform([2, 5, 7, 3], seed=[11, 12], maxval=255.0)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        ours = losses.total_variation_loss(images)
+        scaled = images / 255.0
+        plain = (tf.reduce_mean(tf.square(scaled[:, 1:] - scaled[:, :-1]), axis=[1, 2, 3])
+                 + tf.reduce_mean(tf.square(scaled[:, :, 1:] - scaled[:, :, :-1]), axis=[1, 2, 3]))
+        ours_sum, plain_sum = tf.reduce_sum(ours), tf.reduce_sum(plain)
+    np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(tape.gradient(ours_sum, images).numpy(), tape.gradient(plain_sum, images).numpy(),
+                               rtol=1e-5, atol=1e-9)
+
+
 def test_losses_are_per_image():
     images = tf.stack([tf.zeros([4, 4, 3]), 255 * tf.ones([4, 4, 3])])
     assert losses.total_variation_loss(images).shape == (2,)

@@ -26,8 +26,10 @@ HED_WEIGHTS_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6b
 
 
 def caffe_preprocess(images: tf.Tensor) -> tf.Tensor:
-    """RGB in [0, 255] -> BGR minus the ImageNet mean: [B, H, W, 3] -> [B, H, W, 3]."""
-    return images[..., ::-1] - tf.constant(vgg16.CAFFE_BGR_MEAN, dtype=images.dtype)
+    """RGB in [0, 255] -> BGR minus the ImageNet mean: [B, H, W, 3] -> [B, H, W, 3].
+
+    `tf.reverse`, not a `[..., ::-1]` slice, whose gradient is a strided scatter 4x slower."""
+    return tf.reverse(images, axis=[-1]) - tf.constant(vgg16.CAFFE_BGR_MEAN, dtype=images.dtype)
 
 
 class FeatureExtractor:
@@ -128,6 +130,9 @@ def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_polic
 
 def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: str,
                  input_gradient: str) -> keras.Model:
+    # The weights are frozen, so they are kept in the compute dtype: a mixed policy's float32 copies are
+    # there for training, and would be cast again at every step (26 casts, 5% of a 128 px step).
+    layer_dtype = keras.DTypePolicy(dtype_policy).compute_dtype
     pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
     conv_layer = (convolution.Conv2DForwardInputGradient if input_gradient == convolution.FORWARD_CONVOLUTION
                   else keras.layers.Conv2D)
@@ -137,12 +142,12 @@ def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: s
     for name, _, channels_out in vgg16.layers_through_deepest(layer_names):
         block = vgg16.block_of(name)
         if block > 1 and name.endswith("_conv1"):
-            x = pool_layer(2, strides=2, name=f"block{block - 1}_pool", dtype=dtype_policy)(x)
+            x = pool_layer(2, strides=2, name=f"block{block - 1}_pool", dtype=layer_dtype)(x)
         conv_padding = "same"
         if padding != "zero":
-            x = EdgePadding(padding, name=f"{name}_edge_padding", dtype=dtype_policy)(x)
+            x = EdgePadding(padding, name=f"{name}_edge_padding", dtype=layer_dtype)(x)
             conv_padding = "valid"
-        x = conv_layer(channels_out, 3, padding=conv_padding, activation="relu", name=name, dtype=dtype_policy)(x)
+        x = conv_layer(channels_out, 3, padding=conv_padding, activation="relu", name=name, dtype=layer_dtype)(x)
         if name in layer_names:
             outputs[name] = x
     return keras.Model(inputs, outputs, name="vgg16_features")
