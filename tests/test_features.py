@@ -166,3 +166,15 @@ def test_edge_padding_replicates_or_reflects_the_border():
     reflected = features.EdgePadding("reflect")(image)[0, 1, :, 0].numpy()
     np.testing.assert_array_equal(replicated, [1, 1, 2, 3, 3])
     np.testing.assert_array_equal(reflected, [2, 1, 2, 3, 2])
+
+
+def test_replicate_padding_and_its_gradient_are_tensorflows_symmetric_padding():
+    images = tf.random.stateless_normal([2, 5, 4, 3], seed=[5, 5])
+    weights = tf.random.stateless_normal([2, 7, 6, 3], seed=[6, 6])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        ours = features.replicate_padded(images)
+        theirs = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+        ours_loss, theirs_loss = tf.reduce_sum(ours * weights), tf.reduce_sum(theirs * weights)
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(tape.gradient(ours_loss, images).numpy(), tape.gradient(theirs_loss, images).numpy())

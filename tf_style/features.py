@@ -52,6 +52,28 @@ class FeatureExtractor:
         return {name: tf.cast(outputs[name], tf.float32) for name in self.layer_names}
 
 
+# H and W padded by one pixel on each side.
+_ONE_PIXEL = [[0, 0], [1, 1], [1, 1], [0, 0]]
+
+
+@tf.custom_gradient
+def replicate_padded(images: tf.Tensor):
+    """[B, H, W, C] -> [B, H + 2, W + 2, C], the edge rows and columns repeated once.
+
+    The edges are concatenated on, which takes half the time of TensorFlow's MirrorPad (for a one-pixel pad
+    its SYMMETRIC mode computes the same tensor): measured 5.0 ms against 10.8 ms on 384x512x64 in bfloat16,
+    on an AVX-512 BF16 CPU. The gradient is MirrorPad's own, which sums each edge's gradient in one pass; a
+    concatenation's would build a full-size tensor for each edge and add them.
+    """
+    rows = tf.concat([images[:, :1], images, images[:, -1:]], axis=1)
+    padded = tf.concat([rows[:, :, :1], rows, rows[:, :, -1:]], axis=2)
+
+    def gradient(padded_gradient):
+        return tf.raw_ops.MirrorPadGrad(input=padded_gradient, paddings=_ONE_PIXEL, mode="SYMMETRIC")
+
+    return padded, gradient
+
+
 class EdgePadding(keras.layers.Layer):
     """Pads one pixel on each side of H and W by reflecting or replicating the edge, not with zeros.
 
@@ -66,15 +88,12 @@ class EdgePadding(keras.layers.Layer):
         self.mode = mode
 
     def call(self, inputs):
-        paddings = [[0, 0], [1, 1], [1, 1], [0, 0]]
-        # For a one-pixel pad, TF's SYMMETRIC mode repeats the edge pixel: that is replicate padding.
-        replicate = lambda: tf.pad(inputs, paddings, mode="SYMMETRIC")  # noqa: E731
         if self.mode == "replicate":
-            return replicate()
+            return replicate_padded(inputs)
         # A feature map one pixel high or wide (deep layers of a small image) has nothing to reflect.
         shape = tf.shape(inputs)
         return tf.cond(tf.minimum(shape[1], shape[2]) > 1,
-                       lambda: tf.pad(inputs, paddings, mode="REFLECT"), replicate)
+                       lambda: tf.pad(inputs, _ONE_PIXEL, mode="REFLECT"), lambda: replicate_padded(inputs))
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
