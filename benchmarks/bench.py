@@ -10,7 +10,8 @@ In one run it measures, at each size (long side, 4:3 images):
 - the analytical FLOPs of a step and the machine's measured matmul and convolution GFLOP/s, so that each step
   time is also a fraction of the peak of its precision;
 - the peak resident memory of tf_style's step, each size in a fresh child process;
-- the wall time of a preset (`flags/quality.cfg`) at 512 px through the CLI, start-up included;
+- the wall time of a preset (`flags/quality.cfg`) at 512 px through the CLI, start-up included, against the
+  tutorial recipe's 1000 steps, its step timed just before and just after that run;
 - with PyTorch installed (`pip install -e '.[bench]'`), tf_style's step against a plain PyTorch loop's on the same
   CPU, timed interleaved (`compare_with_pytorch`), and PyTorch's convolution in the peak.
 It prints a table and writes the numbers as JSON.
@@ -587,11 +588,16 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
             results["memory"]["sizes"].append(measure_memory(size))
     results["preset"] = None
     if preset is not None:
+        # The machine's speed drifts from minute to minute, so the tutorial's step that the preset is compared
+        # with is timed just before and just after the preset's run, and the estimate takes their mean.
+        progress(f"{preset_size} px: tutorial recipe, before the preset")
+        before = time_steps(TutorialStep(preset_size), num_steps, warmup_steps)["seconds_per_step"]
         progress(f"timing {preset} at {preset_size} px through the CLI")
         results["preset"] = time_preset(preset, preset_size, preset_extra_args)
-        tutorial = [m for m in results["measurements"] if m["size"] == preset_size and m["name"].startswith("tutorial")]
-        if tutorial:
-            results["preset"]["tutorial_1000_steps_seconds"] = 1000 * tutorial[0]["seconds_per_step"]
+        progress(f"{preset_size} px: tutorial recipe, after the preset")
+        after = time_steps(TutorialStep(preset_size), num_steps, warmup_steps)["seconds_per_step"]
+        results["preset"]["tutorial_seconds_per_step_around"] = [before, after]
+        results["preset"]["tutorial_1000_steps_seconds"] = 1000 * (before + after) / 2
     results["machine"]["load_average_at_end"] = os.getloadavg()[0]
     return results
 
@@ -664,8 +670,12 @@ def format_report(results: dict) -> str:
             lines.append(f"  {preset['preset']} ({' '.join(preset['flags'])}) at {preset['size']} px: "
                          f"{preset['wall_seconds']:.1f} s wall, start-up included")
         if "tutorial_1000_steps_seconds" in preset:
-            lines.append(f"  tutorial recipe, 1000 steps at {preset['size']} px (estimate: 1000 x its s/step): "
-                         f"{preset['tutorial_1000_steps_seconds']:.0f} s")
+            before, after = preset["tutorial_seconds_per_step_around"]
+            estimate = preset["tutorial_1000_steps_seconds"]
+            lines.append(f"  tutorial recipe, 1000 steps at {preset['size']} px (estimate: 1000 x its s/step, timed "
+                         f"just before and after the preset: {before:.3f}, {after:.3f} s): {estimate:.0f} s")
+            if "error" not in preset:
+                lines.append(f"  the preset / the tutorial's 1000 steps: {preset['wall_seconds'] / estimate:.3f}x")
     return "\n".join(lines)
 
 

@@ -70,6 +70,43 @@ def test_the_command_line_reports_the_diverged_pair_and_writes_the_others(monkey
     assert sorted(os.listdir(tmp_path / "out")) == ["dark__style.png"]
 
 
+def _out_of_memory_above(batch_size: int):
+    """A `weighted_losses` that fails as TensorFlow's allocator does when a step holds more than `batch_size`
+    images (raised while the step is traced, which the caller meets as it would meet the op's error)."""
+    original = optimize.weighted_losses
+
+    def weighted_losses(extractor, images, targets, config):
+        if images.shape[0] > batch_size:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[...]")
+        return original(extractor, images, targets, config)
+
+    return weighted_losses
+
+
+def test_a_batch_that_runs_out_of_memory_runs_one_image_at_a_time(monkeypatch):
+    monkeypatch.setattr(optimize, "weighted_losses", _out_of_memory_above(1))
+    contents, style = [gradient_image(48, 64, seed=seed) for seed in range(3)], stripes_image(64, 64)
+    logged = []
+    results = tf_style.stylize_batch([(content, style) for content in contents], log=logged.append, **FAST)
+    assert all(result.error is None and result.image.shape == (48, 64, 3) for result in results)
+    assert any(line.startswith("the device ran out of memory for 3 images of 64x48 at once")
+               and line.endswith("running the 3 images of its batch one at a time") for line in logged)
+
+
+def test_the_command_line_says_a_run_that_does_not_fit_in_memory_in_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(optimize, "weighted_losses", _out_of_memory_above(0))
+    Image.fromarray(gradient_image(48, 64).astype(np.uint8)).save(tmp_path / "photo.png")
+    Image.fromarray(stripes_image(64, 64).astype(np.uint8)).save(tmp_path / "style.png")
+    output = tmp_path / "out.png"
+    result = run_cli(f"--content={tmp_path / 'photo.png'}", f"--style={tmp_path / 'style.png'}",
+                     f"--output={output}", "--size=64", "--steps=2", "--initial_size=0")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "tf_style: error: the device ran out of memory for 1 image of 64x48 at once (step 1 or after): use a smaller "
+        "--size, or free the memory that other processes hold"]
+    assert not output.exists()
+
+
 def test_a_batched_result_is_the_result_alone():
     contents = [gradient_image(48, 64, seed=seed) for seed in range(3)]
     styles = [stripes_image(64, 64), gradient_image(64, 64, seed=7), stripes_image(64, 64)[::-1]]

@@ -19,7 +19,7 @@ from tf_style import pairs as batch_pairs
 from tf_style.callbacks import ForEachImage, SnapshotSaver, TensorBoardLogger
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
 from tf_style.device import ComputePlan, plan_compute
-from tf_style.errors import DivergedError, Interrupted, UsageError
+from tf_style.errors import DivergedError, Interrupted, OutOfMemory, UsageError
 from tf_style.features import FeatureExtractor, extractor_for
 from tf_style.files import require_writable_directory
 from tf_style.optimize import Callback
@@ -263,13 +263,15 @@ class Stylizer:
             return
         try:
             results = self._run(prepared, callbacks, in_batch_run=True)
-        except DivergedError as error:
+        except (DivergedError, OutOfMemory) as error:
             if len(prepared) == 1:
-                image = self._finish(error.image[0], prepared[0]) if error.image is not None else None
+                image = (self._finish(error.image[0], prepared[0])
+                         if isinstance(error, DivergedError) and error.image is not None else None)
                 yield PairResult(prepared[0].index, *pairs[prepared[0].index], image=image, error=error)
                 return
-            # The images of a batch do not interact, but one non-finite image stops their common step: each
-            # runs again alone (to the same result it has in a batch), so that only the one that diverges fails.
+            # The images of a batch do not interact, but one non-finite image stops their common step, and a
+            # batch may not fit where one image does: each runs again alone (to the same result it has in a
+            # batch), so that only a pair that diverges, or does not fit on its own, fails.
             self._log(f"{error}; running the {len(prepared)} images of its batch one at a time")
             for pair in prepared:
                 yield from self._run_group([pair], pairs, callbacks)

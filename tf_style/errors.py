@@ -16,6 +16,11 @@ class UsageError(Exception):
     """Bad input from the user: a flag value, an image file, an output path."""
 
 
+class OutOfMemory(UsageError):
+    """The device could not hold a step's tensors (TensorFlow's ResourceExhaustedError, on a GPU foremost:
+    there the memory check cannot see what other processes hold). The user's to fix with a smaller size."""
+
+
 class WriteError(Exception):
     """A file could not be written: the disk is full, the directory is read-only or gone, the device failed.
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tf_style.checkpoint import RunCheckpoints, run_fingerprint
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
-from tf_style.errors import DivergedError, Interrupted
+from tf_style.errors import DivergedError, Interrupted, OutOfMemory
 from tf_style.features import FeatureExtractor
 from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
 from tf_style.targets import StyleStatistics, StyleTargets, batch_targets, style_statistics
@@ -95,6 +95,7 @@ class CoarseToFine:
 
         Raises:
             DivergedError, Interrupted: as `Optimization.run`, with `error.image` the batch at the output size.
+            OutOfMemory: TensorFlow could not allocate a step's tensors.
         """
         config = self.config
         height, width = content_images.shape[1:3]
@@ -143,6 +144,11 @@ class CoarseToFine:
         except KeyboardInterrupt:
             raise Interrupted(interrupted_message(first_step - 1, total_steps), first_step - 1,
                               _at_size(finished_images, height, width)) from None
+        except tf.errors.ResourceExhaustedError:
+            count = len(content_images)
+            raise OutOfMemory(f"the device ran out of memory for {count} image{'s' * (count > 1)} of {width}x{height} "
+                              f"at once (step {first_step} or after): use a smaller --size, or free the memory "
+                              "that other processes hold") from None
         return images
 
     def _optimization_at(self, long_side: int, images: np.ndarray, content_images: np.ndarray,
