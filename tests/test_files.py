@@ -5,6 +5,7 @@ permission bits, so a read-only directory is a read-only mount, not a chmod.
 """
 
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -131,3 +132,21 @@ def test_tensorboard_events_on_a_full_disk_are_a_write_error(full_disk, inputs, 
                               "--size=64", "--steps=2", "--initial_size=0", f"--logdir={full_disk / 'logs'}")
     assert result.returncode == 4, result.stderr
     assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr, result.stderr
+
+
+def test_a_beam_job_on_a_full_disk_stops_in_one_line_with_its_count(full_disk, inputs, tmp_path):
+    pytest.importorskip("apache_beam")
+    content, style = inputs
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png"):
+        (photos / name).write_bytes(content.read_bytes())
+    result = programs.in_subprocess("tf_style.beam_main", f"--content_pattern={photos / '*.png'}", f"--style={style}",
+                                    f"--output_dir={full_disk}", "--size=64", "--steps=2", "--initial_size=0")
+    assert result.returncode == 4, result.stderr
+    # Which of the two is written first is the runner's choice.
+    expected = (f"tf_style.beam_main: error: cannot write {re.escape(str(full_disk))}/[ab]__style.png: No space left "
+                "on device; free some space or choose a writable location, then run the same command again "
+                r"\(stopped with 0 of 2 results written; the rerun does the rest\)\n")
+    assert re.fullmatch(expected, result.stderr), result.stderr
+    assert not [name for name in _names(full_disk) if not name.startswith("beam-temp-")]

@@ -7,7 +7,8 @@ it does not know goes to Beam as a pipeline option (`--runner`, `--direct_num_wo
 `<output_dir>/<content>__<style>.png`; results that exist are skipped unless `--overwrite`.
 
 Exit codes: 0 done, 2 bad input (one line on stderr), 3 done but some inputs failed (listed, with the reason,
-in `<output_dir>/_failures-*.jsonl`).
+in `<output_dir>/_failures-*.jsonl`), 4 a result could not be written (a full disk: one line, with how many
+results are written; a rerun does the rest).
 
 The program is `tf_style.cli.beam`; this module hands over to it.
 """

@@ -9,7 +9,9 @@ The same pipeline runs on the DirectRunner, Dataflow, Flink or Spark; files are 
 (`StylizeBatches.setup`); a batch of contents goes through `Stylizer.iter_stylize_batch`, whose same-size images
 share one train step. A result is written under a temporary name and renamed to `<content>__<style>.png`, and
 a result that exists is not redone: a retried bundle or a rerun job does only what is missing. A bad input
-never fails the job: it becomes a line of the dead-letter file, with its path and the reason.
+never fails the job: it becomes a line of the dead-letter file, with its path and the reason. A result the
+machine will not take (a full disk) fails the bundle, as any worker fault does: a runner that retries bundles
+retries it, and the launcher reports it in one line with the number of results written.
 """
 
 import dataclasses
@@ -30,7 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from tf_style import api, images
 from tf_style.config import StyleConfig, scaled_size
-from tf_style.errors import UsageError
+from tf_style.errors import UsageError, WriteError
 from tf_style.pairs import GLOB_CHARACTERS, Pair, output_name
 
 METRICS_NAMESPACE = "tf_style"
@@ -40,6 +42,22 @@ FAILURES_SUFFIX = ".jsonl"
 
 _FAILED = "failed"
 _LOG = logging.getLogger(__name__)
+
+
+class ResultNotWritten(WriteError):
+    """A WriteError raised inside the pipeline: `ResultNotWritten.of(path, error)` has WriteError's message.
+
+    Beam's runners re-raise a DoFn's exception as `type(error)(error.args[0] + " [while running '<step>']")`.
+    This class's one argument is its message, so it survives that as itself, and `run` can tell the machine's
+    fault from a bug.
+    """
+
+    def __init__(self, message: str):
+        Exception.__init__(self, message)  # not WriteError's (path, error): the message is made already
+
+    @classmethod
+    def of(cls, path: str, error: Exception) -> "ResultNotWritten":
+        return cls(str(WriteError(path, error)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +129,8 @@ def run(content_pattern: str, style_paths: Sequence[str], output_dir: str, confi
     Raises:
         UsageError: no content matches, a style cannot be read, the output directory cannot be written, or
             options a pipeline cannot use (checkpoints, blended styles).
+        WriteError: a result could not be written (a full disk), on a runner that runs the bundles in this
+            process (the DirectRunner's default); its message says how many results the output directory holds.
     """
     unknown = unknown_pipeline_args(pipeline_args)
     if unknown:
@@ -120,8 +140,15 @@ def run(content_pattern: str, style_paths: Sequence[str], output_dir: str, confi
     options = PipelineOptions(list(pipeline_args))
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, content_pattern, style_paths, output_dir, config, overwrite)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except ResultNotWritten as error:
+        message = str(error).split(" [while running ")[0]
+        pairs = [pair for metadata in _match(content_pattern) for pair in _pairs_of(metadata, style_paths, output_dir)]
+        written = sum(FileSystems.exists(pair.output) for pair in pairs)
+        raise ResultNotWritten(f"{message} (stopped with {written} of {len(pairs)} results written; the rerun "
+                               "does the rest)") from None
     return summarize(result)
 
 
@@ -273,7 +300,10 @@ class StylizeBatches(beam.DoFn):
             if outcome.error is not None:
                 yield self._failure(pair, outcome.error)
                 continue
-            write_atomically(pair.output, images.encode_image(outcome.image, pair.output), "image/png")
+            try:
+                write_atomically(pair.output, images.encode_image(outcome.image, pair.output), "image/png")
+            except OSError as error:  # the machine's fault, not the pair's: the next result would not fit either
+                raise ResultNotWritten.of(pair.output, error) from None
             self._done.inc()
             written += 1
         if written:

@@ -32,6 +32,9 @@ def main(argv, flag_values) -> int:
     # The DirectRunner's multi-process mode repeats each worker's log line inside a protobuf dump; the worker
     # has printed it already. Errors still come through.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+    # A bundle's failure is logged, with its traceback, and then raised here: a full disk reaches the user
+    # once, in one line, and a bug once, as its traceback.
+    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     pipeline_args = argv[1:]
     for argument in pipeline_args:
         refusal = cli_flags.refused_pipeline_flag(argument)
