@@ -175,17 +175,18 @@ class TfStyleStep:
         precision: "auto" (the plan `stylize()` would choose) or a fixed precision such as "float32".
         batch_size: images optimized together in one step, as a batch run does (mirrored copies of the
             sample photo).
-        input_gradient: how the convolutions' input gradients are computed; None: as the plan chooses.
+        conv_kernels: which of TensorFlow's kernels each convolution runs (`convolution.KernelPlan`); None: as
+            the plan chooses.
     """
 
     def __init__(self, size: int, precision: str = "auto", batch_size: int = 1,
-                 input_gradient: Optional[str] = None):
+                 conv_kernels: Optional[convolution.KernelPlan] = None):
         content, style = sample_images(size)
         self.batch_size = batch_size
         self.config = StyleConfig(size=size, precision=precision)
         self.plan = plan_compute(self.config.precision, self.config.xla)
-        self.input_gradient = input_gradient or self.plan.conv_input_gradient
-        self.extractor = extractor_for(self.config, self.plan.dtype_policy, self.input_gradient)
+        self.conv_kernels = conv_kernels or self.plan.conv_kernels
+        self.extractor = extractor_for(self.config, self.plan.dtype_policy, self.conv_kernels)
         style_targets = style_statistics(self.extractor, [style], self.config)
         contents = np.stack([content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)])
         targets = batch_targets(self.extractor, contents, [style_targets] * batch_size, self.config)
@@ -466,18 +467,21 @@ def compare_with_pytorch(size: int, rounds: int = 10, warmup_steps: int = 3,
 
     The machine's speed drifts from minute to minute (shared hardware), so only steps timed in the same rounds
     are compared. Measured: tf_style's plan and PyTorch in the same precision (bfloat16 autocast where the plan
-    is bfloat16), and float32 with each way of computing the convolutions' input gradient.
+    is bfloat16), and float32 with the plan's convolution kernels and with each way (`convolution.KERNELS`) for
+    all but the first convolution.
 
     Returns:
         {"size", "rounds", "plan", "seconds_per_step": {name: median}, "ratios": {comparison: tf_style / PyTorch},
-         "input_gradients": {way: float32 s/step}}.
+         "float32_kernel_plans": {"<first>/<rest>": float32 s/step}}.
     """
     plan = plan_compute("auto", "auto")
     bfloat16_plan = plan.dtype_policy == "mixed_bfloat16"
     builders = {f"tf_style plan ({plan.dtype_policy})": lambda: TfStyleStep(size, "auto")}
-    for way in convolution.INPUT_GRADIENTS:
-        builders[f"tf_style float32, input gradient: {way}"] = lambda way=way: TfStyleStep(size, "float32",
-                                                                                            input_gradient=way)
+    float32_plan = plan_compute("float32", "auto")
+    kernel_plans = list(dict.fromkeys([float32_plan.conv_kernels] + [
+        convolution.KernelPlan(float32_plan.conv_kernels.first, way) for way in convolution.KERNELS]))
+    for kernels in kernel_plans:
+        builders[_float32_name(kernels)] = lambda kernels=kernels: TfStyleStep(size, "float32", conv_kernels=kernels)
     builders["PyTorch float32 channels_last"] = lambda: pytorch_peer.PyTorchStep(size)
     if bfloat16_plan:
         builders["PyTorch bfloat16 autocast"] = lambda: pytorch_peer.PyTorchStep(size, bfloat16=True)
@@ -495,8 +499,7 @@ def compare_with_pytorch(size: int, rounds: int = 10, warmup_steps: int = 3,
             step()
             durations[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(values) for name, values in durations.items()}
-    float32_plan = plan_compute("float32", "auto")
-    float32_name = f"tf_style float32, input gradient: {float32_plan.conv_input_gradient}"
+    float32_name = _float32_name(float32_plan.conv_kernels)
     plan_name = f"tf_style plan ({plan.dtype_policy})"
     ratios = {"tf_style float32 (its plan) / PyTorch float32": medians[float32_name]
               / medians["PyTorch float32 channels_last"]}
@@ -506,8 +509,12 @@ def compare_with_pytorch(size: int, rounds: int = 10, warmup_steps: int = 3,
     keras.backend.clear_session()
     gc.collect()
     return {"size": size, "rounds": rounds, "plan": plan.reason, "seconds_per_step": medians, "ratios": ratios,
-            "input_gradients": {way: medians[f"tf_style float32, input gradient: {way}"]
-                                for way in convolution.INPUT_GRADIENTS}}
+            "float32_kernel_plans": {f"{kernels.first}/{kernels.rest}": medians[_float32_name(kernels)]
+                                     for kernels in kernel_plans}}
+
+
+def _float32_name(kernels) -> str:
+    return f"tf_style float32, convolutions {kernels.first}/{kernels.rest}"
 
 
 def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int = 3,

@@ -49,4 +49,4 @@ def extractor():
     from tf_style.device import plan_compute
     from tf_style.features import extractor_for
     plan = plan_compute("float32")
-    return extractor_for(StyleConfig(), plan.dtype_policy, plan.conv_input_gradient)
+    return extractor_for(StyleConfig(), plan.dtype_policy, plan.conv_kernels)

@@ -109,6 +109,15 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert not device.cpu_has_fast_bfloat16(str(tmp_path / "missing"))
 
 
+def test_onednn_held_below_bfloat16_is_a_cpu_without_it(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx512f avx512_bf16\n")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert not device.cpu_has_fast_bfloat16(str(cpuinfo))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert device.cpu_has_fast_bfloat16(str(cpuinfo))
+
+
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_both_precisions_lower_the_loss(precision):
     extractor = extractor_for(CONFIG, precision)

@@ -156,7 +156,7 @@ class Stylizer:
         if self._coarse_to_fine is None:
             config = self.config
             self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
-            extractor = extractor_for(config, self.plan.dtype_policy, self.plan.conv_input_gradient)
+            extractor = extractor_for(config, self.plan.dtype_policy, self.plan.conv_kernels)
             self._coarse_to_fine = CoarseToFine(extractor, config, jit_compile=self.plan.jit_compile)
         return self._coarse_to_fine
 

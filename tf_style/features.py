@@ -100,7 +100,7 @@ class EdgePadding(keras.layers.Layer):
 
 
 def extractor_for(config: StyleConfig, dtype_policy: str,
-                  input_gradient: str = convolution.NATIVE) -> FeatureExtractor:
+                  conv_kernels: convolution.KernelPlan = convolution.KernelPlan()) -> FeatureExtractor:
     """The network a stylization with `config` runs: its content and style layers, weights, pooling, padding.
 
     `tf_style.stylize`, the SavedModel export and the tests all build it here, so that they cannot differ.
@@ -108,15 +108,15 @@ def extractor_for(config: StyleConfig, dtype_policy: str,
     Args:
         config: the options; only the network's (layers, weights, pooling, padding) are read.
         dtype_policy: Keras dtype policy ("float32", "mixed_bfloat16", "mixed_float16").
-        input_gradient: how the convolutions' input gradients are computed (`convolution.INPUT_GRADIENTS`;
-            the compute plan's choice). The activations are the same either way.
+        conv_kernels: which of TensorFlow's kernels each convolution runs (the compute plan's choice). The
+            activations and gradients are the same, to float rounding, whichever it is.
     """
     return build_feature_extractor(config.content_layers + config.style_layers, config.weights, config.pooling,
-                                   dtype_policy, config.padding, input_gradient)
+                                   dtype_policy, config.padding, conv_kernels)
 
 
 def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_policy: str, padding: str,
-                            input_gradient: str) -> FeatureExtractor:
+                            conv_kernels: convolution.KernelPlan) -> FeatureExtractor:
     """Builds VGG16 up to the deepest of `layer_names` and loads its weights.
 
     The options have no defaults here: `StyleConfig` holds them, and `extractor_for` passes them on.
@@ -129,7 +129,7 @@ def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_polic
         dtype_policy: Keras dtype policy for the network ("float32", "mixed_bfloat16", "mixed_float16").
         padding: how the convolutions pad their input: "zero" (as VGG16 was trained), "replicate" or
             "reflect" (no band along the borders of the result).
-        input_gradient: see `extractor_for`.
+        conv_kernels: see `extractor_for`.
 
     Returns:
         A FeatureExtractor.
@@ -138,7 +138,7 @@ def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_polic
         UsageError: the weights cannot be had or are not VGG16's.
     """
     layer_names = tuple(dict.fromkeys(layer_names))
-    model = _build_vgg16(layer_names, pooling, dtype_policy, padding, input_gradient)
+    model = _build_vgg16(layer_names, pooling, dtype_policy, padding, conv_kernels)
     kernels_and_biases = _load_weights(weights)
     for layer in model.layers:
         if layer.name in kernels_and_biases:
@@ -148,17 +148,15 @@ def build_feature_extractor(layer_names, weights: str, pooling: str, dtype_polic
 
 
 def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: str,
-                 input_gradient: str) -> keras.Model:
+                 conv_kernels: convolution.KernelPlan) -> keras.Model:
     # The weights are frozen, so they are kept in the compute dtype: a mixed policy's float32 copies are
     # there for training, and would be cast again at every step (26 casts, 5% of a 128 px step).
     layer_dtype = keras.DTypePolicy(dtype_policy).compute_dtype
     pool_layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
-    conv_layer = (convolution.Conv2DForwardInputGradient if input_gradient == convolution.FORWARD_CONVOLUTION
-                  else keras.layers.Conv2D)
     inputs = keras.Input(shape=(None, None, 3), name="preprocessed_bgr")
     x = inputs
     outputs = {}
-    for name, _, channels_out in vgg16.layers_through_deepest(layer_names):
+    for name, channels_in, channels_out in vgg16.layers_through_deepest(layer_names):
         block = vgg16.block_of(name)
         if block > 1 and name.endswith("_conv1"):
             x = pool_layer(2, strides=2, name=f"block{block - 1}_pool", dtype=layer_dtype)(x)
@@ -166,7 +164,8 @@ def _build_vgg16(layer_names: tuple, pooling: str, dtype_policy: str, padding: s
         if padding != "zero":
             x = EdgePadding(padding, name=f"{name}_edge_padding", dtype=layer_dtype)(x)
             conv_padding = "valid"
-        x = conv_layer(channels_out, 3, padding=conv_padding, activation="relu", name=name, dtype=layer_dtype)(x)
+        x = convolution.Conv2DOnKernels(channels_out, 3, padding=conv_padding, activation="relu", name=name,
+                                        dtype=layer_dtype, way=conv_kernels.for_layer(channels_in))(x)
         if name in layer_names:
             outputs[name] = x
     return keras.Model(inputs, outputs, name="vgg16_features")
