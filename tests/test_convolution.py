@@ -51,7 +51,7 @@ def test_the_plan_takes_the_ways_measured_fastest_and_keeps_them(monkeypatch, tm
     cache = str(tmp_path / "cache" / "convolution_kernels.json")
     probes = []
 
-    def timings(dtype, shapes):
+    def timings(dtype, shapes, num_steps=3):
         probes.append(dtype)
         first_layer = shapes[0][3] == 3
         return {convolution.NATIVE: 1.0, convolution.FORWARD_KERNEL: measured[dtype, first_layer],

@@ -18,7 +18,6 @@ and a `KernelPlan` says which each convolution runs.
 """
 
 import dataclasses
-import statistics
 import time
 from typing import Sequence
 
@@ -156,13 +155,14 @@ class Conv2DOnKernels(keras.layers.Conv2D):
         return {**super().get_config(), "way": self.way}
 
 
-def time_kernels(compute_dtype: str, shapes: Sequence[tuple], num_steps: int = 2) -> dict:
+def time_kernels(compute_dtype: str, shapes: Sequence[tuple], num_steps: int = 3) -> dict:
     """Seconds of 3x3 convolutions' forward passes and input gradients, each way, summed over `shapes`.
 
     Args:
         compute_dtype: "float32", "bfloat16" or "float16".
         shapes: (B, H, W, C_in, C_out) of each convolution's output.
-        num_steps: timed runs of each; the median is taken.
+        num_steps: timed runs of each way on each shape, the ways in turn (the machine's speed drifts); the
+            fastest run counts, since other work on the machine only ever slows a run down.
 
     Returns:
         {way (`KERNELS`): seconds}.
@@ -189,14 +189,13 @@ def _time_kernels_on(compute_dtype: str, shape: tuple, num_steps: int) -> dict:
         # Both returned: the input gradient does not need the outputs, and a graph would skip what nobody reads.
         return outputs, tape.gradient(outputs, inputs, output_gradients=output_gradient)
 
-    seconds = {}
-    for way in KERNELS:
-        step = tf.function(lambda way=way: forward_and_input_gradient(way))
-        durations = []
-        for run in range(1 + num_steps):  # the first untimed: the trace and oneDNN's primitive cache
+    steps = {way: tf.function(lambda way=way: forward_and_input_gradient(way)) for way in KERNELS}
+    for step in steps.values():  # untimed: the trace and oneDNN's primitive cache
+        _ = [tensor.numpy() for tensor in step()]
+    seconds = dict.fromkeys(KERNELS, float("inf"))
+    for _ in range(num_steps):
+        for way, step in steps.items():
             start = time.perf_counter()
             _ = [tensor.numpy() for tensor in step()]
-            if run >= 1:
-                durations.append(time.perf_counter() - start)
-        seconds[way] = statistics.median(durations)
+            seconds[way] = min(seconds[way], time.perf_counter() - start)
     return seconds

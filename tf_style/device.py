@@ -29,7 +29,7 @@ KERNEL_MARGIN = 0.9
 # The shapes the kernel plan is measured on, (B, H, W, C_in, C_out) of a 512x384 image's convolutions: the
 # first, and the largest of each block standing for the others. Full-size shapes, because the kernels' order
 # changes with the size: with oneDNN held to AVX2, Conv2D's generic kernel is as fast as the other at
-# 96x128, 128->128 and 2x slower at 192x256. The probe takes 3 to 12 s, once per machine and precision.
+# 96x128, 128->128 and 2x slower at 192x256. The probe takes 4 to 16 s, once per machine and precision.
 _FIRST_CONVOLUTIONS = ((1, 384, 512, 3, 64),)
 _OTHER_CONVOLUTIONS = ((1, 384, 512, 64, 64), (1, 192, 256, 128, 128), (1, 96, 128, 256, 256),
                        (1, 48, 64, 512, 512))
@@ -114,7 +114,8 @@ def measured_kernel_plan(compute_dtype: str, cache_path: str = None) -> convolut
     kept = plans.get(key)
     if isinstance(kept, dict) and {kept.get("first"), kept.get("rest")} <= set(convolution.KERNELS):
         return convolution.KernelPlan(kept["first"], kept["rest"])
-    plan = convolution.KernelPlan(first=_fastest(convolution.time_kernels(compute_dtype, _FIRST_CONVOLUTIONS)),
+    # The first convolution's runs take 20 to 50 ms, so it is timed more often.
+    plan = convolution.KernelPlan(first=_fastest(convolution.time_kernels(compute_dtype, _FIRST_CONVOLUTIONS, 20)),
                                   rest=_fastest(convolution.time_kernels(compute_dtype, _OTHER_CONVOLUTIONS)))
     plans[key] = dataclasses.asdict(plan)
     try:
