@@ -47,7 +47,7 @@ with native_stderr_silenced():
     from tf_style.cli.flags import FlagSpec
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.config import StyleConfig
-    from tf_style.device import plan_compute
+    from tf_style.device import cpu_has_fast_bfloat16, plan_compute
     from tf_style.features import extractor_for
     from tf_style.optimize import Optimization
     from tf_style.targets import batch_targets, compute_targets, style_statistics
@@ -543,7 +543,10 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
     plan = plan_compute("auto", "auto")
     float32_plan = plan_compute("float32", "auto")
     progress(f"compute plan: {plan.reason}")
-    peak_dtypes = list(dict.fromkeys(["float32", "bfloat16", peak_dtype(plan.dtype_policy)]))
+    # Without bfloat16 units a bfloat16 peak means nothing, and with oneDNN held to AVX2 TensorFlow's bfloat16
+    # matmul crashes (a segmentation fault, TensorFlow 2.21).
+    bfloat16_peak = ["bfloat16"] if cpu_has_fast_bfloat16() else []
+    peak_dtypes = list(dict.fromkeys(["float32", *bfloat16_peak, peak_dtype(plan.dtype_policy)]))
     progress(f"measuring peak GFLOP/s ({', '.join(peak_dtypes)})")
     peaks = measure_peaks(peak_dtypes, num_steps, warmup_steps)
     results = {
