@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, images, memory, vgg16
+from tf_style import color, images, memory, tiles, vgg16
 from tf_style import pairs as batch_pairs
 from tf_style.callbacks import ForEachImage, SnapshotSaver, TensorBoardLogger
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
@@ -115,6 +115,22 @@ def unfinished(listed: Sequence[batch_pairs.Pair], overwrite: bool = False,
     return list(listed) if overwrite else [pair for pair in listed if not exists(pair.output)]
 
 
+@dataclasses.dataclass(frozen=True)
+class _PlannedPair:
+    """What a pair's run will be, known from the images' headers before they are loaded.
+
+    Attributes:
+        height, width: the result's size.
+        style_shapes: (height, width) each style is seen at, at the last scale.
+        tile_size: the scales larger than this run in tiles (`tf_style.tiles`); 0: none.
+    """
+
+    height: int
+    width: int
+    style_shapes: list
+    tile_size: int
+
+
 @dataclasses.dataclass
 class _PreparedPair:
     """A pair loaded and resized for the run: what the optimization needs of it."""
@@ -125,6 +141,7 @@ class _PreparedPair:
     style_images: list
     start_image: np.ndarray
     style_key: object
+    tile_size: int
 
 
 class Stylizer:
@@ -194,17 +211,18 @@ class Stylizer:
         if len(pairs) > 1:
             # A batch may blend styles for each pair; it cannot resume from one run's checkpoint.
             self.config.require_one_result_options_unset("a batch run", names=("checkpoint_dir",))
-        groups = {}  # (height, width) -> [(index, planned shapes)], in input order
+        groups = {}  # (height, width, tile size) -> [(index, _PlannedPair)], in input order
         for index, (content, style) in enumerate(pairs):
             try:
                 planned = self._planned_shapes(content, _style_list(style))
             except UsageError as error:
                 yield PairResult(index, content, style, error=error)
                 continue
-            groups.setdefault(planned[:2], []).append((index, planned))
-        for (height, width), members in groups.items():
-            style_shapes = [shape for _, (_, _, shapes) in members for shape in shapes]
-            batch_size = self._batch_size(height, width, style_shapes)
+            groups.setdefault((planned.height, planned.width, planned.tile_size), []).append((index, planned))
+        for (height, width, tile_size), members in groups.items():
+            style_shapes = [shape for _, planned in members for shape in planned.style_shapes]
+            # A tiled run holds one image: its tiles take the memory that a batch would.
+            batch_size = 1 if tile_size else self._batch_size(height, width, style_shapes)
             for start in range(0, len(members), batch_size):
                 yield from self._stylize_group(members[start:start + batch_size], pairs, callbacks)
 
@@ -247,7 +265,7 @@ class Stylizer:
                                               self.plan.dtype_policy, self.config.batch_size)
 
     def _stylize_group(self, members: list, pairs: list, callbacks) -> Iterator[PairResult]:
-        """Stylizes one batch: `members` are (index, planned shapes) of pairs whose results share a size."""
+        """Stylizes one batch: `members` are (index, `_PlannedPair`) of pairs whose results share a size."""
         prepared = []
         for index, planned in members:
             try:
@@ -279,8 +297,8 @@ class Stylizer:
         for pair, result in zip(prepared, results):
             yield PairResult(pair.index, *pairs[pair.index], image=result)
 
-    def _planned_shapes(self, content, styles: list) -> tuple:
-        """(height, width, style shapes) of a pair's result and styles, from headers where it can.
+    def _planned_shapes(self, content, styles: list) -> _PlannedPair:
+        """A pair's result size, style sizes and tiles, from headers where it can.
 
         Raises:
             UsageError: an image cannot be read, or the pair cannot run at these options on this machine.
@@ -302,8 +320,7 @@ class Stylizer:
         style_shapes = [style_seen_size(*size, style_long_side) for size in style_sizes]
         self._say_where_styles_are_upscaled(styles, style_sizes, style_long_side)
         # Before resizing: resizing to a --size far too large would itself need gigabytes.
-        require_memory(height, width, style_shapes, config, self.plan)
-        return height, width, style_shapes
+        return _PlannedPair(height, width, style_shapes, tile_size_for(height, width, style_shapes, config, self.plan))
 
     def _say_where_styles_are_upscaled(self, styles: list, style_sizes: list, style_long_side: int) -> None:
         """Logs, once per style, that a style is seen larger than asked at the first scale(s): VGG16 needs
@@ -323,10 +340,10 @@ class Stylizer:
                           f"{vgg16.MIN_INPUT_SIDE} pixels VGG16 needs: it is seen upscaled to "
                           f"{vgg16.MIN_INPUT_SIDE} px on its short side there (a larger --style_scale avoids it)")
 
-    def _prepare(self, index: int, content, style, planned: tuple) -> _PreparedPair:
+    def _prepare(self, index: int, content, style, planned: _PlannedPair) -> _PreparedPair:
         """Loads a pair's images at the sizes `_planned_shapes` gave (`planned`), and its start image."""
         styles = _style_list(style)
-        height, width, style_shapes = planned
+        height, width, style_shapes = planned.height, planned.width, planned.style_shapes
         content_image = images.resize(images.load_image(content, "content image"), height, width)
         style_key = self._style_key(styles)
         if style_key not in self._style_images:
@@ -334,7 +351,7 @@ class Stylizer:
                                               for source, shape in zip(styles, style_shapes)]
         style_images = self._style_images[style_key]
         start_image = _start_image(self.config, content_image, style_images)
-        return _PreparedPair(index, content, content_image, style_images, start_image, style_key)
+        return _PreparedPair(index, content, content_image, style_images, start_image, style_key, planned.tile_size)
 
     def _style_key(self, styles: list) -> tuple:
         """The name under which a pair's styles are cached: paths by path, other objects by id.
@@ -354,14 +371,20 @@ class Stylizer:
                 the same shape (a single run would only hold on to their memory).
         """
         schedule = self._schedule()
+        height, width = prepared[0].content_image.shape[:2]
+        tile_size = prepared[0].tile_size
         if in_batch_run:
-            height, width = prepared[0].content_image.shape[:2]
             self._log(f"stylizing {len(prepared)} image{'s' * (len(prepared) > 1)} at {width}x{height}: "
                       + ", ".join(_describe(pair.content_source) for pair in prepared))
+        grid = schedule.tile_grid(height, width, tile_size)
+        if grid is not None:
+            tiled_scales = [size for size in self.config.scale_sizes() if size > tile_size]
+            self._log(f"tf_style: tiled: {grid.describe()} at {width}x{height} (the scales from {tiled_scales[0]} px "
+                      f"run in tiles, the same loss and gradient as untiled)")
         results = schedule.run(
             np.stack([pair.content_image for pair in prepared]), [pair.style_images for pair in prepared],
             np.stack([pair.start_image for pair in prepared]), callbacks, indices=[pair.index for pair in prepared],
-            style_keys=[pair.style_key for pair in prepared], keep_optimizations=in_batch_run)
+            style_keys=[pair.style_key for pair in prepared], keep_optimizations=in_batch_run, tile_size=tile_size)
         return np.stack([self._finish(result, pair) for result, pair in zip(results, prepared)])
 
     def _finish(self, result: np.ndarray, pair: _PreparedPair) -> np.ndarray:
@@ -446,15 +469,21 @@ def stylize_to_files(pairs: Sequence[tuple], output_dir: str, config: Optional[S
     return list(stylizer.stylize_to_files(listed, overwrite, contact_sheet, logdir, callbacks))
 
 
-def require_memory(height: int, width: int, style_shapes, config: StyleConfig, plan: ComputePlan) -> None:
-    """Refuses, with a UsageError, a run whose train step would not fit in this machine's memory.
+def tile_size_for(height: int, width: int, style_shapes, config: StyleConfig, plan: ComputePlan) -> int:
+    """The tile size of a run at `height` x `width` (0: untiled): `config.tile_size`, or where that is 0 on a
+    CPU, tiles only if the untiled step would not fit in memory (`memory.choose_tile_size`).
 
     On a GPU the allocator fails with an error instead of the kernel killing the process, so only CPU runs
-    are checked.
+    are checked, and tiled only when asked.
+
+    Raises:
+        UsageError: the run would not fit in this machine's memory, even in tiles.
     """
-    if plan.device == "CPU":
-        memory.require_fits(height, width, style_shapes, config.content_layers + config.style_layers,
-                            plan.dtype_policy)
+    if plan.device != "CPU":
+        return config.tile_size
+    return memory.choose_tile_size(height, width, style_shapes, config.content_layers + config.style_layers,
+                                   config.content_layers, plan.dtype_policy, config.tile_size,
+                                   tiles.margin_of(config))
 
 
 def _style_list(style) -> list:

@@ -128,6 +128,16 @@ class StyleConfig:
     checkpoint_every: int = _option(50, "With --checkpoint_dir, save a checkpoint every N steps (and at the end "
                                     "of each scale, and when interrupted).", changes_the_result=False,
                                     pipeline_refuses=f"a pipeline {_RESUMES_BY_SKIPPING}")
+    tile_size: int = _option(
+        0, "Optimize the image in tiles of about this many pixels a side (a multiple of 16, at least 64), to the same "
+        "loss and gradient as untiled with only one tile's activations in memory, so memory no longer limits "
+        "--size (a step costs more: two passes and the margins). 0: tile only where the untiled step would not "
+        "fit in memory, with the largest tiles that fit. Scales no larger than a tile run untiled.",
+        changes_the_result=False)
+    tile_margin: Optional[int] = _option(
+        None, "Pixels of image around each tile (a multiple of 16) that its network sees. Unset: what the deepest "
+        "layer in use needs to see no tile border (64 for the default layers), so that tiling is exact; less is "
+        "faster and approximate.", changes_the_result=False)
     batch_size: int = _option(4, "Batch run: at most this many images of one size share a train step (fewer if "
                               "memory is short); it changes the speed, not the results.", changes_the_result=False)
 
@@ -193,6 +203,13 @@ class StyleConfig:
             raise UsageError(f"--checkpoint_dir must be a directory path, got {self.checkpoint_dir!r}")
         _require_positive_int("checkpoint_every", self.checkpoint_every)
         _require_positive_int("batch_size", self.batch_size)
+        if not isinstance(self.tile_size, int) or isinstance(self.tile_size, bool) or (
+                self.tile_size != 0 and (self.tile_size < 64 or self.tile_size % 16)):
+            raise UsageError(f"--tile_size must be 0 (automatic) or a multiple of 16 of at least 64 pixels, "
+                             f"got {self.tile_size!r}")
+        if self.tile_margin is not None and (not isinstance(self.tile_margin, int) or isinstance(
+                self.tile_margin, bool) or self.tile_margin < 0 or self.tile_margin % 16):
+            raise UsageError(f"--tile_margin must be a multiple of 16 pixels (0 or more), got {self.tile_margin!r}")
         # Adam moves every pixel by about the learning rate on each step: beyond the whole range of pixel
         # values every step slams pixels to black or white, and the loss jumps about without ever being NaN.
         if self.learning_rate > MAX_LEARNING_RATE:

@@ -29,6 +29,9 @@ import tensorflow as tf
 # Keeps a ratio finite when what it divides by is zero (an exact match, a dead ReLU layer, a black image).
 _EPSILON = 1e-8
 
+# Newton-Schulz iterations for the per-step covariance square root of the Wasserstein style loss.
+STEP_SQRT_ITERATIONS = 8
+
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     """Channel co-activations averaged over positions, in float32: [B, H, W, C] -> [B, C, C].
@@ -70,6 +73,19 @@ def normalized_squared_error(value: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.square(error), axis=axes) / (tf.reduce_sum(tf.abs(error), axis=axes) + _EPSILON)
 
 
+def squared_error_sum(value: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """Sum of squared errors over all but the batch axis, in float32: [B, ...] -> [B]."""
+    value = tf.cast(value, tf.float32)
+    target = tf.cast(target, tf.float32)
+    return tf.reduce_sum(tf.square(value - target), axis=tf.range(1, tf.rank(value)))
+
+
+def absolute_sum(target: tf.Tensor) -> tf.Tensor:
+    """Sum of absolute values over all but the batch axis, in float32: [B, ...] -> [B]."""
+    target = tf.cast(target, tf.float32)
+    return tf.reduce_sum(tf.abs(target), axis=tf.range(1, tf.rank(target)))
+
+
 def target_normalized_squared_error(value: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     """Sum of squared errors over the target's sum of absolute values, over all but the batch axis: [B, ...] -> [B].
 
@@ -77,17 +93,19 @@ def target_normalized_squared_error(value: tf.Tensor, target: tf.Tensor) -> tf.T
     (L1) error: the pull back to the target grows as `value` drifts away. Scaling both by s scales the loss
     by s and leaves that gradient unchanged, as for `normalized_squared_error`.
     """
-    value = tf.cast(value, tf.float32)
-    target = tf.cast(target, tf.float32)
-    axes = tf.range(1, tf.rank(value))
-    return (tf.reduce_sum(tf.square(value - target), axis=axes)
-            / (tf.reduce_sum(tf.abs(target), axis=axes) + _EPSILON))
+    return squared_error_sum(value, target) / (absolute_sum(target) + _EPSILON)
 
 
 def content_loss(features: dict, target_features: dict) -> tf.Tensor:
     """Mean over content layers of the target-normalized feature error: {layer: [B, H, W, C]} -> [B]."""
     losses = [target_normalized_squared_error(features[name], target)
               for name, target in target_features.items()]
+    return tf.add_n(losses) / len(losses)
+
+
+def content_loss_of_sums(squared_error_sums: dict, target_absolute_sums: dict) -> tf.Tensor:
+    """`content_loss` from its sums over positions, {layer: [B]} each: what a tiled step adds up tile by tile."""
+    losses = [squared_error_sums[name] / (target_absolute_sums[name] + _EPSILON) for name in squared_error_sums]
     return tf.add_n(losses) / len(losses)
 
 
@@ -99,10 +117,14 @@ def style_loss(features: dict, target_grams: dict, layer_weights: dict) -> tf.Te
         target_grams: Gram matrices of the style, by layer name, [1 or B, C, C].
         layer_weights: weight of each layer, by layer name (they should sum to 1).
     """
-    losses = [
-        layer_weights[name] * normalized_squared_error(gram_matrix(features[name]), target)
-        for name, target in target_grams.items()
-    ]
+    return style_loss_of_grams({name: gram_matrix(features[name]) for name in target_grams}, target_grams,
+                               layer_weights)
+
+
+def style_loss_of_grams(grams: dict, target_grams: dict, layer_weights: dict) -> tf.Tensor:
+    """`style_loss` of the image's Gram matrices, {layer: [B, C, C]}, however they were added up."""
+    losses = [layer_weights[name] * normalized_squared_error(grams[name], target)
+              for name, target in target_grams.items()]
     return tf.add_n(losses)
 
 
@@ -186,11 +208,21 @@ def wasserstein_style_loss(features: dict, target_means: dict, target_covariance
     Returns:
         [B]
     """
+    return wasserstein_style_loss_of_moments(
+        {name: feature_mean(features[name]) for name in target_covariance_roots},
+        {name: feature_covariance(features[name]) for name in target_covariance_roots},
+        target_means, target_covariance_roots, layer_weights, num_iterations)
+
+
+def wasserstein_style_loss_of_moments(means: dict, covariances: dict, target_means: dict,
+                                      target_covariance_roots: dict, layer_weights: dict,
+                                      num_iterations: int = 10) -> tf.Tensor:
+    """`wasserstein_style_loss` of the image's channel means {layer: [B, C]} and covariances {layer: [B, C, C]},
+    however they were added up."""
     losses = []
     for name, root in target_covariance_roots.items():
-        layer_features = tf.cast(features[name], tf.float32)
-        mean = feature_mean(layer_features)
-        covariance = feature_covariance(layer_features)
+        mean = means[name]
+        covariance = covariances[name]
         target_mean = target_means[name]
         target_trace = tf.reduce_sum(tf.square(root), axis=[1, 2])  # tr(S_t) = |S_t^1/2|_F^2
         root = tf.broadcast_to(root, tf.shape(covariance))

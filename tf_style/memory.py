@@ -43,6 +43,13 @@ BYTES_PER_ACTIVATION = {"bfloat16": 8.1, "float16": 8.1, "float32": 12.6}
 # A forward pass alone (the style images) needs this fraction of the train step's bytes per activation.
 FORWARD_ONLY_FRACTION = 0.5
 
+# Bytes per output pixel that a tiled run (`tf_style.tiles`) keeps at the full size whatever its tiles: the
+# image variable, its average, Adam's two moments and the summed gradient (float32 RGB, 12 bytes each), the
+# content, start and result images and their resized copies on the host, and the temporaries of Adam's update.
+# The content layers' features come on top (`_tiled_bytes_per_pixel`). Calibrated with the 4096 px run of the
+# README (Print size).
+TILED_IMAGE_BYTES_PER_PIXEL = 200
+
 
 def activations_per_pixel(layer_names: Sequence[str]) -> float:
     """VGG16 activation values per input pixel, through the deepest of `layer_names`.
@@ -77,6 +84,66 @@ def _train_step_pixels(height: int, width: int, style_shapes: Sequence[tuple], b
     """The batch's pixels, or the largest style image's in train-step equivalents if that is more."""
     style_pixels = max([style_height * style_width for style_height, style_width in style_shapes], default=0)
     return max(batch_size * height * width, FORWARD_ONLY_FRACTION * style_pixels)
+
+
+def estimate_tiled_peak_bytes(height: int, width: int, tile_size: int, margin: int, layer_names: Sequence[str],
+                              content_layers: Sequence[str], compute_dtype: str) -> int:
+    """Estimated peak resident memory of a run at `height` x `width` optimized in tiles of `tile_size` with
+    `margin`: the full-size state, and the train step of the largest padded tile (a tile is within 16 px of
+    `tile_size`; the margin is cut where the image ends)."""
+    padded_pixels = (min(height, tile_size + 16 + 2 * margin) * min(width, tile_size + 16 + 2 * margin))
+    return int(BASE_BYTES + _tiled_bytes_per_pixel(content_layers) * height * width
+               + _bytes_per_pixel(layer_names, compute_dtype) * padded_pixels)
+
+
+def _tiled_bytes_per_pixel(content_layers: Sequence[str]) -> float:
+    """Full-size bytes per output pixel of a tiled run: the images and the content targets (float32)."""
+    content_values = sum(channels / 4 ** (vgg16.block_of(name) - 1)
+                         for name, _, channels in vgg16.CONV_SHAPES if name in content_layers)
+    return TILED_IMAGE_BYTES_PER_PIXEL + 4 * content_values
+
+
+def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], layer_names: Sequence[str],
+                     content_layers: Sequence[str], compute_dtype: str, tile_size: int, margin: int,
+                     available: Optional[int] = None) -> int:
+    """The tile size a run at `height` x `width` uses, refusing with one sentence one that would not fit.
+
+    Args:
+        tile_size: the size asked for (`--tile_size`); 0: none where the untiled step fits in the memory
+            available, else the largest tile (a multiple of 16) that fits.
+        margin: the tiles' margin.
+        available: bytes available; None reads them from the system (and skips the checks if it cannot).
+
+    Returns:
+        The tile size, or 0 for an untiled run.
+
+    Raises:
+        UsageError: it would not fit, even in tiles; the message gives the estimate and what would fit.
+    """
+    compute_dtype = compute_dtype.removeprefix("mixed_")
+    available = available_bytes() if available is None else available
+    tiled_bytes = lambda size: estimate_tiled_peak_bytes(  # noqa: E731
+        height, width, size, margin, layer_names, content_layers, compute_dtype)
+    if tile_size and max(height, width) > tile_size:
+        if available is None or tiled_bytes(tile_size) <= available:
+            return tile_size
+        raise UsageError(f"a {width}x{height} result in tiles of {tile_size} px needs about "
+                         f"{tiled_bytes(tile_size) / 1e9:.1f} GB of memory in {compute_dtype} (estimated), but "
+                         f"{available / 1e9:.1f} GB are available; use a smaller --tile_size, or --tile_size=0 for "
+                         "the largest tiles that fit")
+    if available is None or estimate_peak_bytes(height, width, layer_names, compute_dtype, style_shapes) <= available:
+        return 0
+    for candidate in range((max(height, width) - 1) // 16 * 16, 63, -16):
+        if tiled_bytes(candidate) <= available:
+            return candidate
+    # Even the smallest tiles do not fit: the full-size state grows with the pixels, so the largest size that
+    # fits scales with the square root of what is left for it.
+    full_size_bytes = _tiled_bytes_per_pixel(content_layers) * height * width
+    left = available - (tiled_bytes(64) - full_size_bytes)
+    shrink = min(1.0, max(0.0, left) / full_size_bytes) ** 0.5
+    raise UsageError(f"a {width}x{height} result needs about {tiled_bytes(64) / 1e9:.1f} GB of memory in "
+                     f"{compute_dtype} (estimated) even in tiles of 64 px, but {available / 1e9:.1f} GB are "
+                     f"available; use --size={int(max(height, width) * shrink)} or less")
 
 
 def available_bytes(meminfo_path: str = "/proc/meminfo") -> Optional[int]:

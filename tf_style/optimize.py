@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_style import tiles as tiling
 from tf_style.checkpoint import RunCheckpoints
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError, Interrupted
@@ -93,10 +94,14 @@ class Optimization:
         config: the options (weights, learning rate, averaging, ...).
         jit_compile: compile the train step with XLA.
         indices: the `index` of each image in the reports; default 0 .. B-1.
+        tiles: compute each step's loss and gradient tile by tile on this grid (`tf_style.tiles`): the same
+            objective with only one tile's activations in memory; None: the whole image in one traced step.
+            The targets' content features must then be the whole image's.
     """
 
     def __init__(self, extractor: FeatureExtractor, targets: StyleTargets, initial_images: np.ndarray,
-                 config: StyleConfig, jit_compile: bool = False, indices: Sequence[int] = None):
+                 config: StyleConfig, jit_compile: bool = False, indices: Sequence[int] = None,
+                 tiles: Optional[tiling.TileGrid] = None):
         self.extractor = extractor
         self.targets = targets
         self.config = config
@@ -110,7 +115,13 @@ class Optimization:
             self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
         # Building the optimizer's slots now keeps the first call from tracing the step twice.
         self.optimizer.build([self.image])
-        self.train_step = tf.function(self._train_step, jit_compile=jit_compile)
+        self.tiles = tiles
+        if tiles is None:
+            self.train_step = tf.function(self._train_step, jit_compile=jit_compile)
+        else:
+            self._tiled_objective = tiling.TiledObjective(extractor, config, tiles)
+            self._apply_gradient_traced = tf.function(self._apply_gradient)
+            self.train_step = self._tiled_train_step
 
     def restart(self, targets: StyleTargets, initial_images: np.ndarray, indices: Sequence[int] = None) -> None:
         """Starts over on other images of the same shape, as a new Optimization would, but without tracing
@@ -124,20 +135,33 @@ class Optimization:
         for moment in self._adam_moments():
             moment.assign(tf.zeros_like(moment))
 
+    def _tiled_train_step(self, targets: StyleTargets, on_tile=None) -> dict:
+        """`train_step` tile by tile; `on_tile` is called with (tiles done, tiles per step) as it goes."""
+        scale_loss = self.optimizer.scale_loss if isinstance(
+            self.optimizer, keras.optimizers.LossScaleOptimizer) else None
+        terms, gradient = self._tiled_objective.losses_and_gradient(self.image, targets, scale_loss, on_tile)
+        self._apply_gradient_traced(gradient)
+        return terms
+
     def _train_step(self, targets: StyleTargets) -> dict:
+        """One Adam step; returns the weighted loss terms {name: [B]} before it."""
         with tf.GradientTape() as tape:
             terms = weighted_losses(self.extractor, self.image, targets, self.config)
             total = tf.reduce_sum(terms["total"])
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 total = self.optimizer.scale_loss(total)
         gradient = tape.gradient(total, self.image)
+        self._apply_gradient(gradient)
+        return terms
+
+    def _apply_gradient(self, gradient: tf.Tensor) -> None:
+        """Adam's update of the image, the clipping and the moving average."""
         self.optimizer.apply_gradients([(gradient, self.image)])
         # Pixel values outside [0, 255] cannot be saved; clipping keeps Adam inside the valid range.
         self.image.assign(tf.clip_by_value(self.image, 0.0, 255.0))
         decay = self.config.average_decay
         self.average.assign(decay * self.average + (1.0 - decay) * self.image)
         self.steps_done.assign_add(1)
-        return terms
 
     def _adam_moments(self) -> tuple:
         """Adam's first and second moment variables of the image, float32 [B, H, W, 3] each.
@@ -217,7 +241,11 @@ class Optimization:
         last_finite_image = self.result() if steps_before else None
         try:
             for step in range(first_step, last_step + 1):
-                step_losses = self.train_step(self.targets)
+                if self.tiles is None:
+                    step_losses = self.train_step(self.targets)
+                else:
+                    step_losses = self.train_step(self.targets, tiling.tile_progress_reporter(
+                        callbacks, step, total_steps, start_time, self.indices[0]))
                 is_last = step == last_step
                 checkpoint_now = checkpoints is not None and (is_last or step % checkpoints.every == 0)
                 if not (is_last or checkpoint_now or step % progress_every == 0

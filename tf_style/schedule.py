@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tf_style import tiles
 from tf_style.checkpoint import RunCheckpoints, run_fingerprint
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory
@@ -75,7 +76,7 @@ class CoarseToFine:
 
     def run(self, content_images: np.ndarray, style_images: Sequence[Sequence[np.ndarray]],
             start_images: np.ndarray, callbacks: Sequence[Callback] = (), indices: Sequence[int] = None,
-            style_keys: Sequence = None, keep_optimizations: bool = False) -> np.ndarray:
+            style_keys: Sequence = None, keep_optimizations: bool = False, tile_size: int = 0) -> np.ndarray:
         """Optimizes a batch at each scale, starting each scale from the last one's results.
 
         Args:
@@ -89,6 +90,8 @@ class CoarseToFine:
                 are kept for later runs; None computes them for this run only.
             keep_optimizations: keep this run's optimizations for later runs of the same shape (a batch run);
                 a single run would only hold on to their memory.
+            tile_size: run the scales larger than this tile by tile (`tf_style.tiles`; one image only), and see
+                the styles larger than it tile by tile; 0: no tiles.
 
         Returns:
             float32 [B, H, W, 3] in [0, 255].
@@ -120,7 +123,8 @@ class CoarseToFine:
                 # Resuming skips the scales finished before the checkpoint; its own scale starts from it.
                 if resume is None or scale_index >= resume.scale_index:
                     optimization = self._optimization_at(long_side, images, content_images, style_images,
-                                                         start_images, style_keys, indices, keep_optimizations)
+                                                         start_images, style_keys, indices, keep_optimizations,
+                                                         tile_size)
                     if adam_state is not None:
                         optimization.warm_start(adam_state)
                     if checkpoints is not None:
@@ -153,29 +157,41 @@ class CoarseToFine:
 
     def _optimization_at(self, long_side: int, images: np.ndarray, content_images: np.ndarray,
                          style_images: Sequence[Sequence[np.ndarray]], start_images: np.ndarray, style_keys,
-                         indices: Sequence[int], keep: bool) -> Optimization:
+                         indices: Sequence[int], keep: bool, tile_size: int) -> Optimization:
         """The optimization at one scale, starting from `images` (the last scale's results) resized to it."""
         config = self.config
         height, width = scaled_size(*content_images.shape[1:3], long_side)
-        statistics = [self._statistics_at(key, styles, long_side) for key, styles in zip(style_keys, style_images)]
-        targets = batch_targets(self.extractor, _at_size(content_images, height, width), statistics, config)
+        grid = self.tile_grid(height, width, tile_size)
+        if grid is not None and len(content_images) != 1:
+            raise ValueError(f"a tiled optimization holds one image; got a batch of {len(content_images)}")
+        statistics = [self._statistics_at(key, styles, long_side, tile_size)
+                      for key, styles in zip(style_keys, style_images)]
+        targets = batch_targets(self.extractor, _at_size(content_images, height, width), statistics, config, grid)
         if config.scale_detail and images.shape[1] < height:
             start = upsample_with_detail(images, start_images, height, width, config.scale_detail)
         else:
             start = _at_size(images, height, width)
-        if keep:
+        if keep and grid is None:
             return self.optimizations.optimization(self.extractor, targets, start, config, self.jit_compile,
                                                    indices)
-        return Optimization(self.extractor, targets, start, config, jit_compile=self.jit_compile, indices=indices)
+        return Optimization(self.extractor, targets, start, config, jit_compile=self.jit_compile, indices=indices,
+                            tiles=grid)
 
-    def _statistics_at(self, key, styles: Sequence[np.ndarray], long_side: int) -> StyleStatistics:
-        """The blended statistics of `styles` seen at the scale whose long side is `long_side`, computed once."""
+    def tile_grid(self, height: int, width: int, tile_size: int) -> Optional[tiles.TileGrid]:
+        """The tiles of a height x width scale at `tile_size` (see `run`), or None where it runs untiled."""
+        if not tile_size or max(height, width) <= tile_size:
+            return None
+        return tiles.tile_grid(height, width, tile_size, tiles.margin_of(self.config))
+
+    def _statistics_at(self, key, styles: Sequence[np.ndarray], long_side: int, tile_size: int) -> StyleStatistics:
+        """The blended statistics of `styles` seen at the scale whose long side is `long_side`, computed once
+        (styles larger than `tile_size`, if not 0, tile by tile)."""
         if (key, long_side) not in self._style_statistics:
             scale_factor = long_side / self.config.size
             scaled_styles = [resize_image(style, *style_seen_size(
                 *style.shape[:2], max(1, round(max(style.shape[:2]) * scale_factor)))) for style in styles]
             self._style_statistics[key, long_side] = style_statistics(self.extractor, scaled_styles, self.config,
-                                                                      self.config.style_blend_weights)
+                                                                      self.config.style_blend_weights, tile_size)
         return self._style_statistics[key, long_side]
 
 

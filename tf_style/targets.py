@@ -10,12 +10,9 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import losses
+from tf_style import losses, tiles
 from tf_style.config import StyleConfig
 from tf_style.features import FeatureExtractor
-
-# Newton-Schulz iterations for the per-step covariance square root of the Wasserstein style loss.
-_STEP_SQRT_ITERATIONS = 8
 
 
 class StyleStatistics(NamedTuple):
@@ -51,39 +48,66 @@ class StyleTargets(NamedTuple):
 
 
 def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndarray], config: StyleConfig,
-                     blend_weights: Sequence[float] = None) -> StyleStatistics:
+                     blend_weights: Sequence[float] = None, tile_size: int = 0) -> StyleStatistics:
     """Blended style statistics of float32 [H, W, 3] images in [0, 255].
 
     Args:
         blend_weights: the weight of each style image (normalized here); None for equal weights.
+        tile_size: a style image with a side longer than this goes through the network in tiles
+            (`tf_style.tiles`), with only one tile's activations in memory; 0: never.
     """
     if isinstance(style_images, np.ndarray) and style_images.ndim == 3:
         style_images = [style_images]
     blend_weights = blend_weights or [1.0] * len(style_images)
     total_weight = float(sum(blend_weights))
-    style_features = [extractor(image[None]) for image in style_images]
     weights = [weight / total_weight for weight in blend_weights]
+    wasserstein = config.style_loss == "wasserstein"
+    # Per image: {layer: (Gram, mean, covariance)}, the last two for the Wasserstein loss only.
+    style_moments = []
+    for image in style_images:
+        if tile_size and max(image.shape[:2]) > tile_size:
+            grid = tiles.tile_grid(*image.shape[:2], tile_size, tiles.margin_for(config.style_layers))
+            moments = tiles.tiled_moments(extractor, image[None], grid, config.style_layers)
+            style_moments.append({name: (each.gram(), each.mean(), each.covariance()) if wasserstein
+                                  else (each.gram(), None, None) for name, each in moments.items()})
+        else:
+            features = extractor(image[None])
+            style_moments.append({name: _moments(features[name], wasserstein) for name in config.style_layers})
     grams, means, roots = {}, {}, {}
     for name in config.style_layers:
-        layer_features = [features[name] for features in style_features]
+        layer_moments = [moments[name] for moments in style_moments]
         # Blending second moments is what mixing the styles' pixels would do.
-        grams[name] = tf.add_n([w * losses.gram_matrix(f) for w, f in zip(weights, layer_features)])
-        if config.style_loss == "wasserstein":
-            layer_means = [losses.feature_mean(f) for f in layer_features]
-            means[name] = tf.add_n([w * m for w, m in zip(weights, layer_means)])
+        grams[name] = tf.add_n([w * gram for w, (gram, _, _) in zip(weights, layer_moments)])
+        if wasserstein:
+            means[name] = tf.add_n([w * mean for w, (_, mean, _) in zip(weights, layer_moments)])
             # The mixture's covariance: the blended covariances plus the spread of the means around their
             # blend. Written this way, not as Gram - mean mean^T, it stays positive semi-definite in float32.
             covariance = tf.add_n([
-                w * (losses.feature_covariance(f) + (m - means[name])[:, :, None] * (m - means[name])[:, None, :])
-                for w, f, m in zip(weights, layer_features, layer_means)])
+                w * (cov + (m - means[name])[:, :, None] * (m - means[name])[:, None, :])
+                for w, (_, m, cov) in zip(weights, layer_moments)])
             roots[name] = losses.sqrtm_eigh(covariance)
     return StyleStatistics(grams, means, roots)
 
 
+def _moments(features: tf.Tensor, with_mean_and_covariance: bool) -> tuple:
+    """(Gram, mean, covariance) of [1, H, W, C] features; the last two None unless asked for."""
+    if not with_mean_and_covariance:
+        return losses.gram_matrix(features), None, None
+    return losses.gram_matrix(features), losses.feature_mean(features), losses.feature_covariance(features)
+
+
 def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
-                  statistics: Sequence[StyleStatistics], config: StyleConfig) -> StyleTargets:
-    """The targets of a batch: content features of float32 [B, H, W, 3] images and each image's statistics."""
-    content_features = extractor(content_images)
+                  statistics: Sequence[StyleStatistics], config: StyleConfig,
+                  grid: tiles.TileGrid = None) -> StyleTargets:
+    """The targets of a batch: content features of float32 [B, H, W, 3] images and each image's statistics.
+
+    Args:
+        grid: compute the content features tile by tile (`tf_style.tiles`); None: the whole image at once.
+    """
+    if grid is None:
+        content_features = extractor(content_images)
+    else:
+        content_features = tiles.tiled_features(extractor, content_images, grid, config.content_layers)
 
     def stacked(field: str) -> dict:
         layers = getattr(statistics[0], field)
@@ -109,7 +133,7 @@ def weighted_losses(extractor: FeatureExtractor, images: tf.Tensor, targets: Sty
     layer_weights = dict(zip(config.style_layers, config.normalized_style_layer_weights))
     if config.style_loss == "wasserstein":
         style = losses.wasserstein_style_loss(features, targets.style_means, targets.style_covariance_roots,
-                                              layer_weights, _STEP_SQRT_ITERATIONS)
+                                              layer_weights, losses.STEP_SQRT_ITERATIONS)
     else:
         style = losses.style_loss(features, targets.style_grams, layer_weights)
     terms = {

@@ -1,0 +1,375 @@
+"""Exact tiled optimization: the loss and image gradient of a step computed tile by tile, so that only one tile's
+activations exist at a time and memory no longer limits the size of the result.
+
+After Galerne et al., *Scaling Painting Style Transfer* (EGSR 2024); no code copied. Every loss term of
+`tf_style.targets.weighted_losses` except total variation is a function of sums over the positions of each
+layer: a Gram matrix is the sum of f f^T over positions divided by their number, a Wasserstein fit needs the
+sum of f as well, and the content term is a sum of squared errors. So one step is:
+
+1. each tile, with a margin of image around it, goes through the network without a tape; the features of its
+   inner region add into the sums (`TiledObjective`);
+2. the loss of the summed statistics, and its gradient with respect to each sum (C x C numbers a layer);
+3. each tile goes through the network again under a tape, and its sums are differentiated with the gradients
+   of step 2 as output gradients: that is the tile's share of the image gradient, added into one full-size
+   gradient over the whole padded tile (its inner features depend on the margin's pixels too).
+
+The margin is what makes the inner features exactly the untiled ones: the network's reach (`margin_for`), so
+that no inner feature sees the tile's cut edge. Tiles start and end on multiples of 16 pixels, the stride of
+block5, so that each tile's pooling grid is the image's. Total variation needs neighbouring pixels only; it is
+computed on the whole image, which is cheap (no network). The objective is the untiled one; only the order of
+the float additions differs.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_style import losses, vgg16
+from tf_style.config import StyleConfig
+
+# Tiles start and end on multiples of this: block5 works at 1/16 of the image's side.
+ALIGNMENT = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """One tile of an image: the inner region it accounts for and the padded region it runs the network on.
+
+    Attributes:
+        inner: (top, bottom, left, right) in image pixels; the inner regions of a grid partition the image.
+        padded: (top, bottom, left, right): the inner region and the margin around it, within the image.
+    """
+
+    inner: tuple
+    padded: tuple
+
+    def inner_at(self, layer: str) -> tuple:
+        """(top, bottom, left, right) of the inner region in the padded tile's features at `layer`."""
+        factor = 2 ** (vgg16.block_of(layer) - 1)
+        top, bottom, left, right = self.inner
+        padded_top, _, padded_left, _ = self.padded
+        # The padded region starts on a multiple of 16, so its features start on a whole position at every block;
+        # an inner region that ends at the image's edge keeps the positions the untiled network keeps there.
+        return ((top - padded_top) // factor, bottom // factor - padded_top // factor,
+                (left - padded_left) // factor, right // factor - padded_left // factor)
+
+    def inner_in_image_at(self, layer: str) -> tuple:
+        """(top, bottom, left, right) of the inner region in the whole image's features at `layer`."""
+        factor = 2 ** (vgg16.block_of(layer) - 1)
+        top, bottom, left, right = self.inner
+        return top // factor, bottom // factor, left // factor, right // factor
+
+
+@dataclasses.dataclass(frozen=True)
+class TileGrid:
+    """Rows x columns of tiles covering a height x width image.
+
+    Attributes:
+        height, width: the image's size.
+        tile_size: the largest inner side asked for (a tile's side is within 16 px of it).
+        margin: pixels of image around each inner region, where the image has them.
+        rows: the tiles, row by row: `rows[i][j]` is the tile in row i, column j.
+    """
+
+    height: int
+    width: int
+    tile_size: int
+    margin: int
+    rows: tuple
+
+    @property
+    def tiles(self) -> list:
+        return [tile for row in self.rows for tile in row]
+
+    def describe(self) -> str:
+        """What the plan line says: '4 × 3 tiles of 512 px + 64 px margin'."""
+        return f"{len(self.rows[0])} × {len(self.rows)} tiles of {self.tile_size} px + {self.margin} px margin"
+
+    def largest_padded_pixels(self) -> int:
+        return max((tile.padded[1] - tile.padded[0]) * (tile.padded[3] - tile.padded[2]) for tile in self.tiles)
+
+
+def tile_grid(height: int, width: int, tile_size: int, margin: int) -> TileGrid:
+    """Tiles of about `tile_size` pixels a side (the image split evenly, on multiples of 16) with `margin`."""
+    if tile_size % ALIGNMENT or margin % ALIGNMENT:
+        raise ValueError(f"tile size {tile_size} and margin {margin} must be multiples of {ALIGNMENT}")
+    row_cuts, column_cuts = _cuts(height, tile_size), _cuts(width, tile_size)
+    rows = []
+    for top, bottom in zip(row_cuts, row_cuts[1:]):
+        row = []
+        for left, right in zip(column_cuts, column_cuts[1:]):
+            padded = (max(0, top - margin), min(height, bottom + margin), max(0, left - margin),
+                      min(width, right + margin))
+            row.append(Tile((top, bottom, left, right), padded))
+        rows.append(tuple(row))
+    return TileGrid(height, width, tile_size, margin, tuple(rows))
+
+
+def _cuts(length: int, tile_size: int) -> list:
+    """0 = c_0 < c_1 < ... < c_n = length, the inner cuts on multiples of 16, the pieces as even as that allows."""
+    count = math.ceil(length / tile_size)
+    inner_cuts = {round(index * length / count / ALIGNMENT) * ALIGNMENT for index in range(1, count)}
+    return [0, *sorted(cut for cut in inner_cuts if 0 < cut < length), length]
+
+
+def margin_for(layer_names: Sequence[str]) -> int:
+    """The margin (a multiple of 16) that keeps a tile's inner features those of the untiled network.
+
+    A feature at position i of a layer of stride s sees the image from i*s - reach_before to i*s + reach_after:
+    each 3x3 convolution reaches one position (s pixels) further on both sides, each 2x2 pooling s more on the
+    far side. The inner region's first feature sees reach_before pixels before it, its last one (at the inner
+    end minus s) reach_after - s pixels past it. Through block5_conv1 that is 58 and 57 px, so a margin of
+    64 px; the tests check that the inner features at this margin are the untiled ones and that 16 px less
+    changes them.
+    """
+    stride, reach_before, reach_after = 1, 0, 0
+    for name, _, _ in vgg16.layers_through_deepest(layer_names):
+        if vgg16.block_of(name) > 1 and name.endswith("_conv1"):
+            reach_after += stride  # the 2x2 pooling before the block
+            stride *= 2
+        reach_before += stride
+        reach_after += stride
+    return math.ceil(max(reach_before, reach_after - stride) / ALIGNMENT) * ALIGNMENT
+
+
+def margin_of(config: StyleConfig) -> int:
+    """The margin of a run's tiles: `--tile_margin`, or unset, what its deepest layer needs (`margin_for`)."""
+    if config.tile_margin is not None:
+        return config.tile_margin
+    return margin_for(config.content_layers + config.style_layers)
+
+
+def padded_pixels(tile: Tile, images) -> tf.Tensor:
+    top, bottom, left, right = tile.padded
+    return images[:, top:bottom, left:right, :]
+
+
+def _crop(features: tf.Tensor, box: tuple) -> tf.Tensor:
+    top, bottom, left, right = box
+    return features[:, top:bottom, left:right, :]
+
+
+def tiled_features(extractor, images: np.ndarray, grid: TileGrid, layer_names: Sequence[str]) -> dict:
+    """The features of whole images at `layer_names`, computed tile by tile: {layer: float32 [B, h, w, C]}.
+
+    The same as `extractor(images)` (to float rounding) with only one tile's activations in memory.
+    """
+    rows = {name: [] for name in layer_names}
+    for row in grid.rows:
+        pieces = {name: [] for name in layer_names}
+        for tile in row:
+            features = extractor(padded_pixels(tile, images))
+            for name in layer_names:
+                pieces[name].append(_crop(features[name], tile.inner_at(name)))
+        for name in layer_names:
+            rows[name].append(tf.concat(pieces[name], axis=2))
+    return {name: tf.concat(rows[name], axis=1) for name in layer_names}
+
+
+@dataclasses.dataclass(frozen=True)
+class Moments:
+    """Sums over the positions of one layer, added up over tiles.
+
+    Attributes:
+        count: the number of positions.
+        gram_sum: float32 [B, C, C], the sum of f f^T.
+        feature_sum: float32 [B, C], the sum of f.
+    """
+
+    count: int
+    gram_sum: tf.Tensor
+    feature_sum: tf.Tensor
+
+    def gram(self) -> tf.Tensor:
+        return self.gram_sum / self.count
+
+    def mean(self) -> tf.Tensor:
+        return self.feature_sum / self.count
+
+    def covariance(self) -> tf.Tensor:
+        mean = self.mean()
+        return self.gram() - mean[:, :, None] * mean[:, None, :]
+
+
+def tiled_moments(extractor, images: np.ndarray, grid: TileGrid, layer_names: Sequence[str]) -> dict:
+    """{layer: Moments} of whole images, computed tile by tile (the style images of a tiled run)."""
+    sums = {}
+    for tile in grid.tiles:
+        features = extractor(padded_pixels(tile, images))
+        for name in layer_names:
+            inner = _crop(features[name], tile.inner_at(name))
+            count = int(inner.shape[1] * inner.shape[2])
+            gram_sum, feature_sum = losses.gram_matrix(inner) * count, tf.reduce_sum(inner, axis=[1, 2])
+            if name in sums:
+                gram_sum, feature_sum = sums[name][0] + gram_sum, sums[name][1] + feature_sum
+                count += sums[name][2]
+            sums[name] = (gram_sum, feature_sum, count)
+    return {name: Moments(count, gram_sum, feature_sum) for name, (gram_sum, feature_sum, count) in sums.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class TileProgress:
+    """What a callback's `on_tile` method sees as a tiled step goes through its tiles.
+
+    Attributes:
+        step: the step under way (1-based, over all scales).
+        num_steps: steps in the whole run.
+        tiles_done: tiles done in this step, over both passes.
+        tiles_per_step: two for each tile (the statistics pass and the gradient pass).
+        elapsed_seconds: wall time since the whole run started.
+        index: which image of the caller's input this is.
+    """
+
+    step: int
+    num_steps: int
+    tiles_done: int
+    tiles_per_step: int
+    elapsed_seconds: float
+    index: int = 0
+
+
+class TiledObjective:
+    """`targets.weighted_losses` and its gradient with respect to the image, computed tile by tile.
+
+    Args:
+        extractor: the VGG16 feature extractor.
+        config: the options (layers, loss, weights).
+        grid: the tiles of the image.
+    """
+
+    def __init__(self, extractor, config: StyleConfig, grid: TileGrid):
+        self.extractor = extractor
+        self.config = config
+        self.grid = grid
+        self._layer_weights = dict(zip(config.style_layers, config.normalized_style_layer_weights))
+        factor = lambda name: 2 ** (vgg16.block_of(name) - 1)  # noqa: E731
+        self._counts = {name: (grid.height // factor(name)) * (grid.width // factor(name))
+                        for name in config.style_layers}
+        # Each traced for a few tile shapes (inner, edge and corner tiles), then for any shape.
+        self._tile_sums = tf.function(self._sums_of_tile, reduce_retracing=True)
+        self._tile_gradient = tf.function(self._gradient_of_tile, reduce_retracing=True)
+        self._target_absolute_sums = None  # (content features, their absolute sums), computed once per target
+
+    def losses_and_gradient(self, images: tf.Variable, targets, scale_loss: Callable = None,
+                            on_tile: Callable[[int, int], None] = None) -> tuple:
+        """The weighted loss terms {name: [B]} and the gradient of their (scaled) sum with respect to `images`.
+
+        Args:
+            images: the image variable, [B, H, W, 3] of the grid's size.
+            targets: the `StyleTargets`, with full-size content features.
+            scale_loss: applied to the total before differentiating (an optimizer's loss scaling); None: none.
+            on_tile: called with (tiles done, tiles per step) after each tile of each pass.
+        """
+        tiles = self.grid.tiles
+        crops = [self._content_crops(tile, targets) for tile in tiles]
+        done = 0
+        sums = None
+        for tile, content_crops in zip(tiles, crops):
+            tile_sums = self._tile_sums(padded_pixels(tile, images), self._boxes(tile), content_crops)
+            sums = tile_sums if sums is None else {key: sums[key] + value for key, value in tile_sums.items()}
+            done += 1
+            if on_tile is not None:
+                on_tile(done, 2 * len(tiles))
+        with tf.GradientTape() as tape:
+            tape.watch(list(sums.values()))
+            tape.watch(images)
+            terms = self._losses_of_sums(sums, targets)
+            terms["tv"] = self.config.tv_weight * losses.total_variation_loss(images)
+            terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+            total = tf.reduce_sum(terms["total"])
+            if scale_loss is not None:
+                total = scale_loss(total)
+        keys = sorted(sums)
+        *sum_gradients, gradient = tape.gradient(total, [sums[key] for key in keys] + [images])
+        sum_gradients = dict(zip(keys, sum_gradients))
+        gradient = tf.Variable(gradient, trainable=False)
+        for tile, content_crops in zip(tiles, crops):
+            top, bottom, left, right = tile.padded
+            tile_gradient = self._tile_gradient(padded_pixels(tile, images), self._boxes(tile), content_crops,
+                                                sum_gradients)
+            gradient[:, top:bottom, left:right, :].assign(gradient[:, top:bottom, left:right, :] + tile_gradient)
+            done += 1
+            if on_tile is not None:
+                on_tile(done, 2 * len(tiles))
+        return terms, tf.convert_to_tensor(gradient)
+
+    def _boxes(self, tile: Tile) -> dict:
+        return {name: tf.constant(tile.inner_at(name), tf.int32) for name in self.extractor.layer_names}
+
+    def _content_crops(self, tile: Tile, targets) -> dict:
+        return {name: _crop(target, tile.inner_in_image_at(name))
+                for name, target in targets.content_features.items()}
+
+    def _sums_of_tile(self, tile_images: tf.Tensor, boxes: dict, content_crops: dict) -> dict:
+        """The sums over a tile's inner positions that the loss needs: {key: tensor}."""
+        features = self.extractor(tile_images)
+        sums = {}
+        for name in self.config.style_layers:
+            box = boxes[name]
+            inner = features[name][:, box[0]:box[1], box[2]:box[3], :]
+            count = tf.cast(tf.shape(inner)[1] * tf.shape(inner)[2], tf.float32)
+            sums[f"gram_sum/{name}"] = losses.gram_matrix(inner) * count
+            if self.config.style_loss == "wasserstein":
+                sums[f"feature_sum/{name}"] = tf.reduce_sum(inner, axis=[1, 2])
+        for name, target in content_crops.items():
+            box = boxes[name]
+            inner = features[name][:, box[0]:box[1], box[2]:box[3], :]
+            sums[f"squared_error_sum/{name}"] = losses.squared_error_sum(inner, target)
+        return sums
+
+    def _gradient_of_tile(self, tile_images: tf.Tensor, boxes: dict, content_crops: dict,
+                          sum_gradients: dict) -> tf.Tensor:
+        """This tile's share of the image gradient: [B, h, w, 3] over its padded region."""
+        with tf.GradientTape() as tape:
+            tape.watch(tile_images)
+            sums = self._sums_of_tile(tile_images, boxes, content_crops)
+        keys = sorted(sums)
+        return tape.gradient([sums[key] for key in keys], tile_images,
+                             output_gradients=[sum_gradients[key] for key in keys])
+
+    def _losses_of_sums(self, sums: dict, targets) -> dict:
+        """The weighted content and style terms {name: [B]} of the sums over all tiles."""
+        config = self.config
+        moments = {name: Moments(self._counts[name], sums[f"gram_sum/{name}"], sums.get(f"feature_sum/{name}"))
+                   for name in config.style_layers}
+        if config.style_loss == "wasserstein":
+            style = losses.wasserstein_style_loss_of_moments(
+                {name: each.mean() for name, each in moments.items()},
+                {name: each.covariance() for name, each in moments.items()},
+                targets.style_means, targets.style_covariance_roots, self._layer_weights,
+                losses.STEP_SQRT_ITERATIONS)
+        else:
+            style = losses.style_loss_of_grams({name: each.gram() for name, each in moments.items()},
+                                               targets.style_grams, self._layer_weights)
+        content = losses.content_loss_of_sums(
+            {name: sums[f"squared_error_sum/{name}"] for name in targets.content_features},
+            self._absolute_sums(targets))
+        return {"content": config.content_weight * content, "style": config.style_weight * style}
+
+    def _absolute_sums(self, targets) -> dict:
+        """The content targets' absolute sums, the content term's denominators: once per target."""
+        if self._target_absolute_sums is None or self._target_absolute_sums[0] is not targets.content_features:
+            self._target_absolute_sums = (targets.content_features, {
+                name: losses.absolute_sum(target) for name, target in targets.content_features.items()})
+        return self._target_absolute_sums[1]
+
+
+def tile_progress_reporter(callbacks: Sequence, step: int, num_steps: int, start_time: float,
+                           index: int) -> Optional[Callable[[int, int], None]]:
+    """A function for `on_tile` that hands a `TileProgress` to the callbacks that have an `on_tile` method;
+    None if none has."""
+    listeners = [callback.on_tile for callback in callbacks if hasattr(callback, "on_tile")]
+    if not listeners:
+        return None
+
+    def report(tiles_done: int, tiles_per_step: int) -> None:
+        progress = TileProgress(step, num_steps, tiles_done, tiles_per_step, time.perf_counter() - start_time,
+                                index)
+        for listener in listeners:
+            listener(progress)
+
+    return report
