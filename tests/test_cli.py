@@ -82,6 +82,8 @@ BAD_INPUTS = {
     "output is a directory": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
                                                            f"--output={tmp}"], "is a directory"),
     "stray argument": (lambda tmp, content, style: ["extra"], "unexpected arguments"),
+    "tile size off the grid": (lambda tmp, content, style: [f"--content={content}", f"--style={style}",
+                                                            "--tile_size=100"], "--tile_size must be 0"),
 }
 
 

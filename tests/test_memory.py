@@ -50,3 +50,35 @@ def test_available_memory_is_read_from_meminfo(tmp_path):
     meminfo.write_text("MemTotal:       24684084 kB\nMemAvailable:   20000000 kB\n")
     assert memory.available_bytes(str(meminfo)) >= 20000000 * 1024
     assert memory.available_bytes(str(tmp_path / "missing")) > GiB  # falls back to the physical memory
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiles: a size that fits only in tiles runs in the largest tiles that fit.
+
+def _tile_size(height, width, available, tile_size=0):
+    return memory.choose_tile_size(height, width, [], LAYERS, DEFAULT_CONTENT_LAYERS, "float32", tile_size, 64,
+                                   available=available)
+
+
+def test_a_size_that_fits_untiled_is_not_tiled_and_one_that_does_not_gets_the_largest_tiles_that_fit():
+    assert _tile_size(384, 512, 8 * GiB) == 0
+    untiled = memory.estimate_peak_bytes(3072, 4096, LAYERS, "float32")
+    chosen = _tile_size(3072, 4096, untiled // 2)
+    assert chosen % 16 == 0 and 64 <= chosen < 4096
+    fits = lambda size: memory.estimate_tiled_peak_bytes(  # noqa: E731
+        3072, 4096, size, 64, LAYERS, DEFAULT_CONTENT_LAYERS, "float32") <= untiled // 2
+    assert fits(chosen) and not fits(chosen + 16)
+    # Asked for, tiles are used whether or not the untiled step would fit; not where the image is one tile.
+    assert _tile_size(384, 512, 8 * GiB, tile_size=256) == 256
+    assert _tile_size(384, 512, 8 * GiB, tile_size=512) == 0
+    assert _tile_size(384, 512, None, tile_size=256) == 256
+
+
+def test_tiles_that_would_not_fit_are_refused_with_what_would():
+    with pytest.raises(UsageError, match=r"a 4096x3072 result in tiles of 2048 px needs about \d+\.\d GB of memory in "
+                                         r"float32 \(estimated\), but 4\.3 GB are available; use a smaller "
+                                         r"--tile_size, or --tile_size=0"):
+        _tile_size(3072, 4096, 4 * GiB, tile_size=2048)
+    with pytest.raises(UsageError, match=r"a 40000x30000 result needs about \d+\.\d GB .* even in tiles of 64 px, "
+                                         r"but 4\.3 GB are available; use --size=\d+ or less"):
+        _tile_size(30000, 40000, 4 * GiB)
