@@ -43,7 +43,7 @@ with native_stderr_silenced():
     import tensorflow as tf
 
     from benchmarks import pytorch_peer
-    from tf_style import api, convolution, images, vgg16
+    from tf_style import api, convolution, images, tiles, vgg16
     from tf_style.cli.flags import FlagSpec
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.config import StyleConfig
@@ -177,22 +177,25 @@ class TfStyleStep:
             sample photo).
         conv_kernels: which of TensorFlow's kernels each convolution runs (`convolution.KernelPlan`); None: as
             the plan chooses.
+        tile_size: run the step in tiles of this size (`tf_style.tiles`, one image); 0: untiled.
     """
 
     def __init__(self, size: int, precision: str = "auto", batch_size: int = 1,
-                 conv_kernels: Optional[convolution.KernelPlan] = None):
+                 conv_kernels: Optional[convolution.KernelPlan] = None, tile_size: int = 0):
         content, style = sample_images(size)
         self.batch_size = batch_size
-        self.config = StyleConfig(size=size, precision=precision)
+        self.config = StyleConfig(size=size, precision=precision, tile_size=tile_size)
         self.plan = plan_compute(self.config.precision, self.config.xla)
         self.conv_kernels = conv_kernels or self.plan.conv_kernels
         self.extractor = extractor_for(self.config, self.plan.dtype_policy, self.conv_kernels)
-        style_targets = style_statistics(self.extractor, [style], self.config)
-        contents = np.stack([content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)])
-        targets = batch_targets(self.extractor, contents, [style_targets] * batch_size, self.config)
-        self.optimization = Optimization(self.extractor, targets, contents, self.config,
-                                         jit_compile=self.plan.jit_compile)
         self.height, self.width = content.shape[:2]
+        self.grid = tiles.tile_grid(self.height, self.width, tile_size, tiles.margin_of(self.config)) \
+            if tile_size else None
+        style_targets = style_statistics(self.extractor, [style], self.config, tile_size=tile_size)
+        contents = np.stack([content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)])
+        targets = batch_targets(self.extractor, contents, [style_targets] * batch_size, self.config, self.grid)
+        self.optimization = Optimization(self.extractor, targets, contents, self.config,
+                                         jit_compile=self.plan.jit_compile, tiles=self.grid)
 
     def __call__(self) -> float:
         return float(self.optimization.train_step(self.optimization.targets)["total"][0])
@@ -550,7 +553,7 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
     progress(f"measuring peak GFLOP/s ({', '.join(peak_dtypes)})")
     peaks = measure_peaks(peak_dtypes, num_steps, warmup_steps)
     results = {
-        "machine": {"processor": _processor_name(), "cpu_count": os.cpu_count(),
+        "machine": {"processor": processor_name(), "cpu_count": os.cpu_count(),
                     "tensorflow": tf.__version__, "keras": keras.__version__,
                     # Other work on the machine slows every measurement; the load says how much there was.
                     "load_average_at_start": os.getloadavg()[0]},
@@ -612,7 +615,7 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
     return results
 
 
-def _processor_name() -> str:
+def processor_name() -> str:
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:

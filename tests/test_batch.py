@@ -14,6 +14,7 @@ from tf_style import api, memory, optimize, schedule
 from tf_style.callbacks import TensorBoardLogger
 from tf_style.errors import DivergedError, UsageError
 from tf_style.optimize import StepReport
+from tf_style.tiles import TileProgress
 
 FAST = dict(size=64, steps=3, initial_size=0, precision="float32", progress_every=1)
 
@@ -187,6 +188,13 @@ def test_tensorboard_events_hold_the_losses_speed_and_images(tmp_path):
         logger(StepReport(step, 3, {"total": 3.0, "content": 1.0, "style": 1.5, "tv": 0.5}, image, step * 0.5))
     assert _event_tags(str(tmp_path / "run")) == {"loss/total", "loss/content", "loss/style", "loss/tv",
                                                   "steps_per_second", "image"}
+
+
+def test_a_tiled_step_shows_its_tiles_in_tensorboard(tmp_path):
+    logger = TensorBoardLogger(str(tmp_path / "run"))
+    for done in range(1, 5):
+        logger.on_tile(TileProgress(step=2, num_steps=3, tiles_done=done, tiles_per_step=4, elapsed_seconds=done))
+    assert _event_tags(str(tmp_path / "run")) == {"step_fraction_done"}
 
 
 def _save(path, image) -> str:

@@ -147,3 +147,16 @@ def test_the_pytorch_step_runs_and_keeps_its_image_in_range():
     step = pytorch_peer.PyTorchStep(64)
     assert all(np.isfinite(step()) for _ in range(3))
     assert step.image.shape == (1, 3, 48, 64) and 0 <= float(step.image.min()) <= float(step.image.max()) <= 1
+
+
+def test_tiny_tiling_benchmark_measures_untiled_and_tiled_in_child_processes(tmp_path):
+    from benchmarks import tiling
+    results = tiling.run_tiling_benchmark([128], 64, num_steps=1, warmup_steps=0, progress=lambda message: None)
+    entry, = results["sizes"]
+    assert entry["untiled"]["grid"] is None and entry["tiled"]["grid"] == "2 × 2 tiles of 64 px + 64 px margin"
+    for name in ("untiled", "tiled"):
+        assert entry[name]["seconds_per_step"] > 0 and entry[name]["peak_rss_mb"] >= entry[name]["start_rss_mb"] > 0
+    assert entry["tiled_over_untiled_seconds"] > 0
+    assert "2 × 2 tiles of 64 px" in tiling.format_report(results)
+    # Above what fits, tiled only.
+    assert tiling.untiled_fits(1024, 24 << 30) and not tiling.untiled_fits(8192, 24 << 30)
