@@ -48,7 +48,7 @@ FORWARD_ONLY_FRACTION = 0.5
 # content, start and result images and their resized copies on the host, and the temporaries of Adam's update.
 # The content layers' features come on top (`_tiled_bytes_per_pixel`). Calibrated with the 4096 px run of the
 # README (Print size).
-TILED_IMAGE_BYTES_PER_PIXEL = 200
+TILED_IMAGE_BYTES_PER_PIXEL = 320
 
 
 def activations_per_pixel(layer_names: Sequence[str]) -> float:
