@@ -29,14 +29,15 @@ def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def layer_masks(masks, layer_names, mode: str) -> dict:
-    """Each layer's view of the masks: [N, H, W] (N masks at the image's size) -> {layer: float32 [N, h, w]}.
+    """Each layer's view of the masks: [..., H, W] (masks at the image's size) -> {layer: float32 [..., h, w]}.
 
     Args:
         masks: float32 in [0, 1].
         layer_names: VGG16 layers; each mask has the shape of that layer's feature maps.
         mode: "inside" (eroded by each convolution's reach) or "simple" (downsampled only); see the module.
     """
-    current = tf.cast(masks, tf.float32)[..., None]
+    shape = tf.shape(masks)
+    current = tf.reshape(tf.cast(masks, tf.float32), tf.concat([[-1], shape[-2:], [1]], axis=0))
     wanted = set(layer_names)
     by_layer = {}
     for name, _, _ in vgg16.layers_through_deepest(layer_names):
@@ -49,7 +50,7 @@ def layer_masks(masks, layer_names, mode: str) -> dict:
             # padding, not another region: "SAME" pooling leaves out the positions beyond the edge.
             current = _minimum_pool(current, 3, "SAME", strides=1)
         if name in wanted:
-            by_layer[name] = current[..., 0]
+            by_layer[name] = tf.reshape(current, tf.concat([shape[:-2], tf.shape(current)[1:3]], axis=0))
     return by_layer
 
 
