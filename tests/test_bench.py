@@ -54,6 +54,7 @@ def test_tiny_benchmark_writes_every_number(tmp_path):
     names = [measurement["name"] for measurement in written["measurements"]]
     assert any(name.startswith("tf_style plan") for name in names)
     assert any(name.startswith("tutorial") for name in names) and any(name.startswith("naive") for name in names)
+    assert bench.REGIONS_NAME in names
     if pytorch_peer.available():
         assert set(written["pytorch"]["ratios"]) == {"tf_style float32 (its plan) / PyTorch float32",
                                                      f"tf_style plan / PyTorch {_peer_precision()}"}
