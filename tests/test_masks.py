@@ -29,14 +29,16 @@ def _erode(mask: np.ndarray) -> np.ndarray:
     return np.min([padded[i:i + mask.shape[0], j:j + mask.shape[1]] for i in range(3) for j in range(3)], axis=0)
 
 
-def test_inside_masks_are_eroded_by_each_convolution_and_pooled_by_each_pooling():
+def test_inside_masks_are_eroded_by_each_convolution_after_block1_and_pooled_by_each_pooling():
     mask = np.random.default_rng(0).uniform(size=(37, 53)).astype(np.float32)
     mask[5:30, 8:40] = 1.0
-    seen = masks.layer_masks(mask[None], ("block1_conv2", "block2_conv1"), "inside")
-    expected = _erode(_erode(mask))
-    np.testing.assert_array_equal(seen["block1_conv2"][0].numpy(), expected)
-    pooled = expected[:36, :52].reshape(18, 2, 26, 2).min(axis=(1, 3))  # an odd last row or column is dropped
-    np.testing.assert_array_equal(seen["block2_conv1"][0].numpy(), _erode(pooled))
+    seen = masks.layer_masks(mask[None], ("block1_conv2", "block2_conv2", "block3_conv1"), "inside")
+    np.testing.assert_array_equal(seen["block1_conv2"][0].numpy(), mask)
+    pooled = mask[:36, :52].reshape(18, 2, 26, 2).min(axis=(1, 3))  # an odd last row or column is dropped
+    block2 = _erode(_erode(pooled))
+    np.testing.assert_array_equal(seen["block2_conv2"][0].numpy(), block2)
+    np.testing.assert_array_equal(seen["block3_conv1"][0].numpy(),
+                                  _erode(block2[:18, :26].reshape(9, 2, 13, 2).min(axis=(1, 3))))
 
 
 def test_simple_masks_are_averaged_over_each_pooling_window():
@@ -122,7 +124,8 @@ def test_a_small_region_is_pulled_as_hard_as_a_large_one_and_one_region_everywhe
 
 
 def test_pixels_in_no_region_get_no_style_gradient(extractor):
-    # "inside" keeps only the positions that see nothing outside their region: no style reaches beyond it.
+    # "inside" keeps only the positions that see nothing outside their region but block 1's two pixels: no
+    # style reaches further.
     config = StyleConfig(precision="float32", tv_weight=0.0, content_weight=0.0)
     content = gradient_image(64, 64)
     region = _top_rows(64, 64, 24)
@@ -135,7 +138,7 @@ def test_pixels_in_no_region_get_no_style_gradient(extractor):
     with tf.GradientTape() as tape:
         total = tf.reduce_sum(weighted_losses(extractor, image, targets, config)["total"])
     gradient = tape.gradient(total, image).numpy()[0]
-    assert np.abs(gradient[24:]).max() == 0.0
+    assert np.abs(gradient[26:]).max() == 0.0
     assert np.abs(gradient[:24]).max() > 0.0
 
 
@@ -198,9 +201,8 @@ def _inputs(tmp_path):
         Image.fromarray(image.astype(np.uint8)).save(paths[name])
     paths["top"] = _save_mask(tmp_path / "top.png", _top_rows(48, 64, 24))
     paths["bottom"] = _save_mask(tmp_path / "bottom.png", 1 - _top_rows(48, 64, 24))
-    line = np.zeros((48, 64), np.float32)
-    line[10] = 1.0  # one pixel high: the first convolution sees past it everywhere
-    paths["line"] = _save_mask(tmp_path / "line.png", line)
+    paths["black"] = _save_mask(tmp_path / "black.png", np.zeros((480, 640), np.float32))
+    paths["strip"] = _save_mask(tmp_path / "strip.png", _top_rows(48, 64, 8))  # one position high at block4
     (tmp_path / "photos").mkdir()
     Image.fromarray(gradient_image(48, 64).astype(np.uint8)).save(tmp_path / "photos" / "photo.png")
     paths["photos"] = str(tmp_path / "photos")
@@ -216,8 +218,11 @@ BAD_MASKS = {
                                   "--content_masks image", "is not a readable image"),
     "a missing mask": (lambda p: [f"--content_masks={p['top']},{p['photo']}.missing"],
                        "--content_masks: no file at"),
-    "a region empty at the first scale": (lambda p: [f"--content_masks={p['top']},{p['line']}"],
-                                          "line.png leaves no region of the photo at the first scale"),
+    "an empty region": (lambda p: [f"--content_masks={p['top']},{p['black']}"],
+                        "black.png leaves no region of the photo at the first scale"),
+    "a region too thin for the style layers": (lambda p: [f"--content_masks={p['strip']},{p['bottom']}",
+                                                          "--style_layers=block4_conv1"],
+                                               "strip.png leaves no region of the photo at the first scale"),
     "style masks without content masks": (lambda p: [f"--style_masks={p['top']},{p['top']}"],
                                           "give the photo's regions with --content_masks"),
     "style masks of the wrong count": (lambda p: [f"--content_masks={p['top']},{p['bottom']}",

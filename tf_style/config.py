@@ -99,8 +99,8 @@ class StyleConfig:
         "painting.", changes_the_result=False, one_result_only=_ONE_REGION_EACH)
     mask_mode: str = _option(
         "inside", "How a mask reaches each VGG16 layer: inside (each layer's mask keeps only the positions that see "
-        "nothing outside the region, so no style is carried across a border) or simple (the mask only "
-        "downsampled with the pooling).", choices=MASK_MODES)
+        "nothing outside the region but block1's 2 pixels, so no style is carried across a border) or simple (the "
+        "mask only downsampled with the pooling).", choices=MASK_MODES)
     initial_size: int = _option(128, "Long side of the first scale of a coarse-to-fine run; scales grow by at "
                                 "most sqrt(2) up to --size. 0: one scale at --size.")
     initial_steps: Optional[int] = _option(150, "Adam steps at the first scale; the scales between take a "
