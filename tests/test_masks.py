@@ -9,7 +9,7 @@ from PIL import Image
 import tf_style
 from conftest import gradient_image, stripes_image
 from programs import stylize as run_cli
-from tf_style import checkpoint, losses, masks
+from tf_style import losses, masks
 from tf_style.config import DEFAULT_STYLE_LAYERS, StyleConfig
 from tf_style.errors import UsageError
 from tf_style.targets import StyleStatistics, batch_targets, weighted_losses
@@ -152,7 +152,7 @@ def test_two_regions_move_towards_their_own_styles_colours():
     red = stripes_image(64, 64) * np.array([1.0, 0.3, 0.2], np.float32)
     blue = stripes_image(64, 64)[::-1] * np.array([0.2, 0.4, 1.0], np.float32)
     top = _top_rows(48, 64, 24)
-    result = tf_style.stylize(photo, [red, blue], content_masks=[top * 255, (1 - top) * 255],
+    result = tf_style.stylize(photo, [red, blue], content_masks=[top, 1 - top],
                               **dict(FAST, steps=40, learning_rate=10.0, content_weight=1.0, tv_weight=0.5))
     red_minus_blue = red.mean(axis=(0, 1)) - blue.mean(axis=(0, 1))
 
@@ -175,13 +175,21 @@ def test_a_batch_with_masks_gives_each_image_its_result_alone():
         np.testing.assert_allclose(result.image, tf_style.stylize(content, styles, **options), atol=0.5)
 
 
-def test_masks_go_into_the_checkpoints_fingerprint():
-    config = StyleConfig()
-    image = gradient_image(16, 16)
-    top = _top_rows(16, 16, 8)[None]
-    fingerprint = lambda region: checkpoint.run_fingerprint(  # noqa: E731
-        config, image, [image], image, "float32", False, region, [None])
-    assert checkpoint.describe_differences(fingerprint(top), fingerprint(1 - top)) == ["the region masks differ"]
+def test_a_resumed_run_with_masks_ends_as_an_uninterrupted_one_and_other_masks_are_refused(tmp_path):
+    content, styles = gradient_image(48, 64), [stripes_image(64, 64), gradient_image(64, 64, seed=3)]
+    top = _top_rows(48, 64, 24)
+    options = dict(FAST, steps=4, content_masks=[top, 1 - top], checkpoint_dir=str(tmp_path), checkpoint_every=100)
+
+    def interrupt_at_2(report):
+        if report.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(tf_style.Interrupted):
+        tf_style.stylize(content, styles, callbacks=[interrupt_at_2], **options)
+    with pytest.raises(UsageError, match="the region masks differ"):
+        tf_style.stylize(content, styles, **dict(options, content_masks=[1 - top, top]))
+    resumed = tf_style.stylize(content, styles, **options)
+    np.testing.assert_array_equal(resumed, tf_style.stylize(content, styles, **dict(options, checkpoint_dir=None)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -253,6 +261,23 @@ def test_bad_masks_are_one_line_and_exit_2_before_any_work(tmp_path, case):
     assert line.startswith("tf_style: error: ") and all(part in line for part in expected), line
     assert "tf_style:" not in result.stdout  # no compute plan: the network was never built
     assert not (tmp_path / "out.png").exists() and len(list((tmp_path / "photos").iterdir())) == 1
+
+
+def test_a_size_that_fits_only_in_tiles_is_refused_with_the_size_that_fits(monkeypatch):
+    from tf_style import memory
+    monkeypatch.setattr(memory, "available_bytes", lambda: 3 << 30)
+    top = _top_rows(48, 64, 24)
+    with pytest.raises(UsageError, match=r"^--content_masks need an untiled run, and a 2048x1536 result needs "
+                                         r"about .* GB .*; use --size=\d+ or less"):
+        tf_style.stylize(gradient_image(48, 64), [gradient_image(48, 64)] * 2, content_masks=[top, 1 - top],
+                         **dict(FAST, size=2048, precision="float32"))
+
+
+def test_mask_arrays_of_0_to_1_and_of_0_to_255_are_the_same_mask():
+    from tf_style import images
+    top = _top_rows(20, 30, 10)
+    for same in (top > 0, top, (255 * top).astype(np.uint8), Image.fromarray((255 * top).astype(np.uint8))):
+        np.testing.assert_array_equal(images.load_mask(same), top)
 
 
 def test_a_mask_array_must_be_an_image():

@@ -91,7 +91,7 @@ class StyleConfig:
         None, "One mask image per --style, in order: each style paints only its mask's region of the photo (white: "
         "that style; black: not; grey: a soft blend), Gatys et al. 2017's guided Gram matrices. Any size, resized "
         "to the photo. Pixels in no mask keep the photo's look: only the content and smoothness losses pull them. "
-        "The Python API also takes arrays ([H, W] in [0, 255]) and PIL images.",
+        "The Python API also takes arrays ([H, W] of 0..1 or booleans, or 0..255) and PIL images.",
         changes_the_result=False, one_result_only=_ONE_REGION_EACH)
     style_masks: Optional[tuple] = _option(
         None, "With --content_masks: one mask per --style, in order, that restricts which part of the painting its "

@@ -55,13 +55,17 @@ def load_image(source, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) 
 def load_mask(source, what: str = "mask") -> np.ndarray:
     """Reads a region mask, in any form `load_image` takes and of any size: float32 [H, W] in [0, 1].
 
-    White (or True, in a boolean array) is 1, black 0; a colour counts as the mean of its red, green and blue.
+    White is 1, black 0; a colour counts as the mean of its red, green and blue. An array whose values all lie
+    in [0, 1] (booleans too) is a mask of 0..1, not a nearly black image of 0..255.
 
     Raises:
         UsageError: as `load_image`, but for the size.
     """
-    if isinstance(source, np.ndarray) and source.dtype == bool:
-        source = source.astype(np.float32) * 255.0
+    if isinstance(source, np.ndarray) and source.size and (source.dtype == bool
+                                                           or np.issubdtype(source.dtype, np.number)):
+        values = source.astype(np.float32)
+        if values.min() >= 0 and values.max() <= 1:
+            source = values * 255.0
     return np.mean(_any_to_rgb(source, what, MAX_INPUT_PIXELS), axis=-1) / 255.0
 
 

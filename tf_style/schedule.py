@@ -171,9 +171,10 @@ class CoarseToFine:
         config = self.config
         height, width = scaled_size(*content_images.shape[1:3], long_side)
         grid = self.tile_grid(height, width, tile_size)
-        if grid is not None and (len(content_images) != 1 or content_masks is not None):
-            raise ValueError(f"a tiled optimization holds one image without masks; got a batch of "
-                             f"{len(content_images)}{' with masks' * (content_masks is not None)}")
+        if grid is not None and len(content_images) != 1:
+            raise ValueError(f"a tiled optimization holds one image; got a batch of {len(content_images)}")
+        if grid is not None and content_masks is not None:
+            raise ValueError("region masks need an untiled optimization (tf_style.api refuses tiles with masks)")
         if content_masks is not None:
             style_masks = style_masks or [[None] * len(styles) for styles in style_images]
             content_masks = masks.resize_masks(content_masks, height, width)
