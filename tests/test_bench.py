@@ -133,9 +133,9 @@ def test_a_float32_plan_skips_the_float32_row_but_keeps_the_batched_one(monkeypa
     monkeypatch.setattr(bench, "measure_step", lambda name, *args: measured.append(name) or {"name": name})
     results = bench.run_benchmark([64, 1024], preset=None, measure_memory_too=False, batch_size=3, peer_size=None,
                                   progress=lambda message: None)
-    assert measured == ["tf_style plan (float32, XLA off)", "tf_style plan, batch of 3 images",
+    assert measured == ["tf_style plan (float32, XLA off)", "tf_style plan, batch of 3 images", bench.REGIONS_NAME,
                         "tutorial recipe (VGG19, float32)", "naive eager (float32, targets every step)",
-                        "tf_style plan (float32, XLA off)", "tutorial recipe (VGG19, float32)"]
+                        "tf_style plan (float32, XLA off)", bench.REGIONS_NAME, "tutorial recipe (VGG19, float32)"]
     assert "tf_style float32: the plan is already float32 without XLA" in results["skipped"]
 
 
