@@ -4,6 +4,8 @@ run from the repository's root.
 In one run it measures, at each size (long side, 4:3 images):
 - seconds per step of tf_style's own train step, built as `stylize()` builds it, with the chosen compute plan
   and with float32;
+- the same with two region masks (`--content_masks`: the top third and the rest, one style each), for what
+  guided Gram matrices cost;
 - the same for two baselines: the TensorFlow tutorial recipe ("Neural style transfer": VGG19, float32,
   `tf.function` without XLA, Adam(0.02) on a [0, 1] image) and a naive eager loop that recomputes the targets
   every step with tf_style's extractor;
@@ -50,9 +52,10 @@ with native_stderr_silenced():
     from tf_style.device import cpu_has_fast_bfloat16, plan_compute
     from tf_style.features import extractor_for
     from tf_style.optimize import Optimization
-    from tf_style.targets import batch_targets, compute_targets, style_statistics
+    from tf_style.targets import batch_targets, compute_targets, region_statistics, style_statistics
 
 NAME = "benchmarks.bench"
+REGIONS_NAME = "tf_style plan, two regions (masks)"
 
 # The layers of the TensorFlow tutorial (VGG19).
 TUTORIAL_CONTENT_LAYERS = ("block5_conv2",)
@@ -178,22 +181,35 @@ class TfStyleStep:
         conv_kernels: which of TensorFlow's kernels each convolution runs (`convolution.KernelPlan`); None: as
             the plan chooses.
         tile_size: run the step in tiles of this size (`tf_style.tiles`, one image); 0: untiled.
+        two_regions: paint the top third and the rest in two styles (the sample painting and its mirror image)
+            through region masks, as `--content_masks` does (untiled only).
     """
 
     def __init__(self, size: int, precision: str = "auto", batch_size: int = 1,
-                 conv_kernels: Optional[convolution.KernelPlan] = None, tile_size: int = 0):
+                 conv_kernels: Optional[convolution.KernelPlan] = None, tile_size: int = 0,
+                 two_regions: bool = False):
         content, style = sample_images(size)
         self.batch_size = batch_size
-        self.config = StyleConfig(size=size, precision=precision, tile_size=tile_size)
+        region_masks = None
+        if two_regions:
+            region_masks = np.zeros((2, *content.shape[:2]), np.float32)
+            region_masks[0, :content.shape[0] // 3] = 1.0
+            region_masks[1] = 1.0 - region_masks[0]
+        self.config = StyleConfig(size=size, precision=precision, tile_size=tile_size,
+                                  content_masks=None if region_masks is None else tuple(255 * region_masks))
         self.plan = plan_compute(self.config.precision, self.config.xla)
         self.conv_kernels = conv_kernels or self.plan.conv_kernels
         self.extractor = extractor_for(self.config, self.plan.dtype_policy, self.conv_kernels)
         self.height, self.width = content.shape[:2]
         self.grid = tiles.tile_grid(self.height, self.width, tile_size, tiles.margin_of(self.config)) \
             if tile_size else None
-        style_targets = style_statistics(self.extractor, [style], self.config, tile_size=tile_size)
+        if two_regions:
+            style_targets = region_statistics(self.extractor, [style, style[:, ::-1]], [None, None], self.config)
+        else:
+            style_targets = style_statistics(self.extractor, [style], self.config, tile_size=tile_size)
         contents = np.stack([content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)])
-        targets = batch_targets(self.extractor, contents, [style_targets] * batch_size, self.config, self.grid)
+        targets = batch_targets(self.extractor, contents, [style_targets] * batch_size, self.config, self.grid,
+                                content_masks=region_masks)
         self.optimization = Optimization(self.extractor, targets, contents, self.config,
                                          jit_compile=self.plan.jit_compile, tiles=self.grid)
 
@@ -569,6 +585,7 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
         (f"tf_style plan ({plan.dtype_policy}, XLA {'on' if plan.jit_compile else 'off'})",
          peak_dtype(plan.dtype_policy), lambda size: TfStyleStep(size, "auto")),
         (batched_name, peak_dtype(plan.dtype_policy), lambda size: TfStyleStep(size, "auto", batch_size)),
+        (REGIONS_NAME, peak_dtype(plan.dtype_policy), lambda size: TfStyleStep(size, "auto", two_regions=True)),
         ("tf_style float32", "float32", lambda size: TfStyleStep(size, "float32")),
         ("tutorial recipe (VGG19, float32)", "float32", TutorialStep),
         ("naive eager (float32, targets every step)", "float32", NaiveEagerStep),

@@ -54,6 +54,7 @@ def test_tiny_benchmark_writes_every_number(tmp_path):
     names = [measurement["name"] for measurement in written["measurements"]]
     assert any(name.startswith("tf_style plan") for name in names)
     assert any(name.startswith("tutorial") for name in names) and any(name.startswith("naive") for name in names)
+    assert bench.REGIONS_NAME in names
     if pytorch_peer.available():
         assert set(written["pytorch"]["ratios"]) == {"tf_style float32 (its plan) / PyTorch float32",
                                                      f"tf_style plan / PyTorch {_peer_precision()}"}
@@ -132,9 +133,9 @@ def test_a_float32_plan_skips_the_float32_row_but_keeps_the_batched_one(monkeypa
     monkeypatch.setattr(bench, "measure_step", lambda name, *args: measured.append(name) or {"name": name})
     results = bench.run_benchmark([64, 1024], preset=None, measure_memory_too=False, batch_size=3, peer_size=None,
                                   progress=lambda message: None)
-    assert measured == ["tf_style plan (float32, XLA off)", "tf_style plan, batch of 3 images",
+    assert measured == ["tf_style plan (float32, XLA off)", "tf_style plan, batch of 3 images", bench.REGIONS_NAME,
                         "tutorial recipe (VGG19, float32)", "naive eager (float32, targets every step)",
-                        "tf_style plan (float32, XLA off)", "tutorial recipe (VGG19, float32)"]
+                        "tf_style plan (float32, XLA off)", bench.REGIONS_NAME, "tutorial recipe (VGG19, float32)"]
     assert "tf_style float32: the plan is already float32 without XLA" in results["skipped"]
 
 

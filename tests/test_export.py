@@ -24,11 +24,11 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import programs
 from conftest import gradient_image, stripes_image
-from tf_style import export_lib
+from tf_style import export_lib, masks
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
-from tf_style.losses import gram_matrix
+from tf_style.losses import gram_matrix, guided_gram_matrices
 from tf_style.targets import style_statistics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -170,7 +170,7 @@ def parse_signature_defs(text: str) -> dict:
     return signatures
 
 
-def test_saved_model_cli_shows_the_three_signatures_with_their_shapes(model_dir):
+def test_saved_model_cli_shows_the_signatures_with_their_shapes(model_dir):
     result = saved_model_cli("show", "--all", "--dir", model_dir)
     assert result.returncode == 0, result.stderr
     grams = {f"{name}_gram": ("DT_FLOAT", f"(-1, {CHANNELS[name]}, {CHANNELS[name]})") for name in STYLE_LAYERS}
@@ -181,9 +181,12 @@ def test_saved_model_cli_shows_the_three_signatures_with_their_shapes(model_dir)
                             "outputs": {name: ("DT_FLOAT", f"(-1, -1, -1, {channels})")
                                         for name, channels in CHANNELS.items()}},
         "gram": {"inputs": images, "outputs": grams},
+        "guided_gram": {"inputs": {**images, "masks": ("DT_FLOAT", "(-1, -1, -1, -1)")},
+                        "outputs": {f"{name}_guided_gram": ("DT_FLOAT", f"(-1, -1, {CHANNELS[name]}, {CHANNELS[name]})")
+                                    for name in STYLE_LAYERS}},
         "image_bytes": {"inputs": {"image_bytes": ("DT_STRING", "(-1)")}, "outputs": grams},
     }
-    assert result.stdout.count("Method name is: tensorflow/serving/predict") == 3
+    assert result.stdout.count("Method name is: tensorflow/serving/predict") == 4
 
 
 def test_saved_model_cli_run_loads_it_as_tf_serving_does(model_dir, tmp_path):
@@ -412,6 +415,21 @@ def test_the_served_gram_is_the_style_losss_gram_bit_for_bit(tmp_path, extractor
     assert set(served) == {f"{name}_gram" for name in config.style_layers}
     for name in config.style_layers:
         np.testing.assert_array_equal(served[f"{name}_gram"].numpy(), style_grams[name].numpy())
+
+
+def test_the_served_guided_gram_is_the_regions_gram_as_a_stylization_sees_it(loaded):
+    images = np.stack([gradient_image(48, 64, seed=1), stripes_image(48, 64)])
+    top = np.zeros((48, 64), np.float32)
+    top[:20] = 1.0
+    region_masks = np.stack([np.stack([top, 1.0 - top])] * 2)  # [2 images, 2 regions, 48, 64]
+    served = loaded.signatures["guided_gram"](images=tf.constant(images), masks=tf.constant(region_masks))
+    features = extractor_for(StyleConfig(content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS), "float32")(
+        tf.constant(images))
+    seen = masks.layer_masks(region_masks, STYLE_LAYERS, StyleConfig().mask_mode)
+    for name in STYLE_LAYERS:
+        expected = guided_gram_matrices(features[name], seen[name]).numpy()
+        np.testing.assert_allclose(served[f"{name}_guided_gram"].numpy(), expected, rtol=1e-5,
+                                   atol=1e-5 * np.abs(expected).max())
 
 
 def test_ctrl_c_during_an_export_is_one_line_and_writes_nothing(tmp_path, monkeypatch):

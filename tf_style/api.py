@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, images, memory, tiles, vgg16
+from tf_style import color, images, masks, memory, tiles, vgg16
 from tf_style import pairs as batch_pairs
 from tf_style.callbacks import ForEachImage, SnapshotSaver, TensorBoardLogger
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
@@ -142,6 +142,8 @@ class _PreparedPair:
     start_image: np.ndarray
     style_key: object
     tile_size: int
+    content_masks: Optional[np.ndarray] = None
+    style_masks: Optional[list] = None
 
 
 class Stylizer:
@@ -161,6 +163,7 @@ class Stylizer:
         self._style_sources = {}  # style key -> the styles it names, kept alive (see `_style_key`)
         self._style_images = {}  # style key -> the styles loaded at the size they are seen, loaded once
         self._upscaled_styles = set()  # the styles said to be seen upscaled at the first scales
+        self._loaded_masks = None  # (content masks, style masks) as loaded from the config, once
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -310,6 +313,8 @@ class Stylizer:
             raise UsageError(f"--style_blend_weights has {len(config.style_blend_weights)} values for "
                              f"{len(styles)} style images; give one weight per style image")
         height, width = scaled_size(*_image_size(content, "content image"), config.size)
+        if config.content_masks is not None:
+            self._check_masks(len(styles), height, width)
         smallest_side = min(scaled_size(height, width, config.scale_sizes()[0]))
         if smallest_side < vgg16.MIN_INPUT_SIDE:
             raise UsageError(f"--size={config.size} (first scale {config.scale_sizes()[0]}) makes the result "
@@ -319,8 +324,67 @@ class Stylizer:
         style_sizes = [_image_size(style, "style image") for style in styles]
         style_shapes = [style_seen_size(*size, style_long_side) for size in style_sizes]
         self._say_where_styles_are_upscaled(styles, style_sizes, style_long_side)
-        # Before resizing: resizing to a --size far too large would itself need gigabytes.
+        if config.content_masks is not None:
+            self._check_style_masks(style_shapes)
+            # Before resizing: resizing to a --size far too large would itself need gigabytes.
+            return _PlannedPair(height, width, style_shapes, self._untiled(height, width, style_shapes))
         return _PlannedPair(height, width, style_shapes, tile_size_for(height, width, style_shapes, config, self.plan))
+
+    def _masks(self) -> tuple:
+        """The config's masks, loaded once: ([content mask [H, W], ...], [style mask [h, w] or None, ...]).
+
+        Raises:
+            UsageError: a mask that cannot be read.
+        """
+        if self._loaded_masks is None:
+            config = self.config
+            content_masks = [images.load_mask(mask, "--content_masks image") for mask in config.content_masks]
+            style_masks = [None if mask is None else images.load_mask(mask, "--style_masks image")
+                           for mask in config.style_masks or [None] * len(content_masks)]
+            self._loaded_masks = content_masks, style_masks
+        return self._loaded_masks
+
+    def _check_masks(self, num_styles: int, height: int, width: int) -> None:
+        """Refuses masks that do not match the styles, or that leave a region empty at the first scale."""
+        config = self.config
+        for name in ("content_masks", "style_masks"):
+            given = getattr(config, name)
+            if given is not None and len(given) != num_styles:
+                raise UsageError(f"--{name} has {len(given)} masks for {num_styles} --style images; give one mask "
+                                 "per style, in the same order")
+        content_masks, _ = self._masks()
+        first_size = scaled_size(height, width, config.scale_sizes()[0])
+        for index, mask in enumerate(content_masks):
+            self._require_region(mask, first_size, "--content_masks", index, "of the photo")
+
+    def _check_style_masks(self, style_shapes: list) -> None:
+        """Refuses a style mask that leaves its painting no region at the first scale."""
+        scale = self.config.scale_sizes()[0] / self.config.size
+        for index, (mask, shape) in enumerate(zip(self._masks()[1], style_shapes)):
+            if mask is not None:
+                first_size = style_seen_size(*shape, max(1, round(max(shape) * scale)))
+                self._require_region(mask, first_size, "--style_masks", index, "of its painting")
+
+    def _require_region(self, mask: np.ndarray, size: tuple, flag: str, index: int, of_what: str) -> None:
+        """Refuses a mask that no style layer sees any of at `size` (height, width), the first scale."""
+        seen = masks.layer_masks(masks.resize_masks(mask[None], *size), self.config.style_layers,
+                                 self.config.mask_mode)
+        if not any(bool(np.any(each.numpy() > 0)) for each in seen.values()):
+            given = getattr(self.config, flag[2:])[index]
+            name = _describe(given) if isinstance(given, (str, os.PathLike)) else f"mask {index + 1}"
+            raise UsageError(f"{flag}: {name} leaves no region {of_what} at the first scale ({size[1]}x{size[0]} px; "
+                             f"--mask_mode={self.config.mask_mode}): paint a larger region, or use a larger "
+                             "--initial_size")
+
+    def _untiled(self, height: int, width: int, style_shapes: list) -> int:
+        """0, the tile size of a run with masks: refuses one whose untiled step would not fit in memory."""
+        if self.plan.device == "CPU":
+            try:
+                memory.require_fits(height, width, style_shapes, self.config.content_layers + self.config.style_layers,
+                                    self.plan.dtype_policy)
+            except UsageError as error:
+                raise UsageError(f"--content_masks need an untiled run, and {error}") from None
+        return 0
 
     def _say_where_styles_are_upscaled(self, styles: list, style_sizes: list, style_long_side: int) -> None:
         """Logs, once per style, that a style is seen larger than asked at the first scale(s): VGG16 needs
@@ -351,7 +415,14 @@ class Stylizer:
                                               for source, shape in zip(styles, style_shapes)]
         style_images = self._style_images[style_key]
         start_image = _start_image(self.config, content_image, style_images)
-        return _PreparedPair(index, content, content_image, style_images, start_image, style_key, planned.tile_size)
+        prepared = _PreparedPair(index, content, content_image, style_images, start_image, style_key, planned.tile_size)
+        if self.config.content_masks is not None:
+            content_masks, style_masks = self._masks()
+            prepared.content_masks = np.stack([masks.resize_masks(mask[None], height, width)[0]
+                                               for mask in content_masks])
+            prepared.style_masks = [None if mask is None else masks.resize_masks(mask[None], *shape)[0]
+                                    for mask, shape in zip(style_masks, style_shapes)]
+        return prepared
 
     def _style_key(self, styles: list) -> tuple:
         """The name under which a pair's styles are cached: paths by path, other objects by id.
@@ -384,7 +455,8 @@ class Stylizer:
         results = schedule.run(
             np.stack([pair.content_image for pair in prepared]), [pair.style_images for pair in prepared],
             np.stack([pair.start_image for pair in prepared]), callbacks, indices=[pair.index for pair in prepared],
-            style_keys=[pair.style_key for pair in prepared], keep_optimizations=in_batch_run, tile_size=tile_size)
+            style_keys=[pair.style_key for pair in prepared], keep_optimizations=in_batch_run, tile_size=tile_size,
+            content_masks=prepared[0].content_masks, style_masks=[pair.style_masks for pair in prepared])
         return np.stack([self._finish(result, pair) for result, pair in zip(results, prepared)])
 
     def _finish(self, result: np.ndarray, pair: _PreparedPair) -> np.ndarray:

@@ -31,6 +31,8 @@ _IMAGE_HINTS = {
     "content image": "",
     "style images": "",
     "start image": " (with --init=noise or --init=style_noise, give the same --seed each run)",
+    "region masks": "",
+    "style masks": "",
 }
 
 _CHECKPOINT_NAME = "ckpt"
@@ -57,18 +59,29 @@ class SavedCheckpoint:
 
 
 def run_fingerprint(config: StyleConfig, content_image: np.ndarray, style_images: Sequence[np.ndarray],
-                    start_image: np.ndarray, compute_dtype: str, jit_compile: bool) -> dict:
+                    start_image: np.ndarray, compute_dtype: str, jit_compile: bool,
+                    content_masks: Optional[np.ndarray] = None,
+                    style_masks: Optional[Sequence[Optional[np.ndarray]]] = None) -> dict:
     """What makes two runs the same: the options that change the result, and digests of the input images.
+
+    Args:
+        content_masks: [R, H, W] region masks at the output size, or None; style_masks: each style's, or None.
 
     Returns:
         {"--option": value, ..., "content image": digest, "style images": [digest, ...], "start image": digest,
-         and for a weights file "weights file contents": digest} with JSON values.
+         with region masks "region masks": [digest, ...] and "style masks": [digest or None, ...], and for a
+         weights file "weights file contents": digest} with JSON values.
     """
     fingerprint = {f"--{name}": getattr(config, name) for name in config.options_that_change_the_result()}
     fingerprint.update({"compute dtype": compute_dtype, "XLA": jit_compile,
                         "content image": _digest(content_image),
                         "style images": [_digest(image) for image in style_images],
                         "start image": _digest(start_image)})
+    if content_masks is not None:
+        # Compared by their pixels, as the images are: the options hold paths or arrays.
+        fingerprint["region masks"] = [_digest(mask) for mask in content_masks]
+        fingerprint["style masks"] = [None if mask is None else _digest(mask)
+                                      for mask in style_masks or [None] * len(content_masks)]
     if config.weights not in WEIGHT_SOURCES:
         # A path names a file whose contents may change under the same name (the bundled sources are checked
         # by their own digests).

@@ -25,6 +25,7 @@ PADDING_MODES = ("zero", "replicate", "reflect")
 STYLE_LOSSES = ("gram", "wasserstein")
 XLA_MODES = ("auto", "true", "false")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+MASK_MODES = ("inside", "simple")
 MAX_LEARNING_RATE = 255.0
 
 
@@ -56,6 +57,8 @@ def _option(default, help: str, *, changes_the_result: bool = True, builds_the_n
 
 
 _RESUMES_BY_SKIPPING = "resumes by skipping the results it has already written"
+# The masks are compared by their pixels (`checkpoint.run_fingerprint`), not by these options' values.
+_ONE_REGION_EACH = "paints one region of one photo with each --style; {run} stylizes with each --style separately"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,20 @@ class StyleConfig:
         one_result_only="blends the styles of one run; {run} stylizes with each --style separately")
     style_scale: float = _option(1.0, "Size at which the style image is seen, relative to --size. Smaller: finer "
                                  "brush strokes; larger: bigger ones.")
+    content_masks: Optional[tuple] = _option(
+        None, "One mask image per --style, in order: each style paints only its mask's region of the photo (white: "
+        "that style; black: not; grey: a soft blend), Gatys et al. 2017's guided Gram matrices. Any size, resized "
+        "to the photo. Pixels in no mask keep the photo's look: only the content and smoothness losses pull them. "
+        "The Python API also takes arrays ([H, W] of 0..1 or booleans, or 0..255) and PIL images.",
+        changes_the_result=False, one_result_only=_ONE_REGION_EACH)
+    style_masks: Optional[tuple] = _option(
+        None, "With --content_masks: one mask per --style, in order, that restricts which part of the painting its "
+        "region's statistics come from (a painting's sky for the photo's sky); an empty entry takes all of that "
+        "painting.", changes_the_result=False, one_result_only=_ONE_REGION_EACH)
+    mask_mode: str = _option(
+        "inside", "How a mask reaches each VGG16 layer: inside (each layer's mask keeps only the positions that see "
+        "nothing outside the region but block1's 2 pixels, so no style is carried across a border) or simple (the "
+        "mask only downsampled with the pooling).", choices=MASK_MODES)
     initial_size: int = _option(128, "Long side of the first scale of a coarse-to-fine run; scales grow by at "
                                 "most sqrt(2) up to --size. 0: one scale at --size.")
     initial_steps: Optional[int] = _option(150, "Adam steps at the first scale; the scales between take a "
@@ -210,12 +227,45 @@ class StyleConfig:
         if self.tile_margin is not None and (not isinstance(self.tile_margin, int) or isinstance(
                 self.tile_margin, bool) or self.tile_margin < 0 or self.tile_margin % 16):
             raise UsageError(f"--tile_margin must be a multiple of 16 pixels (0 or more), got {self.tile_margin!r}")
+        self._validate_masks()
         # Adam moves every pixel by about the learning rate on each step: beyond the whole range of pixel
         # values every step slams pixels to black or white, and the loss jumps about without ever being NaN.
         if self.learning_rate > MAX_LEARNING_RATE:
             raise UsageError(f"--learning_rate must be at most {MAX_LEARNING_RATE:g} (Adam moves each pixel by "
                              f"about that much per step, and pixels range over 0..255); try 1 to 10, got "
                              f"{self.learning_rate:g}")
+
+    def _validate_masks(self) -> None:
+        """The masks' options: paths that exist (their pixels are checked when loaded) or images, and what they
+        cannot go with. Their count against the styles' is checked where the styles are known (`tf_style.api`)."""
+        _require_choice("mask_mode", self.mask_mode, MASK_MODES)
+        for name in ("content_masks", "style_masks"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str) or not hasattr(value, "__len__") or not len(value):
+                raise UsageError(f"--{name} must be a list of mask images, one per --style, got {value!r}")
+            value = tuple(None if isinstance(mask, str) and not mask else mask for mask in value)
+            for mask in value:
+                if mask is None and name == "content_masks":
+                    raise UsageError("--content_masks has an empty entry; give one mask image per --style")
+                if isinstance(mask, (str, os.PathLike)) and not os.path.isfile(mask):
+                    raise UsageError(f"--{name}: no file at {os.fspath(mask)!r}; give one mask image per --style")
+            object.__setattr__(self, name, value)
+        if self.content_masks is None:
+            if self.style_masks is not None:
+                raise UsageError("--style_masks choose which part of each painting paints a region of the photo; "
+                                 "give the photo's regions with --content_masks")
+            return
+        if self.style_loss != "gram":
+            raise UsageError(f"--content_masks paint with guided Gram matrices; --style_loss={self.style_loss} has "
+                             "no regions: use --style_loss=gram")
+        if self.style_blend_weights is not None:
+            raise UsageError("--style_blend_weights blend the styles over the whole photo, while --content_masks "
+                             "give each style its own region: drop one of them")
+        if self.tile_size:
+            raise UsageError(f"--content_masks need an untiled run; --tile_size={self.tile_size} tiles it: "
+                             "use --tile_size=0")
 
     @property
     def normalized_style_layer_weights(self) -> tuple:

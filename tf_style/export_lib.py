@@ -4,6 +4,10 @@ Signatures (tag `serve`):
 - `serving_default`: `images` float32 [B, H, W, 3] RGB in [0, 255] -> one [B, h, w, C] tensor per exported
   layer, named by the layer (`block2_conv1`).
 - `gram`: `images` as above -> the normalized Gram matrix [B, C, C] of each style layer (`block1_conv1_gram`).
+- `guided_gram`: `images` as above and `masks` float32 [B, R, H, W] in [0, 1], R regions of each image -> each
+  region's guided Gram matrix [B, R, C, C] of each style layer (`block1_conv1_guided_gram`), the masks seen at
+  each layer as `--mask_mode` says: the statistics of a region a stylization with `--style_masks` matches. A
+  signature of its own: a TF Serving signature has no optional inputs.
 - `image_bytes`: `image_bytes` string [B] of encoded JPEG or PNG files (REST clients send {"b64": ...}) ->
   the same outputs as `gram`. The images of one request may differ in size: they go through the network one
   at a time (`tf.map_fn`), so a request needs the memory of its largest image, not of all of them.
@@ -24,14 +28,15 @@ from tf_style.config import StyleConfig
 from tf_style.errors import UsageError, WriteError
 from tf_style.features import extractor_for
 from tf_style.vgg16 import MIN_INPUT_SIDE
-from tf_style.losses import gram_matrix
+from tf_style.losses import gram_matrix, guided_gram_matrices
+from tf_style.masks import layer_masks
 
 # An image_bytes request whose header claims more pixels than this is refused before it is decoded.
 # VGG16's first block keeps 64 float32 channels per pixel, so one image costs about 256 bytes a pixel
 # (4 GB at this limit) while it runs: lower the limit on a server with less memory.
 DEFAULT_MAX_PIXELS = 16_000_000
 
-SIGNATURE_NAMES = ("serving_default", "gram", "image_bytes")
+SIGNATURE_NAMES = ("serving_default", "gram", "guided_gram", "image_bytes")
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_START = b"\xff\xd8\xff"
@@ -107,7 +112,8 @@ class ExportedFeatureExtractor(tf.Module):
     Attributes:
         variables_read: the tf.Variables the signatures read (tracked, so that they are saved).
         layer_names: every exported layer (content and style), in the order given.
-        style_layers: the layers whose Gram matrices `gram` and `image_bytes` return.
+        style_layers: the layers whose Gram matrices `gram`, `guided_gram` and `image_bytes` return.
+        mask_mode: how `guided_gram` sees the masks at each layer (`tf_style.masks.layer_masks`).
         max_pixels: the largest image `image_bytes` decodes.
     """
 
@@ -117,6 +123,7 @@ class ExportedFeatureExtractor(tf.Module):
         self._extractor = extractor_for(config, "float32")
         self.layer_names = self._extractor.layer_names
         self.style_layers = config.style_layers
+        self.mask_mode = config.mask_mode
         self.max_pixels = max_pixels
         # Track the tf.Variables inside the Keras 3 variables, not the Keras model. The object graph saves a
         # Keras variable as a new tf.Variable, while the signatures read the one inside: `tf.saved_model.load`
@@ -133,6 +140,14 @@ class ExportedFeatureExtractor(tf.Module):
     def grams(self, images):
         """[B, H, W, 3] RGB in [0, 255] -> {"<style layer>_gram": [B, C, C]}."""
         return self._style_grams(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images"),
+                                  tf.TensorSpec([None, None, None, None], tf.float32, name="masks")])
+    def guided_grams(self, images, masks):
+        """[B, H, W, 3] RGB in [0, 255] and [B, R, H, W] masks -> {"<style layer>_guided_gram": [B, R, C, C]}."""
+        features = self._extractor(images)
+        seen = layer_masks(masks, self.style_layers, self.mask_mode)
+        return {f"{name}_guided_gram": guided_gram_matrices(features[name], seen[name]) for name in self.style_layers}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def grams_of_encoded(self, image_bytes):
@@ -151,6 +166,7 @@ class ExportedFeatureExtractor(tf.Module):
         """{signature name: concrete function}, for `tf.saved_model.save`."""
         return {"serving_default": self.features.get_concrete_function(),
                 "gram": self.grams.get_concrete_function(),
+                "guided_gram": self.guided_grams.get_concrete_function(),
                 "image_bytes": self.grams_of_encoded.get_concrete_function()}
 
     def _style_grams(self, images: tf.Tensor) -> dict:
@@ -173,7 +189,8 @@ def export_feature_extractor(export_dir: str, version: Optional[int] = None, con
         version: the version number (a new subdirectory); None takes one more than the highest present.
         config: the options of the stylizations the model serves; its network options (weights, pooling,
             padding, layers) choose the network, exactly as `tf_style.stylize` builds it: `serving_default`
-            returns the content and style layers, `gram` and `image_bytes` the style layers' Gram matrices.
+            returns the content and style layers, `gram` and `image_bytes` the style layers' Gram matrices,
+            `guided_gram` those of regions, their masks seen as `mask_mode` says.
             `options` override its fields; None starts from the defaults.
         max_pixels: `image_bytes` refuses an image whose header claims more pixels than this.
         **options: StyleConfig fields, e.g. `pooling="avg", style_layers=("block1_conv1",)`.

@@ -48,16 +48,35 @@ def load_image(source, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) 
     Raises:
         UsageError: missing, unreadable, corrupt, non-image, too large or too small input.
     """
-    if isinstance(source, np.ndarray):
-        image = _array_to_rgb(source, what)
-    elif isinstance(source, Image.Image):
-        image = _pil_to_rgb(source)
-    elif isinstance(source, (str, os.PathLike)):
-        image = _read_file(os.fspath(source), what, max_pixels)
-    else:
-        raise UsageError(f"{what}: expected a file path, a PIL image or a numpy array, got {type(source).__name__}")
     where = f" {os.fspath(source)}" if isinstance(source, (str, os.PathLike)) else ""
-    return _require_min_side(image, what + where)
+    return _require_min_side(_any_to_rgb(source, what, max_pixels), what + where)
+
+
+def load_mask(source, what: str = "mask") -> np.ndarray:
+    """Reads a region mask, in any form `load_image` takes and of any size: float32 [H, W] in [0, 1].
+
+    White is 1, black 0; a colour counts as the mean of its red, green and blue. An array whose values all lie
+    in [0, 1] (booleans too) is a mask of 0..1, not a nearly black image of 0..255.
+
+    Raises:
+        UsageError: as `load_image`, but for the size.
+    """
+    if isinstance(source, np.ndarray) and source.size and (source.dtype == bool
+                                                           or np.issubdtype(source.dtype, np.number)):
+        values = source.astype(np.float32)
+        if values.min() >= 0 and values.max() <= 1:
+            source = values * 255.0
+    return np.mean(_any_to_rgb(source, what, MAX_INPUT_PIXELS), axis=-1) / 255.0
+
+
+def _any_to_rgb(source, what: str, max_pixels: int) -> np.ndarray:
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source, what)
+    if isinstance(source, Image.Image):
+        return _pil_to_rgb(source)
+    if isinstance(source, (str, os.PathLike)):
+        return _read_file(os.fspath(source), what, max_pixels)
+    raise UsageError(f"{what}: expected a file path, a PIL image or a numpy array, got {type(source).__name__}")
 
 
 def load_image_bytes(data: bytes, name: str, what: str = "image", max_pixels: int = MAX_INPUT_PIXELS) -> np.ndarray:

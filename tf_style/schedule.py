@@ -12,13 +12,13 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import tiles
+from tf_style import masks, tiles
 from tf_style.checkpoint import RunCheckpoints, run_fingerprint
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory
 from tf_style.features import FeatureExtractor
 from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
-from tf_style.targets import StyleStatistics, StyleTargets, batch_targets, style_statistics
+from tf_style.targets import StyleStatistics, StyleTargets, batch_targets, region_statistics, style_statistics
 
 
 class OptimizationCache:
@@ -76,7 +76,9 @@ class CoarseToFine:
 
     def run(self, content_images: np.ndarray, style_images: Sequence[Sequence[np.ndarray]],
             start_images: np.ndarray, callbacks: Sequence[Callback] = (), indices: Sequence[int] = None,
-            style_keys: Sequence = None, keep_optimizations: bool = False, tile_size: int = 0) -> np.ndarray:
+            style_keys: Sequence = None, keep_optimizations: bool = False, tile_size: int = 0,
+            content_masks: Optional[np.ndarray] = None,
+            style_masks: Optional[Sequence[Sequence[Optional[np.ndarray]]]] = None) -> np.ndarray:
         """Optimizes a batch at each scale, starting each scale from the last one's results.
 
         Args:
@@ -92,6 +94,11 @@ class CoarseToFine:
                 a single run would only hold on to their memory.
             tile_size: run the scales larger than this tile by tile (`tf_style.tiles`; one image only), and see
                 the styles larger than it tile by tile; 0: no tiles.
+            content_masks: float32 [R, H, W] in [0, 1] at the output size, the same for every image: each of an
+                image's R styles paints its own region (`tf_style.masks`; no tiles); None: the styles blend.
+            style_masks: with `content_masks`, for each content image, a float32 [h, w] mask of each of its style
+                images' size (or None), the part of the style its region takes; `style_keys` name the styles
+                with these. None: all of each style.
 
         Returns:
             float32 [B, H, W, 3] in [0, 255].
@@ -116,7 +123,8 @@ class CoarseToFine:
                     raise ValueError(f"checkpoints hold one image's run; got a batch of {len(content_images)}")
                 checkpoints = RunCheckpoints(config.checkpoint_dir, run_fingerprint(
                     config, content_images[0], style_images[0], start_images[0], self.extractor.compute_dtype,
-                    self.jit_compile), config.checkpoint_every)
+                    self.jit_compile, content_masks, style_masks[0] if style_masks else None),
+                    config.checkpoint_every)
                 resume = checkpoints.latest()
             for scale_index, long_side in enumerate(sizes):
                 num_steps = config.steps_at_scale(scale_index)
@@ -124,7 +132,7 @@ class CoarseToFine:
                 if resume is None or scale_index >= resume.scale_index:
                     optimization = self._optimization_at(long_side, images, content_images, style_images,
                                                          start_images, style_keys, indices, keep_optimizations,
-                                                         tile_size)
+                                                         tile_size, content_masks, style_masks)
                     if adam_state is not None:
                         optimization.warm_start(adam_state)
                     if checkpoints is not None:
@@ -157,16 +165,24 @@ class CoarseToFine:
 
     def _optimization_at(self, long_side: int, images: np.ndarray, content_images: np.ndarray,
                          style_images: Sequence[Sequence[np.ndarray]], start_images: np.ndarray, style_keys,
-                         indices: Sequence[int], keep: bool, tile_size: int) -> Optimization:
+                         indices: Sequence[int], keep: bool, tile_size: int, content_masks: Optional[np.ndarray],
+                         style_masks) -> Optimization:
         """The optimization at one scale, starting from `images` (the last scale's results) resized to it."""
         config = self.config
         height, width = scaled_size(*content_images.shape[1:3], long_side)
         grid = self.tile_grid(height, width, tile_size)
         if grid is not None and len(content_images) != 1:
             raise ValueError(f"a tiled optimization holds one image; got a batch of {len(content_images)}")
-        statistics = [self._statistics_at(key, styles, long_side, tile_size)
-                      for key, styles in zip(style_keys, style_images)]
-        targets = batch_targets(self.extractor, _at_size(content_images, height, width), statistics, config, grid)
+        if grid is not None and content_masks is not None:
+            raise ValueError("region masks need an untiled optimization (tf_style.api refuses tiles with masks)")
+        if content_masks is not None:
+            style_masks = style_masks or [[None] * len(styles) for styles in style_images]
+            content_masks = masks.resize_masks(content_masks, height, width)
+        statistics = [self._statistics_at(key, styles, long_side, tile_size,
+                                          style_masks[index] if content_masks is not None else None)
+                      for index, (key, styles) in enumerate(zip(style_keys, style_images))]
+        targets = batch_targets(self.extractor, _at_size(content_images, height, width), statistics, config, grid,
+                                content_masks)
         if config.scale_detail and images.shape[1] < height:
             start = upsample_with_detail(images, start_images, height, width, config.scale_detail)
         else:
@@ -183,15 +199,24 @@ class CoarseToFine:
             return None
         return tiles.tile_grid(height, width, tile_size, tiles.margin_of(self.config))
 
-    def _statistics_at(self, key, styles: Sequence[np.ndarray], long_side: int, tile_size: int) -> StyleStatistics:
-        """The blended statistics of `styles` seen at the scale whose long side is `long_side`, computed once
-        (styles larger than `tile_size`, if not 0, tile by tile)."""
+    def _statistics_at(self, key, styles: Sequence[np.ndarray], long_side: int, tile_size: int,
+                       style_masks: Optional[Sequence[Optional[np.ndarray]]]) -> StyleStatistics:
+        """The statistics of `styles` seen at the scale whose long side is `long_side`, computed once: blended
+        (styles larger than `tile_size`, if not 0, tile by tile), or with `style_masks` (one for each style, or
+        None), one region each (`region_statistics`)."""
         if (key, long_side) not in self._style_statistics:
             scale_factor = long_side / self.config.size
-            scaled_styles = [resize_image(style, *style_seen_size(
-                *style.shape[:2], max(1, round(max(style.shape[:2]) * scale_factor)))) for style in styles]
-            self._style_statistics[key, long_side] = style_statistics(self.extractor, scaled_styles, self.config,
-                                                                      self.config.style_blend_weights, tile_size)
+            sizes = [style_seen_size(*style.shape[:2], max(1, round(max(style.shape[:2]) * scale_factor)))
+                     for style in styles]
+            scaled_styles = [resize_image(style, *size) for style, size in zip(styles, sizes)]
+            if style_masks is None:
+                statistics = style_statistics(self.extractor, scaled_styles, self.config,
+                                              self.config.style_blend_weights, tile_size)
+            else:
+                scaled_masks = [None if mask is None else masks.resize_masks(mask[None], *size)[0]
+                                for mask, size in zip(style_masks, sizes)]
+                statistics = region_statistics(self.extractor, scaled_styles, scaled_masks, self.config)
+            self._style_statistics[key, long_side] = statistics
         return self._style_statistics[key, long_side]
 
 

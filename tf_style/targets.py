@@ -1,16 +1,21 @@
 """What an optimization must match: style statistics of the style images and the targets of a batch, and
 the weighted loss of a batch of images against them.
 
+With region masks (`config.content_masks`) each style is not blended but paints its own region: its statistics
+are kept apart (`region_statistics`), and the loss compares each region's guided Gram matrices with its style's
+(`losses.guided_style_loss`). The content loss covers the whole image, so a pixel in no region keeps the photo's
+look: it is pulled by the content and total-variation losses only.
+
 Computed once per scale, before the loop (`tf_style.schedule`); the traced train step (`tf_style.optimize`)
 calls `weighted_losses` at every step.
 """
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from tf_style import losses, tiles
+from tf_style import losses, masks, tiles
 from tf_style.config import StyleConfig
 from tf_style.features import FeatureExtractor
 
@@ -22,11 +27,15 @@ class StyleStatistics(NamedTuple):
         grams: {layer: float32 [1, C, C]}.
         means: {layer: float32 [1, C]} (Wasserstein loss only, else empty).
         covariance_roots: {layer: float32 [1, C, C]} (Wasserstein loss only, else empty).
+        region_present: with region masks, {layer: float32 [1, R]}: 1 where the style of region r has
+            statistics at that layer (a style mask can leave none at a deep layer), else 0; then `grams` are
+            {layer: [1, R, C, C]}, one per region. Empty without region masks.
     """
 
     grams: dict
     means: dict
     covariance_roots: dict
+    region_present: dict = {}
 
 
 class StyleTargets(NamedTuple):
@@ -39,12 +48,16 @@ class StyleTargets(NamedTuple):
         style_grams: {layer: float32 [B, C, C]}, each image's blended over its style images.
         style_means: {layer: float32 [B, C]} (Wasserstein loss only, else empty).
         style_covariance_roots: {layer: float32 [B, C, C]} (Wasserstein loss only, else empty).
+        region_masks: with region masks, {style layer: float32 [B, R, h, w]}, each region's mask at that layer,
+            zero where its style has no statistics there; `style_grams` are then {layer: [B, R, C, C]}. Empty
+            without region masks.
     """
 
     content_features: dict
     style_grams: dict
     style_means: dict
     style_covariance_roots: dict
+    region_masks: dict = {}
 
 
 def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndarray], config: StyleConfig,
@@ -89,6 +102,32 @@ def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndar
     return StyleStatistics(grams, means, roots)
 
 
+def region_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndarray],
+                      style_masks: Sequence[Optional[np.ndarray]], config: StyleConfig) -> StyleStatistics:
+    """The style statistics of a run with region masks: each style's own Gram matrices, one region each.
+
+    Args:
+        style_images: float32 [H, W, 3] in [0, 255], the style of each region.
+        style_masks: for each style, float32 [H, W] in [0, 1] of its size, the part of it whose statistics its
+            region takes (seen at each layer as the content masks are, `config.mask_mode`); None: all of it.
+    """
+    grams, present = {name: [] for name in config.style_layers}, {name: [] for name in config.style_layers}
+    for image, style_mask in zip(style_images, style_masks):
+        features = extractor(image[None])
+        seen = (masks.layer_masks(style_mask[None], config.style_layers, config.mask_mode)
+                if style_mask is not None else None)
+        for name in config.style_layers:
+            if seen is None:
+                grams[name].append(losses.gram_matrix(features[name]))
+                present[name].append(1.0)
+            else:
+                grams[name].append(losses.guided_gram_matrices(features[name], seen[name][None])[:, 0])
+                present[name].append(float(tf.reduce_any(seen[name] > 0)))
+    return StyleStatistics(grams={name: tf.stack(grams[name], axis=1) for name in config.style_layers}, means={},
+                           covariance_roots={},
+                           region_present={name: tf.constant([present[name]]) for name in config.style_layers})
+
+
 def _moments(features: tf.Tensor, with_mean_and_covariance: bool) -> tuple:
     """(Gram, mean, covariance) of [1, H, W, C] features; the last two None unless asked for."""
     if not with_mean_and_covariance:
@@ -98,11 +137,13 @@ def _moments(features: tf.Tensor, with_mean_and_covariance: bool) -> tuple:
 
 def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
                   statistics: Sequence[StyleStatistics], config: StyleConfig,
-                  grid: tiles.TileGrid = None) -> StyleTargets:
+                  grid: tiles.TileGrid = None, content_masks: Optional[np.ndarray] = None) -> StyleTargets:
     """The targets of a batch: content features of float32 [B, H, W, 3] images and each image's statistics.
 
     Args:
         grid: compute the content features tile by tile (`tf_style.tiles`); None: the whole image at once.
+        content_masks: float32 [R, H, W] in [0, 1], the regions of every image of the batch, one per style
+            (the statistics are then `region_statistics`); None: no regions.
     """
     if grid is None:
         content_features = extractor(content_images)
@@ -113,10 +154,15 @@ def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
         layers = getattr(statistics[0], field)
         return {name: tf.concat([getattr(each, field)[name] for each in statistics], axis=0) for name in layers}
 
+    region_masks = {}
+    if content_masks is not None:
+        present = stacked("region_present")
+        seen = masks.layer_masks(content_masks, config.style_layers, config.mask_mode)
+        region_masks = {name: seen[name][None] * present[name][:, :, None, None] for name in config.style_layers}
     return StyleTargets(
         content_features={name: content_features[name] for name in config.content_layers},
         style_grams=stacked("grams"), style_means=stacked("means"),
-        style_covariance_roots=stacked("covariance_roots"))
+        style_covariance_roots=stacked("covariance_roots"), region_masks=region_masks)
 
 
 def compute_targets(extractor: FeatureExtractor, content_image: np.ndarray, style_images: Sequence[np.ndarray],
@@ -131,7 +177,9 @@ def weighted_losses(extractor: FeatureExtractor, images: tf.Tensor, targets: Sty
     """The weighted loss terms and their sum for a batch of images: {name: [B]}."""
     features = extractor(images)
     layer_weights = dict(zip(config.style_layers, config.normalized_style_layer_weights))
-    if config.style_loss == "wasserstein":
+    if targets.region_masks:
+        style = losses.guided_style_loss(features, targets.style_grams, targets.region_masks, layer_weights)
+    elif config.style_loss == "wasserstein":
         style = losses.wasserstein_style_loss(features, targets.style_means, targets.style_covariance_roots,
                                               layer_weights, losses.STEP_SQRT_ITERATIONS)
     else:

@@ -118,6 +118,7 @@ EXPORT = (
     FlagSpec("version", "integer", None, "Version number (subdirectory) to write; it must not exist. Default: "
              "one more than the highest version in --export_dir (1 if none)."),
     *NETWORK_OPTIONS,
+    *(spec for spec in STYLE_OPTIONS if spec.name == "mask_mode"),  # how the guided_gram signature sees masks
     FlagSpec("max_pixels", "integer", export_lib.DEFAULT_MAX_PIXELS, "The image_bytes signature refuses an image "
              "whose header claims more pixels than this, before decoding it."),
 )
