@@ -66,11 +66,11 @@ def _png_or_jpeg_size(data: tf.Tensor) -> tuple:
     return is_png, is_jpeg, size
 
 
-def decode_image_checked(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
+def decode_image_checked(data: tf.Tensor, max_pixels: int, input_name: str) -> tf.Tensor:
     """One encoded JPEG or PNG -> float32 [H, W, 3] RGB in [0, 255], refusing it before decoding if too large.
 
     Transparent pixels are composited on white, as `tf_style.images` does. EXIF orientation is not applied:
-    clients send upright pixels.
+    clients send upright pixels. `input_name` is the signature input the bytes came in, for the messages.
 
     Raises (when run):
         InvalidArgumentError: not a JPEG or PNG, a header claiming more than `max_pixels` pixels or a side
@@ -80,13 +80,13 @@ def decode_image_checked(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
     height, width = size[0], size[1]
     checks = [
         tf.debugging.Assert(tf.logical_or(is_png, is_jpeg),
-                            ["image_bytes: not a JPEG or PNG file; send the bytes of a .jpg or .png"]),
+                            [f"{input_name}: not a JPEG or PNG file; send the bytes of a .jpg or .png"]),
         # In float64: two 32-bit PNG sides multiply past int64, and a wrapped product would pass the check.
         tf.debugging.Assert(tf.cast(height, tf.float64) * tf.cast(width, tf.float64) <= max_pixels,
-                            ["image_bytes: the image header claims", width, "x", height,
+                            [f"{input_name}: the image header claims", width, "x", height,
                              f"pixels, more than the limit of {max_pixels}; downscale it before sending"]),
         tf.debugging.Assert(tf.minimum(height, width) >= MIN_INPUT_SIDE,
-                            ["image_bytes: the image header claims", width, "x", height,
+                            [f"{input_name}: the image header claims", width, "x", height,
                              f"pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels on each side"]),
     ]
     # The decoders are not stateful, so nothing but an explicit dependency makes them wait for the checks.
@@ -141,7 +141,7 @@ class ExportedFeatureExtractor(tf.Module):
                             for name, channels in self._style_channels().items()}
 
         def one_image(data):
-            image = decode_image_checked(data, self.max_pixels)
+            image = decode_image_checked(data, self.max_pixels, "image_bytes")
             return {key: gram[0] for key, gram in self._style_grams(image[tf.newaxis]).items()}
 
         # One image at a time: a request's memory is that of its largest image, whatever the batch size.

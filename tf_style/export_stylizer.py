@@ -1,0 +1,391 @@
+"""The whole stylization as a SavedModel: signatures that run `tf_style.stylize`'s coarse-to-fine optimization
+inside the graph, so that TF Serving, or any TensorFlow runtime (C++, Java, Go), paints with no Python.
+
+Signatures (tag `serve`):
+- `stylize`: `content` and `style`, string scalars, the bytes of JPEG or PNG files (REST clients send
+  {"b64": ...}); `size`, `steps` (int32), `style_weight`, `content_weight` (float32) scalars, each optional:
+  the SignatureDef holds the export's values as defaults. Outputs: `image_png` (string scalar, the result as a
+  PNG file), `image` (float32 [H, W, 3] RGB in [0, 255]) and the final step's weighted losses `loss_total`,
+  `loss_content`, `loss_style`, `loss_tv` (float32 scalars).
+- `stylize_pixels`: the same, with `content` and `style` as float32 [H, W, 3] RGB tensors in [0, 255].
+
+Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the scales of
+`StyleConfig.scale_sizes()` and their steps (`steps_at_scale`), computed in the graph from the request's `size`
+and `steps`; the style seen at each scale's size; each scale started from the last result upsampled plus the
+photo's detail, with Adam's moments upsampled and rescaled; Adam as Keras runs it, the image clipped to
+[0, 255] after every step, and the bias-corrected moving average as each scale's result. The loss is
+`targets.weighted_losses` on targets from `targets.style_statistics` and `targets.batch_targets`, with the
+network of `features.extractor_for`, in float32 and with TensorFlow's own convolution kernels. The loops are
+`tf.while_loop`s, and the image, Adam's moments and the average are loop-carried tensors, not variables:
+concurrent requests share nothing but the network's weights.
+
+What the export fixes: the network, `learning_rate`, `tv_weight`, the style layers' weights, `style_loss`,
+`style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and `average_decay`
+(a preset, `--flagfile=flags/preview.cfg`, is one export). The start image is the content (`--init=content`):
+with one start there is no seed. Where the library resizes with Pillow's Lanczos filter (the content to
+`size`, the style to the size it is seen at), the graph has TensorFlow's antialiased Lanczos: inputs already at
+those sizes give the library's result (to float rounding), others a result that differs by about one grey
+level before the optimization amplifies it.
+
+Limits, fixed at export and checked before any decoding or optimizing, each refused with InvalidArgument:
+`max_size` (the long side a request may ask for), `max_steps` (its steps over all scales) and `max_pixels`
+(what an image's header may claim, `export_lib.decode_image_checked`).
+"""
+
+import math
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tf_style import export_lib
+from tf_style.config import StyleConfig
+from tf_style.errors import UsageError
+from tf_style.features import extractor_for
+from tf_style.targets import batch_targets, style_statistics, weighted_losses
+from tf_style.vgg16 import MIN_INPUT_SIDE
+
+# A request may ask for a result of at most this long side. One float32 step at 1024x768 holds about 3 GB.
+DEFAULT_MAX_SIZE = 1024
+# ... and for at most this many Adam steps over all its scales (`flags/quality.cfg` takes 431).
+DEFAULT_MAX_STEPS = 2000
+
+SIGNATURE_NAMES = ("stylize", "stylize_pixels")
+LOSS_TERMS = ("total", "content", "style", "tv")
+# The loss terms' shape is [1], which TensorFlow cannot infer through their reductions over a dynamic rank.
+_ANY_LOSSES = {term: tf.TensorShape(None) for term in LOSS_TERMS}
+# `optimize.Optimization`'s Adam: Keras' with beta_2 = 0.99 (tests/test_export_stylizer.py holds them equal).
+ADAM_BETA_2 = 0.99
+
+# The options a stylizer export takes beyond the network's: those that change the result, less the ones a
+# served stylization has no use for (one style per request; the content is the start, see the docstring).
+STYLIZER_OPTIONS = tuple(name for name in StyleConfig.options_that_change_the_result()
+                         if name not in StyleConfig.network_options() + ("style_blend_weights", "init"))
+
+
+class ExportedStylizer(tf.Module):
+    """`tf_style.stylize` as `tf.function`s that `tf.saved_model.save` turns into the signatures above.
+
+    Args:
+        config: the options every request runs with; `size`, `steps`, `style_weight` and `content_weight`
+            are the requests' defaults.
+        max_pixels, max_size, max_steps: the limits (see the module's docstring).
+
+    Attributes:
+        variables_read: the tf.Variables the signatures read (tracked, so that they are saved).
+    """
+
+    def __init__(self, config: StyleConfig, max_pixels: int, max_size: int, max_steps: int):
+        super().__init__(name="tf_style_stylizer")
+        self._config = config
+        # In float32 with TensorFlow's own kernels whatever the machine: a served model answers the same on every
+        # server, and the library's run with precision="float32" and KernelPlan() is what it is compared with.
+        self._extractor = extractor_for(config, "float32")
+        # As export_lib.ExportedFeatureExtractor, for TF Serving's C++ loader (keras-team/keras#19274).
+        self.variables_read = [variable.value for variable in self._extractor.model.weights]
+        self.max_pixels, self.max_size, self.max_steps = max_pixels, max_size, max_steps
+        adam = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_2=ADAM_BETA_2)
+        self._adam = (adam.beta_1, adam.beta_2, adam.epsilon)
+        options = _request_options(config)
+
+        def stylize(content, style, size=options[0], steps=options[1], style_weight=options[2],
+                    content_weight=options[3]):
+            """Encoded JPEG or PNG content and style -> {"image_png", "image", "loss_<term>"}."""
+            def decode(data, input_name):
+                return export_lib.decode_image_checked(data, self.max_pixels, input_name)
+            return self._stylize(content, style, decode, size, steps, style_weight, content_weight)
+
+        def stylize_pixels(content, style, size=options[0], steps=options[1], style_weight=options[2],
+                           content_weight=options[3]):
+            """[H, W, 3] content and style in [0, 255] -> {"image_png", "image", "loss_<term>"}."""
+            return self._stylize(content, style, self._checked_pixels, size, steps, style_weight, content_weight)
+
+        option_specs = [tf.TensorSpec([], tf.int32, name="size"), tf.TensorSpec([], tf.int32, name="steps"),
+                        tf.TensorSpec([], tf.float32, name="style_weight"),
+                        tf.TensorSpec([], tf.float32, name="content_weight")]
+        self.stylize = tf.function(stylize, input_signature=[
+            tf.TensorSpec([], tf.string, name="content"), tf.TensorSpec([], tf.string, name="style"),
+            *option_specs])
+        self.stylize_pixels = tf.function(stylize_pixels, input_signature=[
+            tf.TensorSpec([None, None, 3], tf.float32, name="content"),
+            tf.TensorSpec([None, None, 3], tf.float32, name="style"), *option_specs])
+
+    def signatures(self) -> dict:
+        """{signature name: tf.function}, for `tf.saved_model.save`, which writes their defaults into the
+        SignatureDefs."""
+        return {"stylize": self.stylize, "stylize_pixels": self.stylize_pixels}
+
+    def _checked_pixels(self, image: tf.Tensor, input_name: str) -> tf.Tensor:
+        """[H, W, 3] pixels -> the same clipped to [0, 255], as `images.load_image` takes an array; refused
+        (InvalidArgument) over `max_pixels`, under MIN_INPUT_SIDE on a side, or holding NaN or infinities."""
+        shape = tf.shape(image, out_type=tf.int64)
+        checks = [
+            tf.debugging.Assert(shape[0] * shape[1] <= self.max_pixels,
+                                [f"{input_name}: an image of", shape[1], "x", shape[0],
+                                 f"pixels, more than the limit of {self.max_pixels}; downscale it"]),
+            tf.debugging.Assert(tf.minimum(shape[0], shape[1]) >= MIN_INPUT_SIDE,
+                                [f"{input_name}: an image of", shape[1], "x", shape[0],
+                                 f"pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels on each side"]),
+            tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(image)),
+                                [f"{input_name}: the image holds NaN or infinite values"]),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.clip_by_value(image, 0.0, 255.0)
+
+    def _stylize(self, content, style, load, size, steps, style_weight, content_weight) -> dict:
+        """Checks the request's options, then loads the images (`load(input, input name)`: bytes or pixels ->
+        [H, W, 3]) and runs."""
+        option_checks = [
+            tf.debugging.Assert(tf.logical_and(size >= 1, size <= self.max_size),
+                                ["stylize: size", size, f"is out of range; give 1 to {self.max_size}"]),
+            tf.debugging.Assert(tf.logical_and(steps >= 1, steps <= self.max_steps),
+                                ["stylize: steps", steps, f"is out of range; give 1 to {self.max_steps}"]),
+            tf.debugging.Assert(tf.reduce_all(tf.logical_and(tf.math.is_finite([style_weight, content_weight]),
+                                                             [style_weight >= 0, content_weight >= 0])),
+                                ["stylize: style_weight", style_weight, "and content_weight", content_weight,
+                                 "must be non-negative numbers"]),
+        ]
+        with tf.control_dependencies(option_checks):
+            scale_sizes, scale_steps = scale_schedule(size, steps, self._config)
+        total_steps = tf.reduce_sum(scale_steps)
+        steps_check = tf.debugging.Assert(
+            total_steps <= self.max_steps,
+            ["stylize: steps", steps, "make", total_steps, f"steps over all scales, more than the limit of "
+             f"{self.max_steps}; ask for fewer steps"])
+        # Neither image is decoded before the options passed: a refused request costs no memory.
+        with tf.control_dependencies([steps_check]):
+            content_image = load(content, "content")
+            style_image = load(style, "style")
+        image, losses = self._coarse_to_fine(content_image, style_image, size, scale_sizes, scale_steps,
+                                             style_weight, content_weight)
+        outputs = {"image": image,
+                   # The pixels `images.save_image` writes: rounded half to even, as np.rint.
+                   "image_png": tf.io.encode_png(tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8))}
+        outputs.update({f"loss_{term}": tf.reshape(losses[term], []) for term in LOSS_TERMS})
+        return outputs
+
+    def _coarse_to_fine(self, content, style, size, scale_sizes, scale_steps, style_weight, content_weight):
+        """`CoarseToFine.run` for one [H, W, 3] content and style: (result [H, W, 3], {term: [1]} final losses)."""
+        config = self._config
+        height, width = scaled_size(tf.shape(content)[0], tf.shape(content)[1], size)
+        first_height, first_width = scaled_size(height, width, scale_sizes[0])
+        side_check = tf.debugging.Assert(
+            tf.minimum(first_height, first_width) >= MIN_INPUT_SIDE,
+            ["stylize: size", size, "makes the result", tf.minimum(first_height, first_width),
+             f"pixels on its short side at the first scale; VGG16 needs at least {MIN_INPUT_SIDE}: ask for a "
+             "larger size"])
+        with tf.control_dependencies([side_check]):
+            content_images = resized(content[tf.newaxis], height, width)
+        style_long_side = tf.maximum(MIN_INPUT_SIDE, _round(tf.cast(size, tf.float64) * config.style_scale))
+        style_height, style_width = style_seen_size(tf.shape(style)[0], tf.shape(style)[1], style_long_side)
+        style_images = resized(style[tf.newaxis], style_height, style_width)
+        start_images = content_images  # --init=content
+
+        def scale(index, images, adam_state, losses):
+            long_side = scale_sizes[index]
+            scale_height, scale_width = scaled_size(height, width, long_side)
+            scale_factor = tf.cast(long_side, tf.float64) / tf.cast(size, tf.float64)
+            seen_long_side = tf.maximum(1, _round(tf.cast(tf.maximum(style_height, style_width), tf.float64)
+                                                  * scale_factor))
+            statistics = style_statistics(
+                self._extractor, [resized(style_images, *style_seen_size(style_height, style_width,
+                                                                          seen_long_side))[0]], config)
+            targets = batch_targets(self._extractor, resized(content_images, scale_height, scale_width),
+                                    [statistics], config)
+            if config.scale_detail:
+                start = tf.cond(tf.shape(images)[1] < scale_height,
+                                lambda: upsample_with_detail(images, start_images, scale_height, scale_width,
+                                                             config.scale_detail),
+                                lambda: resized(images, scale_height, scale_width))
+            else:
+                start = resized(images, scale_height, scale_width)
+            if config.warm_start_optimizer:
+                adam_state = tf.cond(index > 0, lambda: warm_started(adam_state, scale_height, scale_width),
+                                     lambda: _fresh_adam_state(start))
+            else:
+                adam_state = _fresh_adam_state(start)
+            result, adam_state, losses = self._optimize(start, adam_state, targets, scale_steps[index],
+                                                        style_weight, content_weight)
+            return index + 1, result, adam_state, losses
+
+        any_images = tf.TensorShape([1, None, None, 3])
+        initial_losses = {term: tf.zeros([1]) for term in LOSS_TERMS}
+        _, result, _, losses = tf.while_loop(
+            lambda index, *_: index < tf.size(scale_sizes), scale,
+            (tf.constant(0), start_images, _fresh_adam_state(start_images), initial_losses),
+            shape_invariants=(tf.TensorShape([]), any_images, (any_images, any_images, tf.TensorShape([])),
+                              _ANY_LOSSES),
+            parallel_iterations=1)
+        return result[0], losses
+
+    def _optimize(self, images, adam_state, targets, num_steps, style_weight, content_weight):
+        """`Optimization.run` for `num_steps` steps from `images` [1, h, w, 3] and Adam's `(first moment,
+        second moment, iterations)`: (the bias-corrected average, Adam's state, {term: [1]} the last losses)."""
+        config = self._config
+        beta_1, beta_2, epsilon = self._adam
+        decay = config.average_decay
+
+        def step(index, images, average, adam_state, losses):
+            first_moment, second_moment, iterations = adam_state
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                losses = self._weighted_losses(images, targets, style_weight, content_weight)
+                total = tf.reduce_sum(losses["total"])
+            gradient = tape.gradient(total, images)
+            # Keras 3's Adam.update_step, term for term, so that the rounding is the library's.
+            local_step = tf.cast(iterations + 1, tf.float32)
+            beta_1_power = tf.pow(tf.cast(beta_1, tf.float32), local_step)
+            beta_2_power = tf.pow(tf.cast(beta_2, tf.float32), local_step)
+            alpha = tf.cast(config.learning_rate, tf.float32) * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+            first_moment = first_moment + (gradient - first_moment) * (1 - beta_1)
+            second_moment = second_moment + (tf.square(gradient) - second_moment) * (1 - beta_2)
+            images = images - (first_moment * alpha) / (tf.sqrt(second_moment) + epsilon)
+            # Pixel values outside [0, 255] cannot be saved; clipping keeps Adam inside the valid range.
+            images = tf.clip_by_value(images, 0.0, 255.0)
+            average = decay * average + (1.0 - decay) * images
+            return index + 1, images, average, (first_moment, second_moment, iterations + 1), losses
+
+        initial_losses = {term: tf.zeros([1]) for term in LOSS_TERMS}
+        any_images = tf.TensorShape([1, None, None, 3])
+        _, images, average, adam_state, losses = tf.while_loop(
+            lambda index, *_: index < num_steps, step,
+            (tf.constant(0), images, tf.zeros_like(images), adam_state, initial_losses),
+            shape_invariants=(tf.TensorShape([]), any_images, any_images, (any_images, any_images, tf.TensorShape([])),
+                              _ANY_LOSSES),
+            parallel_iterations=1)
+        if decay == 0.0:
+            return images, adam_state, losses
+        correction = tf.cast(1.0 - tf.pow(tf.constant(decay, tf.float64), tf.cast(num_steps, tf.float64)),
+                             tf.float32)
+        return tf.clip_by_value(average / correction, 0.0, 255.0), adam_state, losses
+
+    def _weighted_losses(self, images, targets, style_weight, content_weight) -> dict:
+        """`targets.weighted_losses` with the request's weights: {term: [1]}."""
+        # The terms at weight 1 (exact), times the request's float32 weights: the products and their sum are
+        # the ones weighted_losses forms from the config's weights.
+        unit = weighted_losses(self._extractor, images, targets,
+                               self._config.replace(style_weight=1.0, content_weight=1.0))
+        terms = {"content": content_weight * unit["content"], "style": style_weight * unit["style"],
+                 "tv": unit["tv"]}
+        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        return terms
+
+
+def export_stylizer(export_dir: str, version: Optional[int] = None, config: Optional[StyleConfig] = None,
+                    max_pixels: int = export_lib.DEFAULT_MAX_PIXELS, max_size: int = DEFAULT_MAX_SIZE,
+                    max_steps: int = DEFAULT_MAX_STEPS, **options) -> str:
+    """Writes the stylizer as the SavedModel `export_dir/<version>/`, atomically, as `export_feature_extractor`.
+
+    Args:
+        export_dir: TF Serving's model base path; created if missing.
+        version: the version number (a new subdirectory); None takes one more than the highest present.
+        config: the options every request runs with (`size`, `steps` and the two weights are the requests'
+            defaults); `options` override its fields; None starts from the defaults.
+        max_pixels: an encoded image whose header claims more pixels than this is refused before decoding.
+        max_size: the largest long side a request may ask for.
+        max_steps: the most Adam steps, over all scales, a request may ask for.
+        **options: StyleConfig fields, e.g. `size=256, initial_size=128`.
+
+    Returns:
+        The path of the written version directory.
+
+    Raises:
+        UsageError: a bad option or limit, defaults over the limits, an `export_dir` that is not a writable
+            directory, or an existing version.
+    """
+    config = config.replace(**options) if config is not None else StyleConfig(**options)
+    for name, value in (("max_pixels", max_pixels), ("max_size", max_size), ("max_steps", max_steps)):
+        export_lib.require_limit(name, value)
+    if config.init != "content":
+        raise UsageError(f"--init={config.init}: a served stylization starts from the content; drop --init")
+    if config.size > max_size:
+        raise UsageError(f"--size={config.size} is over --max_size={max_size}: the requests' default would be "
+                         "refused; raise --max_size or lower --size")
+    default_steps = sum(config.steps_at_scale(index) for index in range(len(config.scale_sizes())))
+    if default_steps > max_steps:
+        raise UsageError(f"the default --steps make {default_steps} steps over all scales, over --max_steps="
+                         f"{max_steps}: the requests' default would be refused; raise --max_steps")
+    version_dir = export_lib.new_version_dir(export_dir, version)
+    module = ExportedStylizer(config, max_pixels, max_size, max_steps)
+    return export_lib.write_version(module, module.signatures(), export_dir, version_dir)
+
+
+def _request_options(config: StyleConfig) -> tuple:
+    """The requests' defaults: size, steps (int32), style_weight, content_weight (float32) scalars."""
+    return (tf.constant(config.size, tf.int32), tf.constant(config.steps, tf.int32),
+            tf.constant(config.style_weight, tf.float32), tf.constant(config.content_weight, tf.float32))
+
+
+def _fresh_adam_state(images: tf.Tensor) -> tuple:
+    """Adam before its first step: zero moments like `images`, no iterations."""
+    return tf.zeros_like(images), tf.zeros_like(images), tf.constant(0, tf.int64)
+
+
+def warm_started(adam_state: tuple, height: tf.Tensor, width: tf.Tensor) -> tuple:
+    """`Optimization.warm_start` on tensors: Adam's moments [1, h, w, 3] upsampled to (height, width) and
+    rescaled by the ratio of pixel counts (the second by its square), the iterations kept."""
+    first_moment, second_moment, iterations = adam_state
+    ratio = (tf.cast(tf.shape(first_moment)[1] * tf.shape(first_moment)[2], tf.float64)
+             / tf.cast(height * width, tf.float64))
+    first_moment = tf.cast(ratio, tf.float32) * tf.image.resize(first_moment, (height, width), method="bicubic")
+    second_moment = tf.cast(ratio ** 2, tf.float32) * tf.nn.relu(
+        tf.image.resize(second_moment, (height, width), method="bilinear"))
+    return first_moment, second_moment, iterations
+
+
+def upsample_with_detail(images: tf.Tensor, detail_source: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
+                         amount: float) -> tf.Tensor:
+    """`schedule.upsample_with_detail` on tensors: [1, h, w, 3], [1, H', W', 3] -> [1, height, width, 3]."""
+    detail = (resized(detail_source, height, width)
+              - resized(resized(detail_source, tf.shape(images)[1], tf.shape(images)[2]), height, width))
+    return tf.clip_by_value(resized(images, height, width) + amount * detail, 0.0, 255.0)
+
+
+def resized(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """`schedule.resize_image` on tensors: antialiased Lanczos, clipped to [0, 255]; unchanged at its size."""
+    same_size = tf.logical_and(tf.shape(images)[1] == height, tf.shape(images)[2] == width)
+    return tf.cond(same_size, lambda: images, lambda: tf.clip_by_value(
+        tf.image.resize(images, tf.stack([height, width]), method="lanczos3", antialias=True), 0.0, 255.0))
+
+
+def scaled_size(height: tf.Tensor, width: tf.Tensor, long_side: tf.Tensor) -> tuple:
+    """`config.scaled_size` on int32 scalars, in float64 as Python computes it: (height, width)."""
+    scale = tf.cast(long_side, tf.float64) / tf.cast(tf.maximum(height, width), tf.float64)
+    return (tf.maximum(1, _round(tf.cast(height, tf.float64) * scale)),
+            tf.maximum(1, _round(tf.cast(width, tf.float64) * scale)))
+
+
+def style_seen_size(height: tf.Tensor, width: tf.Tensor, long_side: tf.Tensor) -> tuple:
+    """`config.style_seen_size` on int32 scalars: (height, width)."""
+    seen_height, seen_width = scaled_size(height, width, long_side)
+    scale = MIN_INPUT_SIDE / tf.cast(tf.minimum(height, width), tf.float64)
+    upscaled = (tf.maximum(MIN_INPUT_SIDE, _round(tf.cast(height, tf.float64) * scale)),
+                tf.maximum(MIN_INPUT_SIDE, _round(tf.cast(width, tf.float64) * scale)))
+    large_enough = tf.minimum(seen_height, seen_width) >= MIN_INPUT_SIDE
+    return tf.where(large_enough, seen_height, upscaled[0]), tf.where(large_enough, seen_width, upscaled[1])
+
+
+def scale_schedule(size: tf.Tensor, steps: tf.Tensor, config: StyleConfig) -> tuple:
+    """`config.scale_sizes()` and `config.steps_at_scale(i)` for a request's int32 `size` and `steps`, with the
+    export's `initial_size` and `initial_steps`, in float64 as Python computes them: ([S] sizes, [S] steps)."""
+    if not config.initial_size:
+        return tf.reshape(size, [1]), tf.reshape(steps, [1])
+    size_ratio = tf.cast(size, tf.float64) / config.initial_size
+    num_scales = tf.where(
+        config.initial_size >= size, 1,
+        tf.cast(tf.math.ceil(tf.math.log(size_ratio) / math.log(math.sqrt(2)) - 1e-9), tf.int32) + 1)
+    # Where there is one scale, what these give is replaced by the request's size and steps.
+    last_index = tf.cast(tf.maximum(num_scales - 1, 1), tf.float64)
+    indices = tf.cast(tf.range(num_scales), tf.float64)
+    ratio = tf.pow(size_ratio, 1 / last_index)
+    sizes = tf.where(num_scales == 1, tf.reshape(size, [1]), _round(config.initial_size * tf.pow(ratio, indices)))
+    if config.initial_steps is None:
+        return sizes, tf.fill([num_scales], steps)
+    steps_ratio = tf.cast(steps, tf.float64) / config.initial_steps
+    geometric = tf.maximum(1, _round(config.initial_steps * tf.pow(steps_ratio, indices / last_index)))
+    return sizes, tf.where(num_scales == 1, tf.reshape(steps, [1]), geometric)
+
+
+def _round(value: tf.Tensor) -> tf.Tensor:
+    """float64 -> int32, half to even, as Python's round."""
+    return tf.cast(tf.round(value), tf.int32)
