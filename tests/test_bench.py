@@ -147,3 +147,13 @@ def test_the_pytorch_step_runs_and_keeps_its_image_in_range():
     step = pytorch_peer.PyTorchStep(64)
     assert all(np.isfinite(step()) for _ in range(3))
     assert step.image.shape == (1, 3, 48, 64) and 0 <= float(step.image.min()) <= float(step.image.max()) <= 1
+
+
+def test_served_row_at_a_tiny_size_records_every_number():
+    results = bench.measure_served([64], extra_flags=["--initial_size=0", "--steps=2"], progress=lambda message: None)
+    [entry] = results["sizes"]
+    assert entry["size"] == 64 and entry["steps_over_all_scales"] == 2
+    assert "served_error" not in entry and entry["cli"]["returncode"] == 0, entry
+    for key in ("export_seconds", "load_seconds", "first_request_seconds", "second_request_seconds"):
+        assert entry[key] > 0, key
+    assert "1st request" in bench.format_served(results)
