@@ -376,7 +376,7 @@ with open(sys.argv[2], "rb") as content_file, open(sys.argv[3], "rb") as style_f
 seconds = []
 for _ in range(2):
     start = time.perf_counter()
-    model.signatures["stylize"](**request)["image_png"].numpy()
+    model.signatures["stylize"](**request)["image_png_bytes"].numpy()
     seconds.append(time.perf_counter() - start)
 print(json.dumps({"load_seconds": load_seconds, "first_request_seconds": seconds[0],
                   "second_request_seconds": seconds[1]}))

@@ -55,7 +55,8 @@ encoded = model.signatures["stylize"](content=tf.constant(inputs["content_png"].
                                       style=tf.constant(inputs["style_png"].tobytes()), **options)
 pixels = model.signatures["stylize_pixels"](content=tf.constant(inputs["content"]),
                                             style=tf.constant(inputs["style"]), **options)
-np.savez(sys.argv[3], image=encoded["image"].numpy(), image_png=np.frombuffer(encoded["image_png"].numpy(), np.uint8),
+np.savez(sys.argv[3], image=encoded["image"].numpy(),
+         image_png_bytes=np.frombuffer(encoded["image_png_bytes"].numpy(), np.uint8),
          loss_total=encoded["loss_total"].numpy(), pixels_image=pixels["image"].numpy())
 print("tf_style" in sys.modules)
 """ % OPTIONS
@@ -151,7 +152,7 @@ def test_a_process_with_only_tensorflow_paints_what_stylize_paints(model_dir, tm
         print(f"{name}: max {difference.max():.4g}, mean {difference.mean():.3g} grey levels")
         assert served[name].shape == expected.shape
         assert difference.max() <= MAX_DIFFERENCE and difference.mean() <= MEAN_DIFFERENCE, name
-    png_pixels = np.asarray(Image.open(io.BytesIO(served["image_png"].tobytes())))
+    png_pixels = np.asarray(Image.open(io.BytesIO(served["image_png_bytes"].tobytes())))
     np.testing.assert_array_equal(png_pixels, np.clip(np.rint(served["image"]), 0, 255).astype(np.uint8))
     np.testing.assert_allclose(served["loss_total"], reports[-1].losses["total"], rtol=LOSS_RTOL)
 
@@ -176,7 +177,7 @@ def test_saved_model_cli_shows_the_signatures(model_dir):
     assert result.returncode == 0, result.stderr
     options = {"size": ("DT_INT32", "()"), "steps": ("DT_INT32", "()"), "style_weight": ("DT_FLOAT", "()"),
                "content_weight": ("DT_FLOAT", "()")}
-    outputs = {"image": ("DT_FLOAT", "(-1, -1, 3)"), "image_png": ("DT_STRING", "()"),
+    outputs = {"image": ("DT_FLOAT", "(-1, -1, 3)"), "image_png_bytes": ("DT_STRING", "()"),
                **{f"loss_{term}": ("DT_FLOAT", "()") for term in export_stylizer.LOSS_TERMS}}
     signatures = {}
     for name, body in re.findall(r"signature_def\['(\w+)'\]:\n(.*?)(?=\nsignature_def|\n\S|\Z)", result.stdout,
@@ -198,7 +199,8 @@ def test_saved_model_cli_run_stylizes_a_small_image(model_dir, tmp_path):
         return "b'" + "".join(f"\\x{byte:02x}" for byte in data) + "'"
 
     content, style = encode_png(gradient_image(48, 64)), encode_png(stripes_image(64, 64))
-    expressions = f"content={literal(content)};style={literal(style)};size=64;steps=3;style_weight=1.0;content_weight=4.0"
+    expressions = (f"content={literal(content)};style={literal(style)};size=64;steps=3;style_weight=1.0;"
+                   "content_weight=4.0")
     result = saved_model_cli("run", "--dir", model_dir, "--tag_set", "serve", "--signature_def", "stylize",
                              "--input_exprs", expressions, "--outdir", str(tmp_path))
     assert result.returncode == 0, result.stderr

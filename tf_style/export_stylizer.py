@@ -4,9 +4,10 @@ inside the graph, so that TF Serving, or any TensorFlow runtime (C++, Java, Go),
 Signatures (tag `serve`):
 - `stylize`: `content` and `style`, string scalars, the bytes of JPEG or PNG files (REST clients send
   {"b64": ...}); `size`, `steps` (int32), `style_weight`, `content_weight` (float32) scalars, each optional:
-  the SignatureDef holds the export's values as defaults. Outputs: `image_png` (string scalar, the result as a
-  PNG file), `image` (float32 [H, W, 3] RGB in [0, 255]) and the final step's weighted losses `loss_total`,
-  `loss_content`, `loss_style`, `loss_tv` (float32 scalars).
+  the SignatureDef holds the export's values as defaults. Outputs: `image_png_bytes` (string scalar, the result
+  as a PNG file; TF Serving's REST API base64-encodes an output whose name ends in `_bytes`), `image` (float32
+  [H, W, 3] RGB in [0, 255]) and the final step's weighted losses `loss_total`, `loss_content`, `loss_style`,
+  `loss_tv` (float32 scalars).
 - `stylize_pixels`: the same, with `content` and `style` as float32 [H, W, 3] RGB tensors in [0, 255].
 
 Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the scales of
@@ -22,10 +23,12 @@ concurrent requests share nothing but the network's weights.
 What the export fixes: the network, `learning_rate`, `tv_weight`, the style layers' weights, `style_loss`,
 `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and `average_decay`
 (a preset, `--flagfile=flags/preview.cfg`, is one export). The start image is the content (`--init=content`):
-with one start there is no seed. Where the library resizes with Pillow's Lanczos filter (the content to
-`size`, the style to the size it is seen at), the graph has TensorFlow's antialiased Lanczos: inputs already at
-those sizes give the library's result (to float rounding), others a result that differs by about one grey
-level before the optimization amplifies it.
+with one start there is no seed. Where the library reads files with Pillow (EXIF rotation applied) and resizes
+them with Pillow's Lanczos filter (the content to `size`, the style to the size it is seen at), the graph
+decodes with TensorFlow and resizes with its antialiased Lanczos: inputs already at those sizes give the
+library's result to float rounding, amplified by Adam (tests/test_export_stylizer.py); larger ones start from
+slightly other pixels and end elsewhere (measured on the bundled full-size JPEGs at 96 px: 5.7 grey levels
+apart on average).
 
 Limits, fixed at export and checked before any decoding or optimizing, each refused with InvalidArgument:
 `max_size` (the long side a request may ask for), `max_steps` (its steps over all scales) and `max_pixels`
@@ -90,14 +93,14 @@ class ExportedStylizer(tf.Module):
 
         def stylize(content, style, size=options[0], steps=options[1], style_weight=options[2],
                     content_weight=options[3]):
-            """Encoded JPEG or PNG content and style -> {"image_png", "image", "loss_<term>"}."""
+            """Encoded JPEG or PNG content and style -> {"image_png_bytes", "image", "loss_<term>"}."""
             def decode(data, input_name):
                 return export_lib.decode_image_checked(data, self.max_pixels, input_name)
             return self._stylize(content, style, decode, size, steps, style_weight, content_weight)
 
         def stylize_pixels(content, style, size=options[0], steps=options[1], style_weight=options[2],
                            content_weight=options[3]):
-            """[H, W, 3] content and style in [0, 255] -> {"image_png", "image", "loss_<term>"}."""
+            """[H, W, 3] content and style in [0, 255] -> {"image_png_bytes", "image", "loss_<term>"}."""
             return self._stylize(content, style, self._checked_pixels, size, steps, style_weight, content_weight)
 
         option_specs = [tf.TensorSpec([], tf.int32, name="size"), tf.TensorSpec([], tf.int32, name="steps"),
@@ -158,9 +161,9 @@ class ExportedStylizer(tf.Module):
             style_image = load(style, "style")
         image, losses = self._coarse_to_fine(content_image, style_image, size, scale_sizes, scale_steps,
                                              style_weight, content_weight)
-        outputs = {"image": image,
-                   # The pixels `images.save_image` writes: rounded half to even, as np.rint.
-                   "image_png": tf.io.encode_png(tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8))}
+        # The pixels `images.save_image` writes: rounded half to even, as np.rint.
+        pixels = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+        outputs = {"image": image, "image_png_bytes": tf.io.encode_png(pixels)}
         outputs.update({f"loss_{term}": tf.reshape(losses[term], []) for term in LOSS_TERMS})
         return outputs
 
