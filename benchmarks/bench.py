@@ -339,6 +339,12 @@ def preset_flags(preset: str) -> list:
     return flags.FlagValues().read_flags_from_files([f"--flagfile={preset}"])
 
 
+def last_error_line(completed: subprocess.CompletedProcess) -> str:
+    """What a failed child process said last on stderr (its one-line error), or its exit status."""
+    error_lines = completed.stderr.strip().splitlines()
+    return error_lines[-1] if error_lines else f"exit status {completed.returncode}"
+
+
 def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
     """Wall time of `python -m tf_style.main --flagfile=<preset> --size=<size>`, start-up included."""
     arguments = ["-m", "tf_style.main", f"--flagfile={preset}", f"--size={size}"]
@@ -353,8 +359,7 @@ def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
               "command": " ".join(["python", *arguments, "--output=<tmp>/q.png", *extra_args]),
               "wall_seconds": wall_seconds, "returncode": completed.returncode}
     if completed.returncode != 0:
-        error_lines = completed.stderr.strip().splitlines()
-        result["error"] = error_lines[-1] if error_lines else f"exit status {completed.returncode}"
+        result["error"] = last_error_line(completed)
     return result
 
 
@@ -430,8 +435,7 @@ def measure_served(sizes: Sequence[int] = (256, 512), preset: str = "flags/quali
         if completed.returncode == 0:
             entry.update(json.loads(completed.stdout.strip().splitlines()[-1]))
         else:
-            error_lines = completed.stderr.strip().splitlines()
-            entry["served_error"] = error_lines[-1] if error_lines else f"exit status {completed.returncode}"
+            entry["served_error"] = last_error_line(completed)
         progress(f"served: the same run through the CLI at {size} px")
         entry["cli"] = time_preset(preset, size, [*extra_flags, "--precision=float32"])
         results["sizes"].append(entry)
@@ -492,8 +496,7 @@ def time_command(arguments: Sequence[str], num_images: int, shown: str) -> dict:
     result = {"command": shown, "wall_seconds": wall_seconds, "images_per_minute": 60 * num_images / wall_seconds,
               "returncode": completed.returncode}
     if completed.returncode != 0:
-        error_lines = completed.stderr.strip().splitlines()
-        result["error"] = error_lines[-1] if error_lines else f"exit status {completed.returncode}"
+        result["error"] = last_error_line(completed)
     return result
 
 
