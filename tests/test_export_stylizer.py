@@ -5,6 +5,7 @@ memory cap.
 One model, exported through the command line once per module at 96 px (two scales of 10 steps).
 """
 
+import base64
 import dataclasses
 import io
 import json
@@ -95,6 +96,12 @@ print(json.dumps(outcomes))
 """
 
 
+# The README's REST body; test_the_readme_rest_body_reaches_the_signature keeps the two in step.
+README_REST_BODY = """\
+body = {"signature_name": "stylize",
+        "inputs": {"content": b64("photo.jpg"), "style": b64("painting.jpg"), "size": 256, "steps": 40}}"""
+
+
 def encode_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(pixels).astype(np.uint8)).save(buffer, "PNG")
@@ -157,13 +164,18 @@ def test_a_process_with_only_tensorflow_paints_what_stylize_paints(model_dir, tm
     np.testing.assert_allclose(served["loss_total"], reports[-1].losses["total"], rtol=LOSS_RTOL)
 
 
-def test_the_signature_defs_hold_the_exports_options_as_defaults(model_dir):
+def signature_defaults(model_dir: str, signature_name: str) -> dict:
+    """{input: numpy value} of a SignatureDef's `defaults`, read from saved_model.pb as TF Serving reads them."""
     saved_model = saved_model_pb2.SavedModel()
     with open(os.path.join(model_dir, "saved_model.pb"), "rb") as saved_model_file:
         saved_model.ParseFromString(saved_model_file.read())
+    defaults = saved_model.meta_graphs[0].signature_def[signature_name].defaults
+    return {name: tf.make_ndarray(value) for name, value in defaults.items()}
+
+
+def test_the_signature_defs_hold_the_exports_options_as_defaults(model_dir):
     for name in export_stylizer.SIGNATURE_NAMES:
-        defaults = {key: tf.make_ndarray(value).item()
-                    for key, value in saved_model.meta_graphs[0].signature_def[name].defaults.items()}
+        defaults = {key: value.item() for key, value in signature_defaults(model_dir, name).items()}
         assert defaults == {"size": 96, "steps": 10, "style_weight": 1.0, "content_weight": 4.0}
 
 
@@ -207,6 +219,30 @@ def test_saved_model_cli_run_stylizes_a_small_image(model_dir, tmp_path):
     image = np.load(tmp_path / "image.npy")
     assert image.shape == (48, 64, 3) and 0 <= image.min() and image.max() <= 255
     assert np.abs(image - gradient_image(48, 64)).mean() > 0.5  # painted, not the photo given back
+
+
+def test_the_readme_rest_body_reaches_the_signature(model_dir):
+    with open(os.path.join(programs.REPO, "README.md"), encoding="utf-8") as readme_file:
+        assert README_REST_BODY in readme_file.read()
+    files = {"photo.jpg": encode_png(gradient_image(48, 64)), "painting.jpg": encode_png(stripes_image(64, 64))}
+    namespace = {"b64": lambda path: {"b64": base64.b64encode(files[path]).decode("ascii")}}
+    exec(README_REST_BODY, namespace)  # noqa: S102 - the README's own lines
+    body = json.loads(json.dumps(namespace["body"]))
+    # As TF Serving decodes the columnar format: {"b64": ...} is bytes; an input left out takes the SignatureDef's
+    # default (tensorflow/cc/saved_model/util.cc, GetInputValues).
+    loaded = tf.saved_model.load(model_dir)
+    signature = loaded.signatures[body["signature_name"]]
+    specs = signature.structured_input_signature[1]
+    inputs = {name: tf.constant(value) for name, value in signature_defaults(model_dir, "stylize").items()}
+    for name, value in body["inputs"].items():
+        inputs[name] = tf.constant(base64.b64decode(value["b64"]) if isinstance(value, dict) else value,
+                                   specs[name].dtype)
+    assert sorted(inputs) == sorted(specs)
+    # The README asks for 256 px; this test's model takes at most 128: the request reaches the graph's checks.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"size\] \[256\] \[is out of range"):
+        signature(**inputs)
+    inputs.update(size=tf.constant(64), steps=tf.constant(2))
+    assert signature(**inputs)["image"].shape == (48, 64, 3)
 
 
 REFUSED = {
