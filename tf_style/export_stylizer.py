@@ -89,17 +89,18 @@ class ExportedStylizer(tf.Module):
         self.max_pixels, self.max_size, self.max_steps = max_pixels, max_size, max_steps
         adam = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_2=ADAM_BETA_2)
         self._adam = (adam.beta_1, adam.beta_2, adam.epsilon)
-        options = _request_options(config)
+        # Tensors as the functions' defaults: tf.saved_model.save writes them into the SignatureDefs.
+        default_size, default_steps, default_style_weight, default_content_weight = _request_options(config)
 
-        def stylize(content, style, size=options[0], steps=options[1], style_weight=options[2],
-                    content_weight=options[3]):
+        def stylize(content, style, size=default_size, steps=default_steps, style_weight=default_style_weight,
+                    content_weight=default_content_weight):
             """Encoded JPEG or PNG content and style -> {"image_png_bytes", "image", "loss_<term>"}."""
             def decode(data, input_name):
                 return export_lib.decode_image_checked(data, self.max_pixels, input_name)
             return self._stylize(content, style, decode, size, steps, style_weight, content_weight)
 
-        def stylize_pixels(content, style, size=options[0], steps=options[1], style_weight=options[2],
-                           content_weight=options[3]):
+        def stylize_pixels(content, style, size=default_size, steps=default_steps,
+                           style_weight=default_style_weight, content_weight=default_content_weight):
             """[H, W, 3] content and style in [0, 255] -> {"image_png_bytes", "image", "loss_<term>"}."""
             return self._stylize(content, style, self._checked_pixels, size, steps, style_weight, content_weight)
 
