@@ -443,11 +443,15 @@ def measure_served(sizes: Sequence[int] = (256, 512), preset: str = "flags/quali
     return results
 
 
+def machine_load(results: dict) -> str:
+    """'N cores, load average A at the start, B at the end', from a run's `cpu_count` and load averages."""
+    return (f"{results['cpu_count']} cores, load average {results['load_average_at_start']:.2f} at the start, "
+            f"{results['load_average_at_end']:.2f} at the end")
+
+
 def format_served(results: dict) -> str:
     """The printed comparison: a served request (tracing included and excluded) against the CLI's wall time."""
-    lines = [f"preset {results['preset']} {' '.join(results['extra_flags'])}, float32; {results['cpu_count']} "
-             f"cores, load average {results['load_average_at_start']:.2f} at the start, "
-             f"{results['load_average_at_end']:.2f} at the end",
+    lines = [f"preset {results['preset']} {' '.join(results['extra_flags'])}, float32; {machine_load(results)}",
              f"{'size':>5} {'steps':>6} {'load s':>7} {'1st request s':>14} {'2nd request s':>14} {'CLI wall s':>11}"]
     for entry in results["sizes"]:
         if "served_error" in entry:
@@ -550,8 +554,7 @@ def measure_throughput(num_images: int = 24, size: int = 256, style_flags: Seque
 def format_throughput(results: dict) -> str:
     """The printed comparison: wall time and images per minute of each command."""
     lines = [f"{results['num_images']} images at {results['size']} px, {results['batch_size']} a train step, "
-             f"flags {' '.join(results['style_flags']) or '(defaults)'}; {results['cpu_count']} cores, load average "
-             f"{results['load_average_at_start']:.2f} at the start, {results['load_average_at_end']:.2f} at the end",
+             f"flags {' '.join(results['style_flags']) or '(defaults)'}; {machine_load(results)}",
              f"{'command':<44} {'wall s':>8} {'images/min':>10} {'written':>8}"]
     for name, label in (("cli", f"batched CLI ({results['batch_size']} images a step)"),
                         ("cli_one_a_step", "the same CLI, one image a step"),
