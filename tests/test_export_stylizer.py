@@ -27,8 +27,6 @@ from tf_style import api, export_stylizer, images
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
 from tf_style.convolution import KernelPlan
 from tf_style.errors import UsageError
-from tf_style.optimize import Optimization
-from tf_style.targets import compute_targets
 
 OPTIONS = {"size": 96, "initial_size": 72, "initial_steps": 10, "steps": 10}
 MAX_PIXELS, MAX_SIZE, MAX_STEPS = 200_000, 128, 60
@@ -284,16 +282,6 @@ def test_the_schedule_in_the_graph_is_the_configs(initial_size, initial_steps):
             assert sizes.numpy().tolist() == list(expected.scale_sizes()), (size, steps)
             assert scale_steps.numpy().tolist() == [expected.steps_at_scale(index)
                                                     for index in range(len(expected.scale_sizes()))]
-
-
-def test_the_served_adam_is_the_optimizations(extractor):
-    # The served step writes Keras' Adam out term for term; its constants must stay the library's.
-    config = StyleConfig()
-    image = gradient_image(32, 32)
-    adam = Optimization(extractor, compute_targets(extractor, image, [image], config), image[None], config).optimizer
-    module = export_stylizer.ExportedStylizer(config.replace(content_layers=("block1_conv1",),
-                                                             style_layers=("block1_conv1",)), 1, 1, 1)
-    assert module._adam == (adam.beta_1, adam.beta_2, adam.epsilon)
 
 
 def test_the_python_api_refuses_a_start_other_than_the_content(tmp_path):

@@ -38,13 +38,14 @@ Limits, fixed at export and checked before any decoding or optimizing, each refu
 import math
 from typing import Optional
 
-import keras
 import tensorflow as tf
 
 from tf_style import export_lib
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
+from tf_style.optimize import adam_optimizer, upsampled_adam_moments
+from tf_style.schedule import resized, upsample_with_detail
 from tf_style.targets import batch_targets, style_statistics, weighted_losses
 from tf_style.vgg16 import MIN_INPUT_SIDE
 
@@ -57,8 +58,6 @@ SIGNATURE_NAMES = ("stylize", "stylize_pixels")
 LOSS_TERMS = ("total", "content", "style", "tv")
 # The loss terms' shape is [1], which TensorFlow cannot infer through their reductions over a dynamic rank.
 _ANY_LOSSES = {term: tf.TensorShape(None) for term in LOSS_TERMS}
-# `optimize.Optimization`'s Adam: Keras' with beta_2 = 0.99 (tests/test_export_stylizer.py holds them equal).
-ADAM_BETA_2 = 0.99
 
 # The options a stylizer export takes beyond the network's: those that change the result, less the ones a
 # served stylization has no use for (one style per request; the content is the start, see the docstring).
@@ -87,7 +86,7 @@ class ExportedStylizer(tf.Module):
         # As export_lib.ExportedFeatureExtractor, for TF Serving's C++ loader (keras-team/keras#19274).
         self.variables_read = [variable.value for variable in self._extractor.model.weights]
         self.max_pixels, self.max_size, self.max_steps = max_pixels, max_size, max_steps
-        adam = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_2=ADAM_BETA_2)
+        adam = adam_optimizer(config.learning_rate)
         self._adam = (adam.beta_1, adam.beta_2, adam.epsilon)
         # Tensors as the functions' defaults: tf.saved_model.save writes them into the SignatureDefs.
         default_size, default_steps, default_style_weight, default_content_weight = _request_options(config)
@@ -204,7 +203,7 @@ class ExportedStylizer(tf.Module):
             else:
                 start = resized(images, scale_height, scale_width)
             if config.warm_start_optimizer:
-                adam_state = tf.cond(index > 0, lambda: warm_started(adam_state, scale_height, scale_width),
+                adam_state = tf.cond(index > 0, lambda: _warm_started(adam_state, scale_height, scale_width),
                                      lambda: _fresh_adam_state(start))
             else:
                 adam_state = _fresh_adam_state(start)
@@ -254,8 +253,8 @@ class ExportedStylizer(tf.Module):
         _, images, average, adam_state, losses = tf.while_loop(
             lambda index, *_: index < num_steps, step,
             (tf.constant(0), images, tf.zeros_like(images), adam_state, initial_losses),
-            shape_invariants=(tf.TensorShape([]), any_images, any_images, (any_images, any_images, tf.TensorShape([])),
-                              _ANY_LOSSES),
+            shape_invariants=(tf.TensorShape([]), any_images, any_images,
+                              (any_images, any_images, tf.TensorShape([])), _ANY_LOSSES),
             parallel_iterations=1)
         if decay == 0.0:
             return images, adam_state, losses
@@ -325,31 +324,10 @@ def _fresh_adam_state(images: tf.Tensor) -> tuple:
     return tf.zeros_like(images), tf.zeros_like(images), tf.constant(0, tf.int64)
 
 
-def warm_started(adam_state: tuple, height: tf.Tensor, width: tf.Tensor) -> tuple:
-    """`Optimization.warm_start` on tensors: Adam's moments [1, h, w, 3] upsampled to (height, width) and
-    rescaled by the ratio of pixel counts (the second by its square), the iterations kept."""
+def _warm_started(adam_state: tuple, height: tf.Tensor, width: tf.Tensor) -> tuple:
+    """`Optimization.warm_start` on tensors: Adam's state carried to (height, width), its iterations kept."""
     first_moment, second_moment, iterations = adam_state
-    ratio = (tf.cast(tf.shape(first_moment)[1] * tf.shape(first_moment)[2], tf.float64)
-             / tf.cast(height * width, tf.float64))
-    first_moment = tf.cast(ratio, tf.float32) * tf.image.resize(first_moment, (height, width), method="bicubic")
-    second_moment = tf.cast(ratio ** 2, tf.float32) * tf.nn.relu(
-        tf.image.resize(second_moment, (height, width), method="bilinear"))
-    return first_moment, second_moment, iterations
-
-
-def upsample_with_detail(images: tf.Tensor, detail_source: tf.Tensor, height: tf.Tensor, width: tf.Tensor,
-                         amount: float) -> tf.Tensor:
-    """`schedule.upsample_with_detail` on tensors: [1, h, w, 3], [1, H', W', 3] -> [1, height, width, 3]."""
-    detail = (resized(detail_source, height, width)
-              - resized(resized(detail_source, tf.shape(images)[1], tf.shape(images)[2]), height, width))
-    return tf.clip_by_value(resized(images, height, width) + amount * detail, 0.0, 255.0)
-
-
-def resized(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-    """`schedule.resize_image` on tensors: antialiased Lanczos, clipped to [0, 255]; unchanged at its size."""
-    same_size = tf.logical_and(tf.shape(images)[1] == height, tf.shape(images)[2] == width)
-    return tf.cond(same_size, lambda: images, lambda: tf.clip_by_value(
-        tf.image.resize(images, tf.stack([height, width]), method="lanczos3", antialias=True), 0.0, 255.0))
+    return (*upsampled_adam_moments(first_moment, second_moment, height, width), iterations)
 
 
 def scaled_size(height: tf.Tensor, width: tf.Tensor, long_side: tf.Tensor) -> tuple:
