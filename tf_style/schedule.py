@@ -179,6 +179,17 @@ class CoarseToFine:
         return self._style_statistics[key, long_side]
 
 
+def noise_start(height, width, seed) -> tf.Tensor:
+    """The start of `--init=noise`: float32 [height, width, 3], uniform in [0, 255), drawn from `seed`.
+
+    By TensorFlow's stateless Philox generator, whose numbers depend only on the seed and the shape: the library
+    and the served graph (`tf_style.export_stylizer`) draw the same start from the same seed, on any machine.
+    The sizes may be scalar tensors; the seed an integer from 0 to `config.MAX_SEED`.
+    """
+    seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
+    return tf.random.stateless_uniform(tf.stack([height, width, 3]), seed, minval=0.0, maxval=255.0, alg="philox")
+
+
 def upsample_with_detail(images, detail_source, height, width, amount: float = 1.0) -> tf.Tensor:
     """`images` upsampled to (height, width), plus `amount` times the detail that `detail_source` has at that
     size and loses at the size of `images`: [B, h, w, 3], [B, H', W', 3] -> [B, height, width, 3] in [0, 255].
