@@ -256,6 +256,9 @@ REFUSED = {
     "truncated png": ("stylize", {"content": encode_png(gradient_image(48, 64))[:60].hex()}, "PNG"),
     "pixels over max_pixels": ("stylize_pixels", {"content": [500, 500, 3]}, "more than the limit of 200000"),
     "nan pixels": ("stylize_pixels", {"style": [32, 32, 3]}, "style: the image holds NaN"),
+    # 192,000 pixels, under max_pixels; seen upscaled to 16 pixels high, over the 128 x 128 a style may have.
+    "elongated style": ("stylize", {"style": encode_png(np.full((16, 12_000, 3), 90)).hex()},
+                        "style: an image of] [12000] [x] [16] [pixels is seen at"),
     "too small at the first scale": ("stylize", {"content": encode_png(gradient_image(16, 200)).hex(),
                                                  "size": 96}, "pixels on its short side at the first scale"),
 }
@@ -284,9 +287,11 @@ def test_the_schedule_in_the_graph_is_the_configs(initial_size, initial_steps):
                                                     for index in range(len(expected.scale_sizes()))]
 
 
-def test_the_python_api_refuses_a_start_other_than_the_content(tmp_path):
-    with pytest.raises(UsageError, match="starts from the content"):
-        export_stylizer.export_stylizer(str(tmp_path / "models"), init="noise")
+@pytest.mark.parametrize("options, message", [({"init": "noise"}, "starts from the content"),
+                                              ({"original_colors": True}, "the result's own colours")])
+def test_the_python_api_refuses_what_the_graph_cannot_do(options, message, tmp_path):
+    with pytest.raises(UsageError, match=message):
+        export_stylizer.export_stylizer(str(tmp_path / "models"), **options)
     assert not (tmp_path / "models").exists()
 
 

@@ -32,7 +32,9 @@ apart on average).
 
 Limits, fixed at export and checked before any decoding or optimizing, each refused with InvalidArgument:
 `max_size` (the long side a request may ask for), `max_steps` (its steps over all scales) and `max_pixels`
-(what an image's header may claim, `export_lib.decode_image_checked`).
+(what an image's header may claim, `export_lib.decode_image_checked`); and, before the network sees it, the
+style at the size it is seen at may have no more pixels than a style of a normal shape at `max_size` (a long,
+thin style is seen upscaled until its short side has 16 pixels).
 """
 
 import math
@@ -86,6 +88,8 @@ class ExportedStylizer(tf.Module):
         # As export_lib.ExportedFeatureExtractor, for TF Serving's C++ loader (keras-team/keras#19274).
         self.variables_read = [variable.value for variable in self._extractor.model.weights]
         self.max_pixels, self.max_size, self.max_steps = max_pixels, max_size, max_steps
+        # A style of a normal shape is seen with its long side at `size` * `style_scale`.
+        self.max_style_pixels = max(MIN_INPUT_SIDE, round(max_size * max(1.0, config.style_scale))) ** 2
         adam = adam_optimizer(config.learning_rate)
         self._adam = (adam.beta_1, adam.beta_2, adam.epsilon)
         # Tensors as the functions' defaults: tf.saved_model.save writes them into the SignatureDefs.
@@ -181,7 +185,13 @@ class ExportedStylizer(tf.Module):
             content_images = resized(content[tf.newaxis], height, width)
         style_long_side = tf.maximum(MIN_INPUT_SIDE, _round(tf.cast(size, tf.float64) * config.style_scale))
         style_height, style_width = style_seen_size(tf.shape(style)[0], tf.shape(style)[1], style_long_side)
-        style_images = resized(style[tf.newaxis], style_height, style_width)
+        style_check = tf.debugging.Assert(
+            tf.cast(style_height, tf.int64) * tf.cast(style_width, tf.int64) <= self.max_style_pixels,
+            ["style: an image of", tf.shape(style)[1], "x", tf.shape(style)[0], "pixels is seen at", style_width,
+             "x", style_height, f"(upscaled until its short side has {MIN_INPUT_SIDE} pixels), more than the limit "
+             f"of {self.max_style_pixels} pixels; crop it to a less elongated shape"])
+        with tf.control_dependencies([style_check]):
+            style_images = resized(style[tf.newaxis], style_height, style_width)
         start_images = content_images  # --init=content
 
         def scale(index, images, adam_state, losses):
@@ -301,6 +311,9 @@ def export_stylizer(export_dir: str, version: Optional[int] = None, config: Opti
         export_lib.require_limit(name, value)
     if config.init != "content":
         raise UsageError(f"--init={config.init}: a served stylization starts from the content; drop --init")
+    if config.original_colors:
+        raise UsageError("--original_colors: a served stylization returns the result's own colours; drop "
+                         "--original_colors")
     if config.size > max_size:
         raise UsageError(f"--size={config.size} is over --max_size={max_size}: the requests' default would be "
                          "refused; raise --max_size or lower --size")
