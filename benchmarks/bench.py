@@ -364,7 +364,8 @@ def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
 
 
 # One served stylization, in a fresh interpreter that imports TensorFlow only (-I), as a server holds the model:
-# the load, then the same request twice. The first call builds the loaded function's graph and oneDNN's
+# the load, then the same request twice: the photo, the painting and every option at the export's values (a
+# Python caller must give each input). The first call builds the loaded function's graph and oneDNN's
 # primitives (the server's cost of a request to a model just loaded); the second is what later requests cost.
 _SERVED_REQUEST_SCRIPT = """
 import json
@@ -374,14 +375,15 @@ import tensorflow as tf
 start = time.perf_counter()
 model = tf.saved_model.load(sys.argv[1])
 load_seconds = time.perf_counter() - start
+stylize = model.signatures["stylize"]
+specs = stylize.structured_input_signature[1]
 with open(sys.argv[2], "rb") as content_file, open(sys.argv[3], "rb") as style_file:
-    request = {"content": tf.constant(content_file.read()), "style": tf.constant(style_file.read()),
-               "size": tf.constant(int(sys.argv[4])), "steps": tf.constant(int(sys.argv[5])),
-               "style_weight": tf.constant(float(sys.argv[6])), "content_weight": tf.constant(float(sys.argv[7]))}
+    request = {"content": tf.constant(content_file.read()), "style": tf.constant(style_file.read())}
+request.update({name: tf.constant(value, specs[name].dtype) for name, value in json.loads(sys.argv[4]).items()})
 seconds = []
 for _ in range(2):
     start = time.perf_counter()
-    model.signatures["stylize"](**request)["image_png_bytes"].numpy()
+    stylize(**request)["image_png_bytes"].numpy()
     seconds.append(time.perf_counter() - start)
 print(json.dumps({"load_seconds": load_seconds, "first_request_seconds": seconds[0],
                   "second_request_seconds": seconds[1]}))
@@ -428,10 +430,11 @@ def measure_served(sizes: Sequence[int] = (256, 512), preset: str = "flags/quali
                                                         max_steps=max(total_steps, export_stylizer.DEFAULT_MAX_STEPS))
             entry["export_seconds"] = time.perf_counter() - start
             progress(f"served: two requests at {size} px in a fresh process")
+            options = {name: value.numpy().decode() if value.dtype == tf.string else value.numpy().item()
+                       for name, value in export_stylizer.request_defaults(config).items()}
             completed = subprocess.run(
                 [sys.executable, "-I", "-c", _SERVED_REQUEST_SCRIPT, model_dir, api.SAMPLE_CONTENT, api.SAMPLE_STYLE,
-                 str(size), str(config.steps), str(config.style_weight), str(config.content_weight)],
-                capture_output=True, text=True)
+                 json.dumps(options)], capture_output=True, text=True)
         if completed.returncode == 0:
             entry.update(json.loads(completed.stdout.strip().splitlines()[-1]))
         else:

@@ -34,15 +34,18 @@ from tf_style.convolution import KernelPlan
 from tf_style.errors import UsageError
 
 OPTIONS = {"size": 64, "initial_size": 48, "initial_steps": 10, "steps": 10}
+EXPORT_SEED = 3
 MAX_PIXELS, MAX_SIZE, MAX_STEPS = 200_000, 128, 60
 # The largest difference from the library's result, in grey levels of 0..255, and the mean one. Measured on the
 # bundled pair at these options: 0.28 and 0.0038, the final losses 4e-5 apart (relative); at 96 px (scales of
-# 72 and 96): 1.02 and 0.031, 2.2e-4. The first step's losses are equal to the last bit and its image differs
-# by at most 0.001: the two graphs sum the gradient's parts in another order. Adam then divides each pixel's
-# gradient by its own running size, so where a gradient is near zero (the photo's flat sky) a rounding
-# difference changes the step's sign and moves the pixel by up to the learning rate: the difference grows with
-# the steps and the pixels (at 96 px, one scale: 4.3 after 10 steps, 17 after 20), while the losses stay close.
+# 72 and 96): 1.02 and 0.031, 2.2e-4; from NOISE_REQUEST's noise: 0.015 and 0.0006, 1e-7. The first step's
+# losses are equal to the last bit and its image differs by at most 0.001: the two graphs sum the gradient's
+# parts in another order. Adam then divides each pixel's gradient by its own running size, so where a gradient
+# is near zero (the photo's flat sky) a rounding difference changes the step's sign and moves the pixel by up to
+# the learning rate: the difference grows with the steps and the pixels (at 96 px, one scale: 4.3 after 10
+# steps, 17 after 20), while the losses stay close.
 MAX_DIFFERENCE, MEAN_DIFFERENCE, LOSS_RTOL = 3.0, 0.1, 1e-3
+NOISE_REQUEST = {"size": 48, "steps": 10, "init": "noise", "seed": 5}
 
 # The served process: a fresh interpreter that imports TensorFlow and nothing of tf_style (-I drops PYTHONPATH
 # and the working directory from sys.path), with its address space capped so that a request that allocated
@@ -92,7 +95,7 @@ def small_request(signature: str = "stylize", **inputs) -> tuple:
     else:
         content, style = gradient_image(48, 64), stripes_image(64, 64)
     return signature, {"content": content, "style": style, "size": 48, "steps": 2, "style_weight": 1.0,
-                       "content_weight": 4.0, **inputs}
+                       "content_weight": 4.0, "init": "content", "seed": 0, **inputs}
 
 
 REFUSED = {
@@ -102,6 +105,8 @@ REFUSED = {
     # Two scales at 64 px, of 10 and 55 steps: each under the limit, 65 together over it.
     "steps over all scales": (small_request(size=64, steps=55), "steps over all scales, more than the limit"),
     "negative weight": (small_request(style_weight=-1.0), "must be non-negative numbers"),
+    "unknown init": (small_request(init="style_noise"), "init] [style_noise] [is not one of content, noise"),
+    "negative seed": (small_request(seed=-1), "seed] [-1] [is negative"),
     "png bomb header": (small_request(style=png_header_claiming(100_000, 100_000)),
                         "style: the image header claims] [100000] [x] [100000"),
     "undecodable bytes": (small_request(content=b"not an image"), "content: not a JPEG or PNG file"),
@@ -192,19 +197,22 @@ def export_and_serve(directory) -> None:
     process, while this process runs `stylize()` on the pairs whose results the tests compare."""
     export_dir = directory / "stylizer"
     result = programs.in_process("tf_style.export", "--model=stylizer", f"--export_dir={export_dir}",
-                                 *[f"--{name}={value}" for name, value in OPTIONS.items()],
+                                 *[f"--{name}={value}" for name, value in OPTIONS.items()], f"--seed={EXPORT_SEED}",
                                  f"--max_pixels={MAX_PIXELS}", f"--max_size={MAX_SIZE}", f"--max_steps={MAX_STEPS}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"wrote {export_dir / '1'} (signatures: stylize, stylize_pixels)"
     model_dir = str(export_dir / "1")
 
     content, style = bundled_pair(OPTIONS["size"])
-    pair = {"size": OPTIONS["size"], "steps": OPTIONS["steps"], "style_weight": 1.0, "content_weight": 4.0}
+    noise_content, noise_style = bundled_pair(NOISE_REQUEST["size"])
+    pair = {"size": OPTIONS["size"], "steps": OPTIONS["steps"], "style_weight": 1.0, "content_weight": 4.0,
+            "init": "content", "seed": EXPORT_SEED}
     readme_inputs = readme_rest_inputs(model_dir)
     requests = {
         "bundled pair": ("stylize", {**pair, "content": encode_png(content), "style": encode_png(style)}),
-        "bundled pair as pixels": ("stylize_pixels", {**pair, "content": content.astype(np.float32),
-                                                      "style": style.astype(np.float32)}),
+        # The pixels signature, from noise: one scale (48 px is initial_size) of 10 steps.
+        "noise start": ("stylize_pixels", {**pair, "content": noise_content.astype(np.float32),
+                                           "style": noise_style.astype(np.float32), **NOISE_REQUEST}),
         **{name: request for name, (request, _) in REFUSED.items()},
         # The README asks for 256 px; this test's model takes at most 128: the request reaches the graph's checks.
         "README body": ("stylize", readme_inputs),
@@ -218,7 +226,8 @@ def export_and_serve(directory) -> None:
          str(directory / "answers.pickle")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     try:
-        expected = library_result(content, style, **OPTIONS)
+        expected = {"bundled pair": library_result(content, style, **OPTIONS),
+                    "noise start": library_result(noise_content, noise_style, **{**OPTIONS, **NOISE_REQUEST})}
         _, stderr = served_process.communicate(timeout=600)
     finally:
         if served_process.poll() is None:
@@ -250,7 +259,7 @@ def served(made) -> dict:
 
 @pytest.fixture(scope="module")
 def expected(made) -> dict:
-    """(image, total loss) from `stylize()` on the bundled pair with the model's options."""
+    """{request name: (image, total loss)} from `stylize()` with the request's options."""
     with open(made / "expected.pickle", "rb") as expected_file:
         return pickle.load(expected_file)
 
@@ -268,10 +277,13 @@ def assert_close_to_the_library(answer, expected: tuple) -> None:
 
 def test_a_process_with_only_tensorflow_paints_what_stylize_paints(served, expected):
     answer = served["bundled pair"]
-    assert_close_to_the_library(answer, expected)
-    assert_close_to_the_library(served["bundled pair as pixels"], expected)
+    assert_close_to_the_library(answer, expected["bundled pair"])
     png_pixels = np.asarray(Image.open(io.BytesIO(answer["image_png_bytes"])))
     np.testing.assert_array_equal(png_pixels, np.clip(np.rint(answer["image"]), 0, 255).astype(np.uint8))
+
+
+def test_a_noise_start_is_the_one_stylize_draws_from_the_seed(served, expected):
+    assert_close_to_the_library(served["noise start"], expected["noise start"])
 
 
 def test_requests_over_the_limits_or_malformed_are_invalid_argument_under_a_memory_cap(served):
@@ -291,7 +303,12 @@ def test_the_readme_rest_body_reaches_the_signature(model_dir, served):
 def test_the_signature_defs_hold_the_exports_options_as_defaults(model_dir):
     for name in export_stylizer.SIGNATURE_NAMES:
         defaults = {key: value.item() for key, value in signature_defaults(model_dir, name).items()}
-        assert defaults == {"size": 64, "steps": 10, "style_weight": 1.0, "content_weight": 4.0}
+        assert defaults == {"size": 64, "steps": 10, "style_weight": 1.0, "content_weight": 4.0, "init": b"content",
+                            "seed": EXPORT_SEED}
+
+
+def test_a_request_seed_defaults_to_zero_without_an_export_seed():
+    assert export_stylizer.request_defaults(StyleConfig())["seed"].numpy() == export_stylizer.DEFAULT_SEED == 0
 
 
 def saved_model_cli(*args):
@@ -303,7 +320,7 @@ def test_saved_model_cli_shows_the_signatures(model_dir):
     result = saved_model_cli("show", "--all", "--dir", model_dir)
     assert result.returncode == 0, result.stderr
     options = {"size": ("DT_INT32", "()"), "steps": ("DT_INT32", "()"), "style_weight": ("DT_FLOAT", "()"),
-               "content_weight": ("DT_FLOAT", "()")}
+               "content_weight": ("DT_FLOAT", "()"), "init": ("DT_STRING", "()"), "seed": ("DT_INT64", "()")}
     outputs = {"image": ("DT_FLOAT", "(-1, -1, 3)"), "image_png_bytes": ("DT_STRING", "()"),
                **{f"loss_{term}": ("DT_FLOAT", "()") for term in export_stylizer.LOSS_TERMS}}
     signatures = {}
@@ -327,7 +344,7 @@ def test_saved_model_cli_run_stylizes_a_small_image(model_dir, tmp_path):
 
     photo = gradient_image(24, 32)
     expressions = (f"content={literal(encode_png(photo))};style={literal(SMALL_PAINTING)};size=32;steps=1;"
-                   "style_weight=1.0;content_weight=4.0")
+                   "style_weight=1.0;content_weight=4.0;init='content';seed=0")
     result = saved_model_cli("run", "--dir", model_dir, "--tag_set", "serve", "--signature_def", "stylize",
                              "--input_exprs", expressions, "--outdir", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -349,7 +366,7 @@ def test_the_schedule_in_the_graph_is_the_configs(initial_size, initial_steps):
                                                     for index in range(len(expected.scale_sizes()))]
 
 
-@pytest.mark.parametrize("options, message", [({"init": "noise"}, "starts from the content"),
+@pytest.mark.parametrize("options, message", [({"init": "style_colors"}, "starts from the content or from noise"),
                                               ({"original_colors": True}, "the result's own colours")])
 def test_the_python_api_refuses_what_the_graph_cannot_do(options, message, tmp_path):
     with pytest.raises(UsageError, match=message):
@@ -362,6 +379,8 @@ EXPORT_ERRORS = {
     "max_steps zero": (["--model=stylizer", "--max_steps=0"], "--max_steps must be a positive integer"),
     "default size over max_size": (["--model=stylizer", "--size=512", "--max_size=256"], "is over --max_size=256"),
     "default steps over max_steps": (["--model=stylizer", "--max_steps=100"], "431 steps over all scales"),
+    "a start the graph cannot draw": (["--model=stylizer", "--init=style_noise"], "--init=content or --init=noise"),
+    "a negative seed": (["--model=stylizer", "--seed=-1"], "--seed must be an integer from 0 to"),
 }
 
 

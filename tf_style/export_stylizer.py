@@ -3,11 +3,13 @@ inside the graph, so that TF Serving, or any TensorFlow runtime (C++, Java, Go),
 
 Signatures (tag `serve`):
 - `stylize`: `content` and `style`, string scalars, the bytes of JPEG or PNG files (REST clients send
-  {"b64": ...}); `size`, `steps` (int32), `style_weight`, `content_weight` (float32) scalars, each optional:
-  the SignatureDef holds the export's values as defaults. Outputs: `image_png_bytes` (string scalar, the result
-  as a PNG file; TF Serving's REST API base64-encodes an output whose name ends in `_bytes`), `image` (float32
-  [H, W, 3] RGB in [0, 255]) and the final step's weighted losses `loss_total`, `loss_content`, `loss_style`,
-  `loss_tv` (float32 scalars).
+  {"b64": ...}); `size`, `steps` (int32), `style_weight`, `content_weight` (float32), `init` (string: content
+  or noise) and `seed` (int64) scalars, each optional: the SignatureDef holds the export's values as defaults
+  (the seed's is `--seed`, or 0 without one: a served request gives the same result every time, where the
+  command line draws a seed). Outputs: `image_png_bytes` (string scalar, the result as a PNG file; TF
+  Serving's REST API base64-encodes an output whose name ends in `_bytes`), `image` (float32 [H, W, 3] RGB in
+  [0, 255]) and the final step's weighted losses `loss_total`, `loss_content`, `loss_style`, `loss_tv`
+  (float32 scalars).
 - `stylize_pixels`: the same, with `content` and `style` as float32 [H, W, 3] RGB tensors in [0, 255].
 
 Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the scales of
@@ -22,13 +24,13 @@ concurrent requests share nothing but the network's weights.
 
 What the export fixes: the network, `learning_rate`, `tv_weight`, the style layers' weights, `style_loss`,
 `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and `average_decay`
-(a preset, `--flagfile=flags/preview.cfg`, is one export). The start image is the content (`--init=content`):
-with one start there is no seed. Where the library reads files with Pillow (EXIF rotation applied) and resizes
-them with Pillow's Lanczos filter (the content to `size`, the style to the size it is seen at), the graph
-decodes with TensorFlow and resizes with its antialiased Lanczos: inputs already at those sizes give the
-library's result to float rounding, amplified by Adam (tests/test_export_stylizer.py); larger ones start from
-slightly other pixels and end elsewhere (measured on the bundled full-size JPEGs at 96 px: 5.7 grey levels
-apart on average).
+(a preset that sets any of these is an export of its own).
+The start is the content or, with `init` "noise", the noise that `schedule.noise_start` draws from `seed`, as
+`stylize()` draws it. Where the library reads files with Pillow (EXIF rotation applied) and resizes them with
+Pillow's Lanczos filter (the content to `size`, the style to the size it is seen at), the graph decodes with
+TensorFlow and resizes with its antialiased Lanczos: inputs already at those sizes give the library's result
+to float rounding, amplified by Adam (tests/test_export_stylizer.py); larger ones start from slightly other
+pixels and end elsewhere (measured on the bundled full-size JPEGs at 96 px: 5.7 grey levels apart on average).
 
 Limits, fixed at export and checked before any decoding or optimizing, each refused with InvalidArgument:
 `max_size` (the long side a request may ask for), `max_steps` (its steps over all scales) and `max_pixels`
@@ -47,7 +49,7 @@ from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
 from tf_style.optimize import adam_optimizer, upsampled_adam_moments
-from tf_style.schedule import resized, upsample_with_detail
+from tf_style.schedule import noise_start, resized, upsample_with_detail
 from tf_style.targets import batch_targets, style_statistics, weighted_losses
 from tf_style.vgg16 import MIN_INPUT_SIDE
 
@@ -60,19 +62,23 @@ SIGNATURE_NAMES = ("stylize", "stylize_pixels")
 LOSS_TERMS = ("total", "content", "style", "tv")
 # The loss terms' shape is [1], which TensorFlow cannot infer through their reductions over a dynamic rank.
 _ANY_LOSSES = {term: tf.TensorShape(None) for term in LOSS_TERMS}
+# The starts a request may ask for (`init`): the others need numpy (`color`) or a file.
+SERVED_INITS = ("content", "noise")
+# A request's `seed` when the export has no --seed.
+DEFAULT_SEED = 0
 
-# The options a stylizer export takes beyond the network's: those that change the result, less the ones a
-# served stylization has no use for (one style per request; the content is the start, see the docstring).
+# The options a stylizer export takes beyond the network's: those that change the result, less the one a
+# served stylization has no use for (one style per request), and the noise start's seed.
 STYLIZER_OPTIONS = tuple(name for name in StyleConfig.options_that_change_the_result()
-                         if name not in StyleConfig.network_options() + ("style_blend_weights", "init"))
+                         if name not in StyleConfig.network_options() + ("style_blend_weights",)) + ("seed",)
 
 
 class ExportedStylizer(tf.Module):
     """`tf_style.stylize` as `tf.function`s that `tf.saved_model.save` turns into the signatures above.
 
     Args:
-        config: the options every request runs with; `size`, `steps`, `style_weight` and `content_weight`
-            are the requests' defaults.
+        config: the options every request runs with; `size`, `steps`, `style_weight`, `content_weight`, `init`
+            and `seed` are the requests' defaults.
         max_pixels, max_size, max_steps: the limits (see the module's docstring).
 
     Attributes:
@@ -93,23 +99,24 @@ class ExportedStylizer(tf.Module):
         adam = adam_optimizer(config.learning_rate)
         self._adam = (adam.beta_1, adam.beta_2, adam.epsilon)
         # Tensors as the functions' defaults: tf.saved_model.save writes them into the SignatureDefs.
-        default_size, default_steps, default_style_weight, default_content_weight = _request_options(config)
+        defaults = request_defaults(config)
 
-        def stylize(content, style, size=default_size, steps=default_steps, style_weight=default_style_weight,
-                    content_weight=default_content_weight):
+        def stylize(content, style, size=defaults["size"], steps=defaults["steps"],
+                    style_weight=defaults["style_weight"], content_weight=defaults["content_weight"],
+                    init=defaults["init"], seed=defaults["seed"]):
             """Encoded JPEG or PNG content and style -> {"image_png_bytes", "image", "loss_<term>"}."""
             def decode(data, input_name):
                 return export_lib.decode_image_checked(data, self.max_pixels, input_name)
-            return self._stylize(content, style, decode, size, steps, style_weight, content_weight)
+            return self._stylize(content, style, decode, size, steps, style_weight, content_weight, init, seed)
 
-        def stylize_pixels(content, style, size=default_size, steps=default_steps,
-                           style_weight=default_style_weight, content_weight=default_content_weight):
+        def stylize_pixels(content, style, size=defaults["size"], steps=defaults["steps"],
+                           style_weight=defaults["style_weight"], content_weight=defaults["content_weight"],
+                           init=defaults["init"], seed=defaults["seed"]):
             """[H, W, 3] content and style in [0, 255] -> {"image_png_bytes", "image", "loss_<term>"}."""
-            return self._stylize(content, style, self._checked_pixels, size, steps, style_weight, content_weight)
+            return self._stylize(content, style, self._checked_pixels, size, steps, style_weight, content_weight,
+                                 init, seed)
 
-        option_specs = [tf.TensorSpec([], tf.int32, name="size"), tf.TensorSpec([], tf.int32, name="steps"),
-                        tf.TensorSpec([], tf.float32, name="style_weight"),
-                        tf.TensorSpec([], tf.float32, name="content_weight")]
+        option_specs = [tf.TensorSpec([], value.dtype, name=name) for name, value in defaults.items()]
         self.stylize = tf.function(stylize, input_signature=[
             tf.TensorSpec([], tf.string, name="content"), tf.TensorSpec([], tf.string, name="style"),
             *option_specs])
@@ -139,10 +146,13 @@ class ExportedStylizer(tf.Module):
         with tf.control_dependencies(checks):
             return tf.clip_by_value(image, 0.0, 255.0)
 
-    def _stylize(self, content, style, load, size, steps, style_weight, content_weight) -> dict:
+    def _stylize(self, content, style, load, size, steps, style_weight, content_weight, init, seed) -> dict:
         """Checks the request's options, then loads the images (`load(input, input name)`: bytes or pixels ->
         [H, W, 3]) and runs."""
         option_checks = [
+            tf.debugging.Assert(tf.reduce_any(tf.equal(init, SERVED_INITS)),
+                                ["stylize: init", init, f"is not one of {', '.join(SERVED_INITS)}"]),
+            tf.debugging.Assert(seed >= 0, ["stylize: seed", seed, "is negative; give 0 or more"]),
             tf.debugging.Assert(tf.logical_and(size >= 1, size <= self.max_size),
                                 ["stylize: size", size, f"is out of range; give 1 to {self.max_size}"]),
             tf.debugging.Assert(tf.logical_and(steps >= 1, steps <= self.max_steps),
@@ -164,14 +174,15 @@ class ExportedStylizer(tf.Module):
             content_image = load(content, "content")
             style_image = load(style, "style")
         image, losses = self._coarse_to_fine(content_image, style_image, size, scale_sizes, scale_steps,
-                                             style_weight, content_weight)
+                                             style_weight, content_weight, init, seed)
         # The pixels `images.save_image` writes: rounded half to even, as np.rint.
         pixels = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         outputs = {"image": image, "image_png_bytes": tf.io.encode_png(pixels)}
         outputs.update({f"loss_{term}": tf.reshape(losses[term], []) for term in LOSS_TERMS})
         return outputs
 
-    def _coarse_to_fine(self, content, style, size, scale_sizes, scale_steps, style_weight, content_weight):
+    def _coarse_to_fine(self, content, style, size, scale_sizes, scale_steps, style_weight, content_weight, init,
+                        seed):
         """`CoarseToFine.run` for one [H, W, 3] content and style: (result [H, W, 3], {term: [1]} final losses)."""
         config = self._config
         height, width = scaled_size(tf.shape(content)[0], tf.shape(content)[1], size)
@@ -192,7 +203,8 @@ class ExportedStylizer(tf.Module):
              f"of {self.max_style_pixels} pixels; crop it to a less elongated shape"])
         with tf.control_dependencies([style_check]):
             style_images = resized(style[tf.newaxis], style_height, style_width)
-        start_images = content_images  # --init=content
+        start_images = tf.cond(tf.equal(init, "noise"), lambda: noise_start(height, width, seed)[tf.newaxis],
+                               lambda: content_images)
 
         def scale(index, images, adam_state, losses):
             long_side = scale_sizes[index]
@@ -292,8 +304,8 @@ def export_stylizer(export_dir: str, version: Optional[int] = None, config: Opti
     Args:
         export_dir: TF Serving's model base path; created if missing.
         version: the version number (a new subdirectory); None takes one more than the highest present.
-        config: the options every request runs with (`size`, `steps` and the two weights are the requests'
-            defaults); `options` override its fields; None starts from the defaults.
+        config: the options every request runs with (`size`, `steps`, the two weights, `init` and `seed` are
+            the requests' defaults); `options` override its fields; None starts from the defaults.
         max_pixels: an encoded image whose header claims more pixels than this is refused before decoding.
         max_size: the largest long side a request may ask for.
         max_steps: the most Adam steps, over all scales, a request may ask for.
@@ -309,8 +321,9 @@ def export_stylizer(export_dir: str, version: Optional[int] = None, config: Opti
     config = config.replace(**options) if config is not None else StyleConfig(**options)
     for name, value in (("max_pixels", max_pixels), ("max_size", max_size), ("max_steps", max_steps)):
         export_lib.require_limit(name, value)
-    if config.init != "content":
-        raise UsageError(f"--init={config.init}: a served stylization starts from the content; drop --init")
+    if config.init not in SERVED_INITS:
+        raise UsageError(f"--init={config.init}: a served stylization starts from the content or from noise; give "
+                         f"--init={' or --init='.join(SERVED_INITS)}")
     if config.original_colors:
         raise UsageError("--original_colors: a served stylization returns the result's own colours; drop "
                          "--original_colors")
@@ -326,10 +339,13 @@ def export_stylizer(export_dir: str, version: Optional[int] = None, config: Opti
     return export_lib.write_version(module, module.signatures(), export_dir, version_dir)
 
 
-def _request_options(config: StyleConfig) -> tuple:
-    """The requests' defaults: size, steps (int32), style_weight, content_weight (float32) scalars."""
-    return (tf.constant(config.size, tf.int32), tf.constant(config.steps, tf.int32),
-            tf.constant(config.style_weight, tf.float32), tf.constant(config.content_weight, tf.float32))
+def request_defaults(config: StyleConfig) -> dict:
+    """The requests' options and their defaults, in the signatures' order: {name: scalar tensor}."""
+    seed = DEFAULT_SEED if config.seed is None else config.seed
+    return {"size": tf.constant(config.size, tf.int32), "steps": tf.constant(config.steps, tf.int32),
+            "style_weight": tf.constant(config.style_weight, tf.float32),
+            "content_weight": tf.constant(config.content_weight, tf.float32),
+            "init": tf.constant(config.init, tf.string), "seed": tf.constant(seed, tf.int64)}
 
 
 def _fresh_adam_state(images: tf.Tensor) -> tuple:

@@ -124,7 +124,8 @@ STYLIZER_EXPORT_ONLY = tuple(spec for spec in STYLE_OPTIONS if spec.name in expo
 EXPORT = (
     FlagSpec("model", "enum", EXPORT_MODELS[0], "What to export. feature_extractor: the VGG16 activations and "
              "Gram matrices. stylizer: the whole stylization, a stylize signature that runs the optimization; the "
-             "style flags are what every request runs with (size, steps and the two weights: its defaults).",
+             "style flags are what every request runs with (size, steps, the two weights, init and seed: its "
+             "defaults).",
              choices=EXPORT_MODELS),
     FlagSpec("export_dir", "string", None, "TF Serving's model base path: the model is written to "
              "<export_dir>/<version>/. Created if missing.", required=True),
