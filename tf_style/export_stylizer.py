@@ -24,7 +24,7 @@ concurrent requests share nothing but the network's weights.
 
 What the export fixes: the network, `learning_rate`, `tv_weight`, the style layers' weights, `style_loss`,
 `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and `average_decay`
-(a preset that sets any of these is an export of its own).
+(a preset that sets any of these is an export of its own; the bundled presets differ only in `size` and `steps`).
 The start is the content or, with `init` "noise", the noise that `schedule.noise_start` draws from `seed`, as
 `stylize()` draws it. Where the library reads files with Pillow (EXIF rotation applied) and resizes them with
 Pillow's Lanczos filter (the content to `size`, the style to the size it is seen at), the graph decodes with
