@@ -16,7 +16,8 @@ In one run it measures, at each size (long side, 4:3 images):
   tutorial recipe's 1000 steps, its step timed just before and just after that run;
 - with PyTorch installed (`pip install -e '.[bench]'`), tf_style's step against a plain PyTorch loop's on the same
   CPU, timed interleaved (`compare_with_pytorch`), and PyTorch's convolution in the peak.
-It prints a table and writes the numbers as JSON.
+It prints a table and writes the numbers as JSON. `--served` measures instead what one request to the stylizer
+SavedModel costs (`measure_served`), against the same run through the CLI.
 """
 
 import concurrent.futures
@@ -45,8 +46,8 @@ with native_stderr_silenced():
     import tensorflow as tf
 
     from benchmarks import pytorch_peer
-    from tf_style import api, convolution, images, tiles, vgg16
-    from tf_style.cli.flags import FlagSpec
+    from tf_style import api, convolution, export_stylizer, images, tiles, vgg16
+    from tf_style.cli.flags import STYLE_OPTIONS, FlagSpec, config_from, define
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.config import StyleConfig
     from tf_style.device import cpu_has_fast_bfloat16, plan_compute
@@ -357,6 +358,12 @@ def preset_flags(preset: str) -> list:
     return flags.FlagValues().read_flags_from_files([f"--flagfile={preset}"])
 
 
+def last_error_line(completed: subprocess.CompletedProcess) -> str:
+    """What a failed child process said last on stderr (its one-line error), or its exit status."""
+    error_lines = completed.stderr.strip().splitlines()
+    return error_lines[-1] if error_lines else f"exit status {completed.returncode}"
+
+
 def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
     """Wall time of `python -m tf_style.main --flagfile=<preset> --size=<size>`, start-up included."""
     arguments = ["-m", "tf_style.main", f"--flagfile={preset}", f"--size={size}"]
@@ -371,9 +378,115 @@ def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
               "command": " ".join(["python", *arguments, "--output=<tmp>/q.png", *extra_args]),
               "wall_seconds": wall_seconds, "returncode": completed.returncode}
     if completed.returncode != 0:
-        error_lines = completed.stderr.strip().splitlines()
-        result["error"] = error_lines[-1] if error_lines else f"exit status {completed.returncode}"
+        result["error"] = last_error_line(completed)
     return result
+
+
+# One served stylization, in a fresh interpreter that imports TensorFlow only (-I), as a server holds the model:
+# the load, then the same request twice: the photo, the painting and every option at the export's values (a
+# Python caller must give each input). The first call builds the loaded function's graph and oneDNN's
+# primitives (the server's cost of a request to a model just loaded); the second is what later requests cost.
+_SERVED_REQUEST_SCRIPT = """
+import json
+import sys
+import time
+import tensorflow as tf
+start = time.perf_counter()
+model = tf.saved_model.load(sys.argv[1])
+load_seconds = time.perf_counter() - start
+stylize = model.signatures["stylize"]
+specs = stylize.structured_input_signature[1]
+with open(sys.argv[2], "rb") as content_file, open(sys.argv[3], "rb") as style_file:
+    request = {"content": tf.constant(content_file.read()), "style": tf.constant(style_file.read())}
+request.update({name: tf.constant(value, specs[name].dtype) for name, value in json.loads(sys.argv[4]).items()})
+seconds = []
+for _ in range(2):
+    start = time.perf_counter()
+    stylize(**request)["image_png_bytes"].numpy()
+    seconds.append(time.perf_counter() - start)
+print(json.dumps({"load_seconds": load_seconds, "first_request_seconds": seconds[0],
+                  "second_request_seconds": seconds[1]}))
+"""
+
+
+def served_config(preset: str, size: int, extra_flags: Sequence[str] = ()) -> StyleConfig:
+    """The StyleConfig of `preset`'s flags, `--size=<size>` and `extra_flags`, as the CLI reads them."""
+    from absl import flags
+
+    flag_values = flags.FlagValues()
+    define(flag_values, STYLE_OPTIONS, module_name=NAME)
+    flag_values([NAME, *preset_flags(preset), f"--size={size}", *extra_flags])
+    return config_from(flag_values)
+
+
+def measure_served(sizes: Sequence[int] = (256, 512), preset: str = "flags/quality.cfg",
+                   extra_flags: Sequence[str] = (),
+                   progress=lambda message: print(message, file=sys.stderr, flush=True)) -> dict:
+    """What one stylization costs served from the stylizer SavedModel, against the same run through the CLI.
+
+    At each size: the preset exported with `--model=stylizer` (float32, TensorFlow's own kernels, as every
+    export), reloaded in a child process that imports TensorFlow only, and sent the bundled photo and painting
+    as JPEG bytes twice (the first request builds the graph: tracing included; the second: excluded); then
+    `python -m tf_style.main` with the same flags and `--precision=float32` (the served model's precision),
+    start-up and tracing included.
+
+    Args:
+        sizes: the results' long sides.
+        preset: the flagfile of both runs.
+        extra_flags: more style flags for both (tests use them to make the runs short).
+        progress: receives one line per run as it starts.
+    """
+    results = {"preset": preset, "extra_flags": list(extra_flags), "cpu_count": os.cpu_count(),
+               "load_average_at_start": os.getloadavg()[0], "sizes": []}
+    for size in sizes:
+        config = served_config(preset, size, extra_flags)
+        total_steps = sum(config.steps_at_scale(index) for index in range(len(config.scale_sizes())))
+        entry = {"size": size, "steps_over_all_scales": total_steps}
+        with tempfile.TemporaryDirectory() as export_dir:
+            progress(f"served: exporting the stylizer for {size} px")
+            start = time.perf_counter()
+            model_dir = export_stylizer.export_stylizer(export_dir, config=config, max_size=max(sizes),
+                                                        max_steps=max(total_steps, export_stylizer.DEFAULT_MAX_STEPS))
+            entry["export_seconds"] = time.perf_counter() - start
+            progress(f"served: two requests at {size} px in a fresh process")
+            options = {name: value.numpy().decode() if value.dtype == tf.string else value.numpy().item()
+                       for name, value in export_stylizer.request_defaults(config).items()}
+            completed = subprocess.run(
+                [sys.executable, "-I", "-c", _SERVED_REQUEST_SCRIPT, model_dir, api.SAMPLE_CONTENT, api.SAMPLE_STYLE,
+                 json.dumps(options)], capture_output=True, text=True)
+        if completed.returncode == 0:
+            entry.update(json.loads(completed.stdout.strip().splitlines()[-1]))
+        else:
+            entry["served_error"] = last_error_line(completed)
+        progress(f"served: the same run through the CLI at {size} px")
+        entry["cli"] = time_preset(preset, size, [*extra_flags, "--precision=float32"])
+        results["sizes"].append(entry)
+    results["load_average_at_end"] = os.getloadavg()[0]
+    return results
+
+
+def machine_load(results: dict) -> str:
+    """'N cores, load average A at the start, B at the end', from a run's `cpu_count` and load averages."""
+    return (f"{results['cpu_count']} cores, load average {results['load_average_at_start']:.2f} at the start, "
+            f"{results['load_average_at_end']:.2f} at the end")
+
+
+def format_served(results: dict) -> str:
+    """The printed comparison: a served request (tracing included and excluded) against the CLI's wall time."""
+    lines = [f"preset {results['preset']} {' '.join(results['extra_flags'])}, float32; {machine_load(results)}",
+             f"{'size':>5} {'steps':>6} {'load s':>7} {'1st request s':>14} {'2nd request s':>14} {'CLI wall s':>11}"]
+    for entry in results["sizes"]:
+        if "served_error" in entry:
+            lines.append(f"{entry['size']:>5} served request failed: {entry['served_error']}")
+            continue
+        lines.append(f"{entry['size']:>5} {entry['steps_over_all_scales']:>6} {entry['load_seconds']:>7.1f} "
+                     f"{entry['first_request_seconds']:>14.1f} {entry['second_request_seconds']:>14.1f} "
+                     f"{entry['cli']['wall_seconds']:>11.1f}")
+        if "error" in entry["cli"]:
+            lines.append(f"  CLI exit status {entry['cli']['returncode']}: {entry['cli']['error']}")
+    lines.append("1st request: tracing included (the loaded function's graph is built); 2nd: excluded. CLI: "
+                 "start-up, tracing and every scale's trace included.")
+    return "\n".join(lines)
 
 
 _THROUGHPUT_COMMANDS = ("cli", "cli_one_a_step", "beam")
@@ -409,8 +522,7 @@ def time_command(arguments: Sequence[str], num_images: int, shown: str) -> dict:
     result = {"command": shown, "wall_seconds": wall_seconds, "images_per_minute": 60 * num_images / wall_seconds,
               "returncode": completed.returncode}
     if completed.returncode != 0:
-        error_lines = completed.stderr.strip().splitlines()
-        result["error"] = error_lines[-1] if error_lines else f"exit status {completed.returncode}"
+        result["error"] = last_error_line(completed)
     return result
 
 
@@ -464,8 +576,7 @@ def measure_throughput(num_images: int = 24, size: int = 256, style_flags: Seque
 def format_throughput(results: dict) -> str:
     """The printed comparison: wall time and images per minute of each command."""
     lines = [f"{results['num_images']} images at {results['size']} px, {results['batch_size']} a train step, "
-             f"flags {' '.join(results['style_flags']) or '(defaults)'}; {results['cpu_count']} cores, load average "
-             f"{results['load_average_at_start']:.2f} at the start, {results['load_average_at_end']:.2f} at the end",
+             f"flags {' '.join(results['style_flags']) or '(defaults)'}; {machine_load(results)}",
              f"{'command':<44} {'wall s':>8} {'images/min':>10} {'written':>8}"]
     for name, label in (("cli", f"batched CLI ({results['batch_size']} images a step)"),
                         ("cli_one_a_step", "the same CLI, one image a step"),
@@ -758,6 +869,11 @@ FLAGS = (
              "commands, comma-separated (--size and --batch_size are set)."),
     FlagSpec("throughput_json", "string", "saved_outputs/bench_beam.json", "--throughput: where to write the "
              "results."),
+    FlagSpec("served", "boolean", False, "Instead of the step benchmark: one stylization of --preset served from "
+             "the stylizer SavedModel (reloaded in a process without tf_style; the first request and the next) "
+             "against the same run through the CLI, in float32."),
+    FlagSpec("served_sizes", "list", ["256", "512"], "--served: the results' long sides."),
+    FlagSpec("served_json", "string", "saved_outputs/bench_served.json", "--served: where to write the results."),
 )
 
 
@@ -765,6 +881,8 @@ def main(argv, flag_values) -> int:
     require_no_arguments(argv)
     if flag_values.throughput:
         return main_throughput(flag_values)
+    if flag_values.served:
+        return main_served(flag_values)
     sizes = parse_sizes(flag_values.sizes)
     if flag_values.steps < 1:
         raise UsageError(f"--steps must be a positive integer, got {flag_values.steps}")
@@ -800,6 +918,19 @@ def main_throughput(flag_values) -> int:
     write_json(json_path, results)
     print(format_throughput(results))
     print(f"\nwrote {json_path}")
+    return 0
+
+
+def main_served(flag_values) -> int:
+    """--served: a request to the stylizer SavedModel against the CLI."""
+    sizes = parse_sizes(flag_values.served_sizes)
+    if not os.path.isfile(flag_values.preset):
+        raise UsageError(f"--preset: no file at {flag_values.preset!r} (paths are relative to the working "
+                         "directory); run from the repository root")
+    results = measure_served(sizes, flag_values.preset)
+    write_json(flag_values.served_json, results)
+    print(format_served(results))
+    print(f"\nwrote {flag_values.served_json}")
     return 0
 
 

@@ -161,3 +161,13 @@ def test_tiny_tiling_benchmark_measures_untiled_and_tiled_in_child_processes(tmp
     assert "2 × 2 tiles of 64 px" in tiling.format_report(results)
     # Above what fits, tiled only.
     assert tiling.untiled_fits(1024, 24 << 30) and not tiling.untiled_fits(8192, 24 << 30)
+
+
+def test_served_row_at_a_tiny_size_records_every_number():
+    results = bench.measure_served([64], extra_flags=["--initial_size=0", "--steps=2"], progress=lambda message: None)
+    [entry] = results["sizes"]
+    assert entry["size"] == 64 and entry["steps_over_all_scales"] == 2
+    assert "served_error" not in entry and entry["cli"]["returncode"] == 0, entry
+    for key in ("export_seconds", "load_seconds", "first_request_seconds", "second_request_seconds"):
+        assert entry[key] > 0, key
+    assert "1st request" in bench.format_served(results)

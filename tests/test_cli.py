@@ -14,6 +14,7 @@ import programs
 from bad_inputs import ACCEPTED, REFUSED, existing_output, png_bytes
 from programs import REPO, in_subprocess
 from programs import stylize as run_cli
+from tf_style import export_stylizer
 from tf_style.cli import flags as cli_flags
 from tf_style.config import StyleConfig
 
@@ -128,6 +129,22 @@ def test_the_quality_preset_is_the_defaults():
     defaults = StyleConfig()
     assert quality == defaults.replace(style_layer_weights=(1.0,) * len(defaults.style_layers))
     assert quality.normalized_style_layer_weights == defaults.normalized_style_layer_weights
+
+
+def test_one_stylizer_export_serves_every_preset():
+    # The README's "Presets": the bundled presets differ only in what a request to the stylizer export sets.
+    request_options = set(export_stylizer.request_defaults(StyleConfig()))
+    fixed_options = [name for name in StyleConfig.network_options() + export_stylizer.STYLIZER_OPTIONS
+                     if name not in request_options]
+
+    def fixed_at_export(config: StyleConfig) -> dict:
+        fixed = {name: getattr(config, name) for name in fixed_options}
+        fixed["style_layer_weights"] = config.normalized_style_layer_weights
+        return fixed
+
+    quality = _config_from_command_line(f"--flagfile={os.path.join(REPO, 'flags', 'quality.cfg')}")
+    for path in PRESETS:
+        assert fixed_at_export(_config_from_command_line(f"--flagfile={path}")) == fixed_at_export(quality), path
 
 
 def test_scale_detail_reaches_the_config():

@@ -22,6 +22,8 @@ from tf_style.errors import UsageError
     ({"weights": "no/such/file.h5"}, "--weights"),
     ({"pooling": "min"}, "--pooling"),
     ({"init": "no/such/image.png"}, "--init"),
+    ({"seed": -1}, "--seed"),  # numpy's generators take none: a traceback before
+    ({"seed": 2**63}, "--seed"),  # over TensorFlow's int64
     ({"xla": "maybe"}, "--xla"),
     ({"precision": "int8"}, "--precision"),
     ({"save_every": -1}, "--save_every"),

@@ -17,13 +17,13 @@ import numpy as np
 from tf_style import color, images, masks, memory, tiles, vgg16
 from tf_style import pairs as batch_pairs
 from tf_style.callbacks import ForEachImage, SnapshotSaver, TensorBoardLogger
-from tf_style.config import StyleConfig, scaled_size, style_seen_size
+from tf_style.config import MAX_SEED, StyleConfig, scaled_size, style_seen_size
 from tf_style.device import ComputePlan, plan_compute
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory, UsageError
 from tf_style.features import FeatureExtractor, extractor_for
 from tf_style.files import require_writable_directory
 from tf_style.optimize import Callback
-from tf_style.schedule import CoarseToFine
+from tf_style.schedule import CoarseToFine, noise_start
 
 SAMPLES_DIR = os.path.join(os.path.dirname(__file__), "samples")
 SAMPLE_CONTENT = os.path.join(SAMPLES_DIR, "photos", "tubingen.jpg")
@@ -582,7 +582,8 @@ def _start_image(config: StyleConfig, content_image: np.ndarray, style_images: l
     if config.init == "content":
         return content_image.copy()
     if config.init == "noise":
-        return rng.uniform(0.0, 255.0, size=content_image.shape).astype(np.float32)
+        seed = config.seed if config.seed is not None else int(rng.integers(MAX_SEED, endpoint=True))
+        return noise_start(*content_image.shape[:2], seed).numpy()
     if config.init == "style_noise":
         return color.colored_noise(content_image.shape, main_style, rng).astype(np.float32)
     if config.init == "style_colors":

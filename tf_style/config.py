@@ -27,6 +27,8 @@ XLA_MODES = ("auto", "true", "false")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 MASK_MODES = ("inside", "simple")
 MAX_LEARNING_RATE = 255.0
+# The largest --seed: the noise starts' generators take seeds from 0 to this (TensorFlow's int64, numpy's >= 0).
+MAX_SEED = 2**63 - 1
 
 
 def _option(default, help: str, *, changes_the_result: bool = True, builds_the_network: bool = False,
@@ -212,8 +214,9 @@ class StyleConfig:
         if self.init not in INIT_MODES and not os.path.isfile(self.init):
             raise UsageError(
                 f"--init must be one of {', '.join(INIT_MODES)} or the path of an image; no file at {self.init!r}")
-        if self.seed is not None and not isinstance(self.seed, int):
-            raise UsageError(f"--seed must be an integer, got {self.seed!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
         _require_choice("xla", self.xla, XLA_MODES)
         _require_choice("precision", self.precision, PRECISIONS)
         if self.checkpoint_dir is not None and (not isinstance(self.checkpoint_dir, str) or not self.checkpoint_dir):

@@ -71,11 +71,11 @@ def _png_or_jpeg_size(data: tf.Tensor) -> tuple:
     return is_png, is_jpeg, size
 
 
-def decode_image_checked(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
+def decode_image_checked(data: tf.Tensor, max_pixels: int, input_name: str) -> tf.Tensor:
     """One encoded JPEG or PNG -> float32 [H, W, 3] RGB in [0, 255], refusing it before decoding if too large.
 
     Transparent pixels are composited on white, as `tf_style.images` does. EXIF orientation is not applied:
-    clients send upright pixels.
+    clients send upright pixels. `input_name` is the signature input the bytes came in, for the messages.
 
     Raises (when run):
         InvalidArgumentError: not a JPEG or PNG, a header claiming more than `max_pixels` pixels or a side
@@ -85,13 +85,13 @@ def decode_image_checked(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
     height, width = size[0], size[1]
     checks = [
         tf.debugging.Assert(tf.logical_or(is_png, is_jpeg),
-                            ["image_bytes: not a JPEG or PNG file; send the bytes of a .jpg or .png"]),
+                            [f"{input_name}: not a JPEG or PNG file; send the bytes of a .jpg or .png"]),
         # In float64: two 32-bit PNG sides multiply past int64, and a wrapped product would pass the check.
         tf.debugging.Assert(tf.cast(height, tf.float64) * tf.cast(width, tf.float64) <= max_pixels,
-                            ["image_bytes: the image header claims", width, "x", height,
+                            [f"{input_name}: the image header claims", width, "x", height,
                              f"pixels, more than the limit of {max_pixels}; downscale it before sending"]),
         tf.debugging.Assert(tf.minimum(height, width) >= MIN_INPUT_SIDE,
-                            ["image_bytes: the image header claims", width, "x", height,
+                            [f"{input_name}: the image header claims", width, "x", height,
                              f"pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels on each side"]),
     ]
     # The decoders are not stateful, so nothing but an explicit dependency makes them wait for the checks.
@@ -156,7 +156,7 @@ class ExportedFeatureExtractor(tf.Module):
                             for name, channels in self._style_channels().items()}
 
         def one_image(data):
-            image = decode_image_checked(data, self.max_pixels)
+            image = decode_image_checked(data, self.max_pixels, "image_bytes")
             return {key: gram[0] for key, gram in self._style_grams(image[tf.newaxis]).items()}
 
         # One image at a time: a request's memory is that of its largest image, whatever the batch size.
@@ -181,9 +181,6 @@ def export_feature_extractor(export_dir: str, version: Optional[int] = None, con
                              max_pixels: int = DEFAULT_MAX_PIXELS, **options) -> str:
     """Writes the feature extractor as the SavedModel `export_dir/<version>/`, the layout TF Serving polls.
 
-    The model is written to a hidden temporary directory inside `export_dir` and renamed into place, so a
-    server watching `export_dir` never loads half a model, and a failure leaves nothing behind.
-
     Args:
         export_dir: TF Serving's model base path; created if missing.
         version: the version number (a new subdirectory); None takes one more than the highest present.
@@ -203,8 +200,24 @@ def export_feature_extractor(export_dir: str, version: Optional[int] = None, con
     """
     # StyleConfig is where the network's options are validated, with the flags' names.
     config = config.replace(**options) if config is not None else StyleConfig(**options)
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
-        raise UsageError(f"--max_pixels must be a positive integer, got {max_pixels!r}")
+    require_limit("max_pixels", max_pixels)
+    version_dir = new_version_dir(export_dir, version)
+    module = ExportedFeatureExtractor(config, max_pixels)
+    return write_version(module, module.signatures(), export_dir, version_dir)
+
+
+def require_limit(name: str, value) -> None:
+    """Refuses, with a UsageError naming `--name`, a limit of a served model that is not a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UsageError(f"--{name} must be a positive integer, got {value!r}")
+
+
+def new_version_dir(export_dir: str, version: Optional[int]) -> str:
+    """The path of the version directory an export writes: `version`, or the next free one if None.
+
+    Raises:
+        UsageError: an `export_dir` that is not a writable directory, a bad or an existing version.
+    """
     _check_export_dir(export_dir)
     if version is None:
         version = next_version(export_dir)
@@ -213,8 +226,20 @@ def export_feature_extractor(export_dir: str, version: Optional[int] = None, con
     version_dir = os.path.join(export_dir, str(version))
     if os.path.lexists(version_dir):
         raise _version_exists_error(export_dir, version_dir)
+    return version_dir
 
-    module = ExportedFeatureExtractor(config, max_pixels)
+
+def write_version(module: tf.Module, signatures: dict, export_dir: str, version_dir: str) -> str:
+    """Saves `module` with `signatures` as `version_dir` (from `new_version_dir`), atomically; returns its path.
+
+    The model is written to a hidden temporary directory inside `export_dir` and renamed into place, so a
+    server watching `export_dir` never loads half a model, and a failure leaves nothing behind.
+
+    Raises:
+        UsageError: `export_dir` cannot be written, or another export wrote the version meanwhile.
+        WriteError: the save failed (a full disk).
+    """
+    version = os.path.basename(version_dir)
     try:
         os.makedirs(export_dir, exist_ok=True)
         # Not tempfile.mkdtemp: its mode 0700 would hide the model from a server running as another user.
@@ -225,7 +250,7 @@ def export_feature_extractor(export_dir: str, version: Optional[int] = None, con
                          "writable directory") from None
     try:
         try:
-            tf.saved_model.save(module, temporary_dir, signatures=module.signatures())
+            tf.saved_model.save(module, temporary_dir, signatures=signatures)
         except (OSError, tf.errors.OpError) as error:  # a full disk comes as either
             raise WriteError(version_dir, error) from None
         try:

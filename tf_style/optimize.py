@@ -78,6 +78,27 @@ class RunPlacement:
     start_time: Optional[float] = None
 
 
+def adam_optimizer(learning_rate: float) -> keras.optimizers.Adam:
+    """Keras' Adam with beta_2 = 0.99: the optimizer of every stylization, whose constants the served graph's
+    written-out Adam reads (`tf_style.export_stylizer`)."""
+    return keras.optimizers.Adam(learning_rate=learning_rate, beta_2=0.99)
+
+
+def upsampled_adam_moments(first_moment: tf.Tensor, second_moment: tf.Tensor, height, width) -> tuple:
+    """Adam's moments [B, h, w, 3] carried to a larger scale: [B, height, width, 3] each (see `warm_start`).
+
+    The sizes may be scalar tensors, as in the served graph.
+    """
+    ratio = (tf.cast(tf.shape(first_moment)[1] * tf.shape(first_moment)[2], tf.float64)
+             / tf.cast(height * width, tf.float64))
+    size = tf.stack([height, width])
+    first_moment = tf.cast(ratio, tf.float32) * tf.image.resize(first_moment, size, method="bicubic")
+    # Bilinear, and clipped at 0: the second moment must stay non-negative.
+    second_moment = tf.cast(ratio ** 2, tf.float32) * tf.nn.relu(tf.image.resize(second_moment, size,
+                                                                                 method="bilinear"))
+    return first_moment, second_moment
+
+
 class Optimization:
     """Adam on a `tf.Variable` batch of images of one size, with a train step traced once for that size.
 
@@ -109,7 +130,7 @@ class Optimization:
         self.image = tf.Variable(initial_images, dtype=tf.float32, name="image")
         self.average = tf.Variable(tf.zeros_like(self.image), name="image_average")
         self.steps_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_done")
-        self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_2=0.99)
+        self.optimizer = adam_optimizer(config.learning_rate)
         if extractor.compute_dtype == "float16":
             # float16 gradients underflow without loss scaling.
             self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
@@ -187,13 +208,10 @@ class Optimization:
         ratio of pixel counts and the second by its square, which keeps Adam's step size.
         """
         first_moment, second_moment, iterations = adam_state
-        height, width = self.image.shape[1:3]
-        ratio = (first_moment.shape[1] * first_moment.shape[2]) / (height * width)
         first_moment_here, second_moment_here = self._adam_moments()
-        first_moment_here.assign(ratio * tf.image.resize(first_moment, (height, width), method="bicubic"))
-        # Bilinear, and clipped at 0: the second moment must stay non-negative.
-        second_moment_here.assign(
-            ratio ** 2 * tf.nn.relu(tf.image.resize(second_moment, (height, width), method="bilinear")))
+        first_moment, second_moment = upsampled_adam_moments(first_moment, second_moment, *self.image.shape[1:3])
+        first_moment_here.assign(first_moment)
+        second_moment_here.assign(second_moment)
         self.optimizer.iterations.assign(iterations)
 
     def state(self) -> dict:

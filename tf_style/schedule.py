@@ -184,7 +184,7 @@ class CoarseToFine:
         targets = batch_targets(self.extractor, _at_size(content_images, height, width), statistics, config, grid,
                                 content_masks)
         if config.scale_detail and images.shape[1] < height:
-            start = upsample_with_detail(images, start_images, height, width, config.scale_detail)
+            start = upsample_with_detail(images, start_images, height, width, config.scale_detail).numpy()
         else:
             start = _at_size(images, height, width)
         if keep and grid is None:
@@ -220,26 +220,45 @@ class CoarseToFine:
         return self._style_statistics[key, long_side]
 
 
-def upsample_with_detail(images: np.ndarray, detail_source: np.ndarray, height: int, width: int,
-                         amount: float = 1.0) -> np.ndarray:
+def noise_start(height, width, seed) -> tf.Tensor:
+    """The start of `--init=noise`: float32 [height, width, 3], uniform in [0, 255), drawn from `seed`.
+
+    By TensorFlow's stateless Philox generator, whose numbers depend only on the seed and the shape: the library
+    and the served graph (`tf_style.export_stylizer`) draw the same start from the same seed, on any machine.
+    The sizes may be scalar tensors; the seed an integer from 0 to `config.MAX_SEED`.
+    """
+    seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
+    return tf.random.stateless_uniform(tf.stack([height, width, 3]), seed, minval=0.0, maxval=255.0, alg="philox")
+
+
+def upsample_with_detail(images, detail_source, height, width, amount: float = 1.0) -> tf.Tensor:
     """`images` upsampled to (height, width), plus `amount` times the detail that `detail_source` has at that
     size and loses at the size of `images`: [B, h, w, 3], [B, H', W', 3] -> [B, height, width, 3] in [0, 255].
 
     An upsampled result is smooth at the new scale's finest frequencies, and in smooth regions the style
     gradient grows the pattern of the network's pixel grid (a woven, maze-like texture, measured on the
     bundled pair) instead of strokes. The start image's own detail (the photo's, by default) seeds them.
+    Arrays or tensors in; the sizes may be scalar tensors, as in the served graph (`tf_style.export_stylizer`).
     """
-    detail = (_at_size(detail_source, height, width)
-              - resize_image(_at_size(detail_source, *images.shape[1:3]), height, width))
-    return np.clip(resize_image(images, height, width) + amount * detail, 0.0, 255.0)
+    detail = (resized(detail_source, height, width)
+              - resized(resized(detail_source, tf.shape(images)[1], tf.shape(images)[2]), height, width))
+    return tf.clip_by_value(resized(images, height, width) + amount * detail, 0.0, 255.0)
+
+
+def resized(images, height, width) -> tf.Tensor:
+    """Antialiased Lanczos resize of float32 [H, W, 3] or [B, H, W, 3] images, clipped to [0, 255]; the images
+    themselves at their own size. Arrays or tensors in; the sizes may be scalar tensors, as in the served graph."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    same_size = tf.logical_and(tf.shape(images)[-3] == height, tf.shape(images)[-2] == width)
+    return tf.cond(same_size, lambda: images, lambda: tf.clip_by_value(
+        tf.image.resize(images, tf.stack([height, width]), method="lanczos3", antialias=True), 0.0, 255.0))
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Antialiased Lanczos resize of float32 [H, W, 3] or [B, H, W, 3] images, clipped to [0, 255]."""
+    """`resized` for the library's arrays: float32 [H, W, 3] or [B, H, W, 3] -> the same at (height, width)."""
     if image.shape[-3:-1] == (height, width):
         return image
-    resized = tf.image.resize(image, (height, width), method="lanczos3", antialias=True)
-    return np.clip(resized.numpy(), 0.0, 255.0).astype(np.float32)
+    return resized(image, height, width).numpy()
 
 
 def _at_size(images: Optional[np.ndarray], height: int, width: int):

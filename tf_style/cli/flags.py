@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from absl import flags
 
-from tf_style import api, export_lib
+from tf_style import api, export_lib, export_stylizer
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 
@@ -112,15 +112,30 @@ PIPELINE = tuple(spec for spec in STYLIZE if spec.pipeline_refuses is None) + (
 # Flags of tf_style.main that a pipeline has no use for: refused, rather than passed to Beam and ignored.
 REFUSED_BY_PIPELINE = {spec.name: spec.pipeline_refuses for spec in STYLIZE if spec.pipeline_refuses}
 
+# What the export program writes (--model).
+EXPORT_MODELS = ("feature_extractor", "stylizer")
+# The flags that only --model=stylizer reads: the options every request runs with, and the requests' limits.
+STYLIZER_EXPORT_ONLY = tuple(spec for spec in STYLE_OPTIONS if spec.name in export_stylizer.STYLIZER_OPTIONS) + (
+    FlagSpec("max_size", "integer", export_stylizer.DEFAULT_MAX_SIZE, "--model=stylizer: the stylize signatures "
+             "refuse a request whose size (the result's long side) is over this."),
+    FlagSpec("max_steps", "integer", export_stylizer.DEFAULT_MAX_STEPS, "--model=stylizer: the stylize signatures "
+             "refuse a request whose steps over all scales are more than this."),
+)
 EXPORT = (
+    FlagSpec("model", "enum", EXPORT_MODELS[0], "What to export. feature_extractor: the VGG16 activations and "
+             "Gram matrices. stylizer: the whole stylization, a stylize signature that runs the optimization; the "
+             "style flags are what every request runs with (size, steps, the two weights, init and seed: its "
+             "defaults).",
+             choices=EXPORT_MODELS),
     FlagSpec("export_dir", "string", None, "TF Serving's model base path: the model is written to "
              "<export_dir>/<version>/. Created if missing.", required=True),
     FlagSpec("version", "integer", None, "Version number (subdirectory) to write; it must not exist. Default: "
              "one more than the highest version in --export_dir (1 if none)."),
     *NETWORK_OPTIONS,
     *(spec for spec in STYLE_OPTIONS if spec.name == "mask_mode"),  # how the guided_gram signature sees masks
-    FlagSpec("max_pixels", "integer", export_lib.DEFAULT_MAX_PIXELS, "The image_bytes signature refuses an image "
-             "whose header claims more pixels than this, before decoding it."),
+    FlagSpec("max_pixels", "integer", export_lib.DEFAULT_MAX_PIXELS, "The signatures that take encoded images "
+             "(image_bytes, stylize) refuse one whose header claims more pixels than this, before decoding it."),
+    *STYLIZER_EXPORT_ONLY,
 )
 
 
