@@ -70,7 +70,8 @@ DEFAULT_SEED = 0
 # The options a stylizer export takes beyond the network's: those that change the result, less the one a
 # served stylization has no use for (one style per request), and the noise start's seed.
 STYLIZER_OPTIONS = tuple(name for name in StyleConfig.options_that_change_the_result()
-                         if name not in StyleConfig.network_options() + ("style_blend_weights",)) + ("seed",)
+                         if name not in StyleConfig.network_options()
+                         + ("style_blend_weights", "content_masks", "style_masks")) + ("seed",)
 
 
 class ExportedStylizer(tf.Module):

@@ -132,7 +132,6 @@ EXPORT = (
     FlagSpec("version", "integer", None, "Version number (subdirectory) to write; it must not exist. Default: "
              "one more than the highest version in --export_dir (1 if none)."),
     *NETWORK_OPTIONS,
-    *(spec for spec in STYLE_OPTIONS if spec.name == "mask_mode"),  # how the guided_gram signature sees masks
     FlagSpec("max_pixels", "integer", export_lib.DEFAULT_MAX_PIXELS, "The signatures that take encoded images "
              "(image_bytes, stylize) refuse one whose header claims more pixels than this, before decoding it."),
     *STYLIZER_EXPORT_ONLY,
