@@ -153,6 +153,24 @@ def _crop(features: tf.Tensor, box: tuple) -> tf.Tensor:
     return features[:, top:bottom, left:right, :]
 
 
+@tf.custom_gradient
+def _differentiable_crop(features: tf.Tensor, box: tf.Tensor):
+    """`_crop` with a tensor `box`, whose gradient is the cropped gradient padded with zeros.
+
+    TensorFlow's own gradient of a slice (StridedSliceGrad) is slow on the CPU: at 1024x768 in 2 x 2 tiles
+    of 512 px (AMX Xeon, mixed_bfloat16) a tile's backward pass took 0.36 s with it and 0.28 s with a pad,
+    against 0.22 s for the same pass without any crop.
+    """
+    top, bottom, left, right = box[0], box[1], box[2], box[3]
+    shape = tf.shape(features)
+
+    def gradient(crop_gradient):
+        paddings = [[0, 0], [top, shape[1] - bottom], [left, shape[2] - right], [0, 0]]
+        return tf.pad(crop_gradient, paddings), None
+
+    return features[:, top:bottom, left:right, :], gradient
+
+
 def tiled_features(extractor, images: np.ndarray, grid: TileGrid, layer_names: Sequence[str]) -> dict:
     """The features of whole images at `layer_names`, computed tile by tile: {layer: float32 [B, h, w, C]}.
 
@@ -309,15 +327,13 @@ class TiledObjective:
         features = self.extractor(tile_images)
         sums = {}
         for name in self.config.style_layers:
-            box = boxes[name]
-            inner = features[name][:, box[0]:box[1], box[2]:box[3], :]
+            inner = _differentiable_crop(features[name], boxes[name])
             count = tf.cast(tf.shape(inner)[1] * tf.shape(inner)[2], tf.float32)
             sums[f"gram_sum/{name}"] = losses.gram_matrix(inner) * count
             if self.config.style_loss == "wasserstein":
                 sums[f"feature_sum/{name}"] = tf.reduce_sum(inner, axis=[1, 2])
         for name, target in content_crops.items():
-            box = boxes[name]
-            inner = features[name][:, box[0]:box[1], box[2]:box[3], :]
+            inner = _differentiable_crop(features[name], boxes[name])
             sums[f"squared_error_sum/{name}"] = losses.squared_error_sum(inner, target)
         return sums
 
