@@ -70,10 +70,13 @@ def _problem(extractor, config: StyleConfig):
             batch_targets(extractor, content[None], [statistics], config, grid), grid, start.astype(np.float32))
 
 
-@pytest.mark.parametrize("style_loss", ["gram", "wasserstein"])
-def test_the_tiled_loss_and_gradient_are_the_untiled_ones(extractor, style_loss):
+@pytest.mark.parametrize("style_loss, tile_size", [("gram", 64), ("wasserstein", 64), ("gram", WIDTH)])
+def test_the_tiled_loss_and_gradient_are_the_untiled_ones(extractor, style_loss, tile_size):
+    """4 x 3 tiles, and one tile (whose single pass both completes the sums and differentiates)."""
     config = StyleConfig(style_loss=style_loss)
-    targets, tiled_targets, grid, start = _problem(extractor, config)
+    targets, tiled_targets, _, start = _problem(extractor, config)
+    grid = tiles.tile_grid(HEIGHT, WIDTH, tile_size, tiles.margin_of(config))
+    assert len(grid.tiles) == (12 if tile_size == 64 else 1)
     image = tf.Variable(start)
     with tf.GradientTape() as tape:
         terms = weighted_losses(extractor, image, targets, config)
@@ -110,7 +113,14 @@ def test_ten_tiled_adam_steps_stay_within_a_level_of_the_untiled_ones(extractor)
     tiled.run(10, callbacks=[TileRecorder()])
     assert np.abs(untiled.image.numpy() - tiled.image.numpy()).max() <= 1.0
     assert np.abs(untiled.result() - tiled.result()).max() <= 1.0
-    assert progress[:24] == [(1, done, 24) for done in range(1, 25)] and progress[-1] == (10, 24, 24)
+    assert progress[:23] == [(1, done, 23) for done in range(1, 24)] and progress[-1] == (10, 23, 23)
+
+
+def test_the_progress_of_a_step_names_the_pass_and_the_tile():
+    """4 tiles: the statistics pass runs all four, the gradient pass the three that did not differentiate."""
+    described = [tiles.TileProgress(1, 1, done, 7, 0.0).describe() for done in range(1, 8)]
+    assert described == [f"statistics pass, tile {tile}/4" for tile in range(1, 5)] + [
+        f"gradient pass, tile {tile}/3" for tile in range(1, 4)]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -45,10 +45,7 @@ class ProgressBar:
         """Within a tiled step (a 4096 px step takes minutes on 2 cores): which tile, on the bar's line."""
         if not sys.stdout.isatty():
             return
-        passes = progress.tiles_per_step // 2
-        phase = "statistics" if progress.tiles_done <= passes else "gradient"
-        tile = (progress.tiles_done - 1) % passes + 1
-        print(f"\rstep {progress.step}/{progress.num_steps}: {phase} pass, tile {tile}/{passes} "
+        print(f"\rstep {progress.step}/{progress.num_steps}: {progress.describe()} "
               f"({progress.elapsed_seconds:.0f} s)\033[K", end="", flush=True)
 
 
