@@ -30,21 +30,21 @@ METHOD = ("each configuration in a fresh child process (multiprocessing, spawn):
           "process's peak RSS (VmHWM) at the end, TensorFlow and the images included")
 
 
-def _measure_in_this_process(size: int, tile_size: int, num_steps: int, warmup_steps: int) -> dict:
+def _measure_in_this_process(size: int, tile_size: int, precision: str, num_steps: int, warmup_steps: int) -> dict:
     sample_images(size)
     start_mb = peak_rss_mb()
-    step = TfStyleStep(size, tile_size=tile_size)
+    step = TfStyleStep(size, precision, tile_size=tile_size)
     timing = time_steps(step, num_steps, warmup_steps)
     return {"size": size, "tile_size": tile_size, "pixels": step.height * step.width,
             "grid": step.grid.describe() if step.grid is not None else None, "plan": step.plan.dtype_policy,
             **timing, "start_rss_mb": start_mb, "peak_rss_mb": peak_rss_mb()}
 
 
-def measure(size: int, tile_size: int, num_steps: int, warmup_steps: int) -> dict:
+def measure(size: int, tile_size: int, precision: str, num_steps: int, warmup_steps: int) -> dict:
     """One configuration (`tile_size` 0: untiled) in a fresh child process: its timing and peak memory."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
-        return executor.submit(_measure_in_this_process, size, tile_size, num_steps, warmup_steps).result()
+        return executor.submit(_measure_in_this_process, size, tile_size, precision, num_steps, warmup_steps).result()
 
 
 def untiled_fits(size: int, available: int) -> bool:
@@ -55,22 +55,25 @@ def untiled_fits(size: int, available: int) -> bool:
                                       [(height, width)]) <= available
 
 
-def run_tiling_benchmark(sizes: Sequence[int], tile_size: int, num_steps: int = 3, warmup_steps: int = 1,
-                         available: int = None, progress=print) -> dict:
-    """Every size untiled (where it fits) and tiled; returns the results as a JSON-ready dict."""
+def run_tiling_benchmark(sizes: Sequence[int], tile_size: int, precision: str = "auto", num_steps: int = 3,
+                         warmup_steps: int = 1, available: int = None, progress=print) -> dict:
+    """Every size untiled (where it fits) and tiled; returns the results as a JSON-ready dict.
+
+    `precision`: "auto" (the compute plan `stylize()` chooses on the machine) or one `--precision` value."""
     available = memory.available_bytes() if available is None else available
     results = {"machine": {"processor": processor_name(), "cpu_count": os.cpu_count(),
                            "load_average_at_start": os.getloadavg()[0]},
-               "settings": {"sizes": list(sizes), "tile_size": tile_size, "num_steps": num_steps,
+               "settings": {"sizes": list(sizes), "tile_size": tile_size, "precision": precision,
+                            "num_steps": num_steps,
                             "warmup_steps": warmup_steps, "available_bytes": available},
                "method": METHOD, "sizes": []}
     for size in sizes:
         entry = {"size": size, "untiled": None}
         if available is None or untiled_fits(size, available):
             progress(f"{size} px: untiled")
-            entry["untiled"] = measure(size, 0, num_steps, warmup_steps)
+            entry["untiled"] = measure(size, 0, precision, num_steps, warmup_steps)
         progress(f"{size} px: in tiles of {tile_size} px")
-        entry["tiled"] = measure(size, tile_size, num_steps, warmup_steps)
+        entry["tiled"] = measure(size, tile_size, precision, num_steps, warmup_steps)
         if entry["untiled"] is not None:
             entry["tiled_over_untiled_seconds"] = (entry["tiled"]["seconds_per_step"]
                                                    / entry["untiled"]["seconds_per_step"])
@@ -102,6 +105,8 @@ def format_report(results: dict) -> str:
 FLAGS = (
     FlagSpec("sizes", "list", ["1024", "2048", "4096"], "Long sides to measure, in pixels (4:3)."),
     FlagSpec("tile_size", "integer", 512, "The tiles' size (a multiple of 16, at least 64)."),
+    FlagSpec("precision", "string", "auto", "The compute plan's precision: auto (the machine's plan), or a "
+             "--precision value such as float32 (the plan of a CPU without bfloat16)."),
     FlagSpec("steps", "integer", 3, "Timed steps per measurement; the median is reported."),
     FlagSpec("warmup_steps", "integer", 1, "Untimed steps before each measurement (tracing)."),
     FlagSpec("json", "string", "saved_outputs/bench_tiled.json", "Where to write the results."),
@@ -111,10 +116,12 @@ FLAGS = (
 def main(argv, flag_values) -> int:
     require_no_arguments(argv)
     sizes = parse_sizes(flag_values.sizes)
-    StyleConfig(tile_size=flag_values.tile_size)  # refuses a tile size off the grid, before any work
+    # Refuses a tile size off the grid or an unknown precision, before any work.
+    StyleConfig(tile_size=flag_values.tile_size, precision=flag_values.precision)
     if flag_values.steps < 1:
         raise UsageError(f"--steps must be a positive integer, got {flag_values.steps}")
-    results = run_tiling_benchmark(sizes, flag_values.tile_size, flag_values.steps, flag_values.warmup_steps)
+    results = run_tiling_benchmark(sizes, flag_values.tile_size, flag_values.precision, flag_values.steps,
+                                   flag_values.warmup_steps)
     write_json(flag_values.json, results)
     print(format_report(results))
     print(f"\nwrote {flag_values.json}")

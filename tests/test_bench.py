@@ -152,8 +152,10 @@ def test_the_pytorch_step_runs_and_keeps_its_image_in_range():
 
 def test_tiny_tiling_benchmark_measures_untiled_and_tiled_in_child_processes(tmp_path):
     from benchmarks import tiling
-    results = tiling.run_tiling_benchmark([128], 64, num_steps=1, warmup_steps=0, progress=lambda message: None)
+    results = tiling.run_tiling_benchmark([128], 64, "float32", num_steps=1, warmup_steps=0,
+                                          progress=lambda message: None)
     entry, = results["sizes"]
+    assert entry["untiled"]["plan"] == entry["tiled"]["plan"] == "float32"
     assert entry["untiled"]["grid"] is None and entry["tiled"]["grid"] == "2 × 2 tiles of 64 px + 64 px margin"
     for name in ("untiled", "tiled"):
         assert entry[name]["seconds_per_step"] > 0 and entry[name]["peak_rss_mb"] >= entry[name]["start_rss_mb"] > 0
