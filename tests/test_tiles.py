@@ -8,6 +8,7 @@ import tf_style
 from conftest import gradient_image, stripes_image
 from tf_style import tiles
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
+from tf_style.features import extractor_for
 from tf_style.optimize import Optimization
 from tf_style.targets import batch_targets, style_statistics, weighted_losses
 
@@ -127,7 +128,7 @@ def test_the_tiled_gradient_of_a_scaled_loss_is_the_scaled_untiled_gradient(extr
         total = tf.reduce_sum(weighted_losses(extractor, image, targets, config)["total"])
     gradient = tape.gradient(total, image)
     _, scaled_gradient = tiles.TiledObjective(extractor, config, grid).losses_and_gradient(
-        image, tiled_targets, scale_loss=lambda loss: 1024.0 * loss)
+        image, tiled_targets, loss_scale=1024.0)
     assert float(tf.norm(scaled_gradient - 1024.0 * gradient) / tf.norm(1024.0 * gradient)) < 1e-4
 
 
@@ -138,6 +139,24 @@ def test_a_tiled_mixed_float16_run_follows_the_untiled_one():
     untiled = tf_style.stylize(content, style, **options)
     tiled = tf_style.stylize(content, style, tile_size=64, **options)
     assert np.isfinite(tiled).all() and np.abs(untiled - tiled).max() <= 3.0
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
+def test_tiled_steps_trace_their_functions_once(precision):
+    """Loss scaling (mixed_float16) changes its scale as it goes; the tiled step takes it as a tensor, since the
+    optimizer's `scale_loss` method passed to a traced function made it trace again at every step."""
+    config = StyleConfig(precision=precision)
+    extractor = extractor_for(config, precision)
+    content = gradient_image(HEIGHT // 2, WIDTH // 2)
+    grid = tiles.tile_grid(HEIGHT // 2, WIDTH // 2, 64, tiles.margin_of(config))
+    statistics = style_statistics(extractor, [stripes_image(96, 96)], config)
+    targets = batch_targets(extractor, content[None], [statistics], config, grid)
+    optimization = Optimization(extractor, targets, content[None].astype(np.float32), config, tiles=grid)
+    optimization.run(3)
+    objective = optimization._tiled_objective
+    assert objective._last_tile.experimental_get_tracing_count() == 1
+    assert objective._tile_sums.experimental_get_tracing_count() == 1
+    assert objective._tile_gradient.experimental_get_tracing_count() == 1
 
 
 def test_the_progress_of_a_step_names_the_pass_and_the_tile():

@@ -158,9 +158,10 @@ class Optimization:
 
     def _tiled_train_step(self, targets: StyleTargets, on_tile=None) -> dict:
         """`train_step` tile by tile; `on_tile` is called with (tiles done, tiles per step) as it goes."""
-        scale_loss = self.optimizer.scale_loss if isinstance(
+        # The scale of this step (the optimizer adjusts it as it goes): what its `scale_loss` multiplies by.
+        loss_scale = self.optimizer.scale_loss(tf.constant(1.0)) if isinstance(
             self.optimizer, keras.optimizers.LossScaleOptimizer) else None
-        terms, gradient = self._tiled_objective.losses_and_gradient(self.image, targets, scale_loss, on_tile)
+        terms, gradient = self._tiled_objective.losses_and_gradient(self.image, targets, loss_scale, on_tile)
         self._apply_gradient_traced(gradient)
         return terms
 

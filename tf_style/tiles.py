@@ -290,7 +290,7 @@ class TiledObjective:
         self._last_tile = tf.function(self._loss_gradients_of_last_tile, reduce_retracing=True)
         self._target_absolute_sums = None  # (content features, their absolute sums), computed once per target
 
-    def losses_and_gradient(self, images: tf.Variable, targets, scale_loss: Callable = None,
+    def losses_and_gradient(self, images: tf.Variable, targets, loss_scale: Optional[tf.Tensor] = None,
                             on_tile: Callable[[int, int], None] = None) -> tuple:
         """The weighted loss terms {name: [B]} and the gradient of their (scaled) sum with respect to `images`.
 
@@ -302,13 +302,16 @@ class TiledObjective:
         Args:
             images: the image variable, [B, H, W, 3] of the grid's size.
             targets: the `StyleTargets`, with full-size content features.
-            scale_loss: applied to the total before differentiating (an optimizer's loss scaling: a product,
-                so applied to each term apart); None: none.
+            loss_scale: the factor an optimizer's loss scaling multiplies the total by before differentiating
+                (`LossScaleOptimizer.scale_loss`, a product, so applied to each term apart); None: 1. A tensor,
+                not the optimizer's method: a Python callable is part of a traced function's signature, and a
+                new bound method each step traced the last tile's function again at every step.
             on_tile: called with (tile passes done, tile passes per step) after each tile of each pass.
         """
         *first_tiles, last_tile = self.grid.tiles
         crops = [self._content_crops(tile, targets) for tile in self.grid.tiles]
         passes_per_step = 2 * len(first_tiles) + 1
+        loss_scale = tf.constant(1.0) if loss_scale is None else tf.convert_to_tensor(loss_scale, tf.float32)
         done = 0
         first_sums = None
         for tile, content_crops in zip(first_tiles, crops):
@@ -320,16 +323,14 @@ class TiledObjective:
                 on_tile(done, passes_per_step)
         terms, sum_gradients, last_gradient = self._last_tile(
             padded_pixels(last_tile, images), self._boxes(last_tile), crops[-1], first_sums, targets,
-            self._absolute_sums(targets), scale_loss)
+            self._absolute_sums(targets), loss_scale)
         done += 1
         if on_tile is not None:
             on_tile(done, passes_per_step)
         with tf.GradientTape() as tape:
             tape.watch(images)
             terms["tv"] = self.config.tv_weight * losses.total_variation_loss(images)
-            tv_total = tf.reduce_sum(terms["tv"])
-            if scale_loss is not None:
-                tv_total = scale_loss(tv_total)
+            tv_total = loss_scale * tf.reduce_sum(terms["tv"])
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
         gradient = tf.Variable(tape.gradient(tv_total, images), trainable=False)
         _add_at(gradient, last_tile, last_gradient)
@@ -365,7 +366,7 @@ class TiledObjective:
 
     def _loss_gradients_of_last_tile(self, tile_images: tf.Tensor, boxes: dict, content_crops: dict,
                                      first_sums: Optional[dict], targets, absolute_sums: dict,
-                                     scale_loss: Optional[Callable]) -> tuple:
+                                     loss_scale: tf.Tensor) -> tuple:
         """The content and style terms, their gradients with respect to the sums, and the last tile's share
         of the image gradient, from the other tiles' sums (None: there are none)."""
         with tf.GradientTape() as tape:
@@ -374,9 +375,7 @@ class TiledObjective:
             sums = tile_sums if first_sums is None else {key: first_sums[key] + value
                                                          for key, value in tile_sums.items()}
             terms = self._losses_of_sums(sums, targets, absolute_sums)
-            total = tf.reduce_sum(terms["content"] + terms["style"])
-            if scale_loss is not None:
-                total = scale_loss(total)
+            total = loss_scale * tf.reduce_sum(terms["content"] + terms["style"])
         keys = sorted(sums)
         *sum_gradients, tile_gradient = tape.gradient(total, [sums[key] for key in keys] + [tile_images])
         return terms, dict(zip(keys, sum_gradients)), tile_gradient
