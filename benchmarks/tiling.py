@@ -64,8 +64,7 @@ def run_tiling_benchmark(sizes: Sequence[int], tile_size: int, precision: str = 
     results = {"machine": {"processor": processor_name(), "cpu_count": os.cpu_count(),
                            "load_average_at_start": os.getloadavg()[0]},
                "settings": {"sizes": list(sizes), "tile_size": tile_size, "precision": precision,
-                            "num_steps": num_steps,
-                            "warmup_steps": warmup_steps, "available_bytes": available},
+                            "num_steps": num_steps, "warmup_steps": warmup_steps, "available_bytes": available},
                "method": METHOD, "sizes": []}
     for size in sizes:
         entry = {"size": size, "untiled": None}

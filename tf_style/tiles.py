@@ -6,12 +6,13 @@ After Galerne et al., *Scaling Painting Style Transfer* (EGSR 2024); no code cop
 layer: a Gram matrix is the sum of f f^T over positions divided by their number, a Wasserstein fit needs the
 sum of f as well, and the content term is a sum of squared errors. So one step is:
 
-1. each tile, with a margin of image around it, goes through the network without a tape; the features of its
-   inner region add into the sums (`TiledObjective`);
-2. the loss of the summed statistics, and its gradient with respect to each sum (C x C numbers a layer);
-3. each tile goes through the network again under a tape, and its sums are differentiated with the gradients
-   of step 2 as output gradients: that is the tile's share of the image gradient, added into one full-size
-   gradient over the whole padded tile (its inner features depend on the margin's pixels too).
+1. each tile but the last, with a margin of image around it, goes through the network without a tape; the
+   features of its inner region add into the sums (`TiledObjective`);
+2. the last tile goes through under a tape, its sums complete the others, and the loss of the summed
+   statistics is differentiated with respect to each sum (C x C numbers a layer) and to that tile's pixels;
+3. each other tile goes through the network again under a tape, and its sums are differentiated with the
+   gradients of step 2 as output gradients: that is the tile's share of the image gradient, added into one
+   full-size gradient over the whole padded tile (its inner features depend on the margin's pixels too).
 
 The margin is what makes the inner features exactly the untiled ones: the network's reach (`margin_for`), so
 that no inner feature sees the tile's cut edge. Tiles start and end on multiples of 16 pixels, the stride of
@@ -168,7 +169,12 @@ def _differentiable_crop(features: tf.Tensor, box: tf.Tensor):
         paddings = [[0, 0], [top, shape[1] - bottom], [left, shape[2] - right], [0, 0]]
         return tf.pad(crop_gradient, paddings), None
 
-    return features[:, top:bottom, left:right, :], gradient
+    return _crop(features, (top, bottom, left, right)), gradient
+
+
+def _summed(sums: Optional[dict], more: dict) -> dict:
+    """{key: sums[key] + more[key]}; `more` itself where there are no sums yet (None)."""
+    return more if sums is None else {key: sums[key] + value for key, value in more.items()}
 
 
 def _add_at(gradient: tf.Variable, tile: Tile, tile_gradient: tf.Tensor) -> None:
@@ -316,8 +322,7 @@ class TiledObjective:
         first_sums = None
         for tile, content_crops in zip(first_tiles, crops):
             tile_sums = self._tile_sums(padded_pixels(tile, images), self._boxes(tile), content_crops)
-            first_sums = tile_sums if first_sums is None else {
-                key: first_sums[key] + value for key, value in tile_sums.items()}
+            first_sums = _summed(first_sums, tile_sums)
             done += 1
             if on_tile is not None:
                 on_tile(done, passes_per_step)
@@ -372,8 +377,7 @@ class TiledObjective:
         with tf.GradientTape() as tape:
             tape.watch(tile_images)
             tile_sums = self._sums_of_tile(tile_images, boxes, content_crops)
-            sums = tile_sums if first_sums is None else {key: first_sums[key] + value
-                                                         for key, value in tile_sums.items()}
+            sums = _summed(first_sums, tile_sums)
             terms = self._losses_of_sums(sums, targets, absolute_sums)
             total = loss_scale * tf.reduce_sum(terms["content"] + terms["style"])
         keys = sorted(sums)
