@@ -46,7 +46,7 @@ with native_stderr_silenced():
     import tensorflow as tf
 
     from benchmarks import pytorch_peer
-    from tf_style import api, convolution, export_stylizer, images, tiles, vgg16
+    from tf_style import api, convolution, export_stylizer, images, tiles, vgg
     from tf_style.cli.flags import STYLE_OPTIONS, FlagSpec, config_from, define
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.config import StyleConfig
@@ -836,10 +836,10 @@ def parse_sizes(values: Sequence[str]) -> list:
         sizes = [int(value) for value in values]
     except ValueError:
         raise UsageError(f"--sizes must be integers, got {','.join(values)}") from None
-    smallest = math.ceil(vgg16.MIN_INPUT_SIDE * 4 / 3)
+    smallest = math.ceil(vgg.MIN_INPUT_SIDE * 4 / 3)
     if not sizes or min(sizes) < smallest:
         raise UsageError(f"--sizes must each be at least {smallest} (the short side of a 4:3 image must reach "
-                         f"{vgg16.MIN_INPUT_SIDE} pixels), got {','.join(values) or 'nothing'}")
+                         f"{vgg.MIN_INPUT_SIDE} pixels), got {','.join(values) or 'nothing'}")
     return sizes
 
 

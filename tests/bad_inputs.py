@@ -100,7 +100,7 @@ REFUSED = {
     "PNG with a bad CRC in its header (IHDR)": (lambda d: _bad_crc_png(d, b"IHDR"),
                                                 "not a readable image (UnidentifiedImageError"),
     "1x1 image": (lambda d: _save(d, "one_pixel.png", Image.new("RGB", (1, 1))),
-                  "is 1x1 pixels; VGG16 needs at least 16 pixels on each side"),
+                  "is 1x1 pixels; the network needs at least 16 pixels on each side"),
     "directory with --output (a directory is a batch run)": (
         lambda d: os.path.join(d, ""), "--output names one result; a batch run writes"),
     "huge header (a 65-byte PNG claiming 100000x100000 pixels)": (

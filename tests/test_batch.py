@@ -10,7 +10,7 @@ from PIL import Image
 import tf_style
 from programs import stylize as run_cli
 from conftest import gradient_image, stripes_image
-from tf_style import api, memory, optimize, schedule
+from tf_style import api, memory, optimize, schedule, vgg
 from tf_style.callbacks import TensorBoardLogger
 from tf_style.errors import DivergedError, UsageError
 from tf_style.optimize import StepReport
@@ -160,11 +160,11 @@ def test_style_statistics_are_computed_once_per_style_and_scale(monkeypatch, tmp
 
 def test_memory_limits_the_batch():
     layers = tf_style.StyleConfig().content_layers + tf_style.StyleConfig().style_layers
-    one = memory.estimate_peak_bytes(384, 512, layers, "bfloat16")
-    three = memory.estimate_peak_bytes(384, 512, layers, "bfloat16", batch_size=3)
+    one = memory.estimate_peak_bytes(384, 512, vgg.VGG16, layers, "bfloat16")
+    three = memory.estimate_peak_bytes(384, 512, vgg.VGG16, layers, "bfloat16", batch_size=3)
     assert three - memory.BASE_BYTES == pytest.approx(3 * (one - memory.BASE_BYTES))
-    assert memory.largest_batch_that_fits(384, 512, [], layers, "mixed_bfloat16", 8, available=three) == 3
-    assert memory.largest_batch_that_fits(384, 512, [], layers, "mixed_bfloat16", 8, available=one // 2) == 1
+    assert memory.largest_batch_that_fits(384, 512, [], vgg.VGG16, layers, "mixed_bfloat16", 8, available=three) == 3
+    assert memory.largest_batch_that_fits(384, 512, [], vgg.VGG16, layers, "mixed_bfloat16", 8, available=one // 2) == 1
 
 
 def test_checkpoints_are_for_one_pair():

@@ -156,7 +156,7 @@ def test_tiny_tiling_benchmark_measures_untiled_and_tiled_in_child_processes(tmp
                                           progress=lambda message: None)
     entry, = results["sizes"]
     assert entry["untiled"]["plan"] == entry["tiled"]["plan"] == "float32"
-    assert entry["untiled"]["grid"] is None and entry["tiled"]["grid"] == "2 × 2 tiles of 64 px + 64 px margin"
+    assert entry["untiled"]["grid"] is None and entry["tiled"]["grid"] == "2 × 2 tiles of 64 px + 80 px margin"
     for name in ("untiled", "tiled"):
         assert entry[name]["seconds_per_step"] > 0 and entry[name]["peak_rss_mb"] >= entry[name]["start_rss_mb"] > 0
     assert entry["tiled_over_untiled_seconds"] > 0

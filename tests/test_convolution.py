@@ -84,7 +84,7 @@ def test_the_plan_names_its_kernels_and_the_network_runs_them(monkeypatch):
     ways = {layer.name: layer.way for layer in extractor_for(StyleConfig(), "float32", kernels).model.layers
             if isinstance(layer, convolution.Conv2DOnKernels)}
     assert ways.pop("block1_conv1") == convolution.NATIVE
-    assert set(ways.values()) == {convolution.BACKWARD_KERNEL} and len(ways) == 10  # through block5_conv1
+    assert set(ways.values()) == {convolution.BACKWARD_KERNEL} and len(ways) == 12  # through block5_conv1 in VGG19
 
 
 def test_the_probe_times_every_way():

@@ -425,7 +425,7 @@ def test_the_served_guided_gram_is_the_regions_gram_as_a_stylization_sees_it(loa
     served = loaded.signatures["guided_gram"](images=tf.constant(images), masks=tf.constant(region_masks))
     features = extractor_for(StyleConfig(content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS), "float32")(
         tf.constant(images))
-    seen = masks.layer_masks(region_masks, STYLE_LAYERS, StyleConfig().mask_mode)
+    seen = masks.layer_masks(region_masks, StyleConfig().network, STYLE_LAYERS, StyleConfig().mask_mode)
     for name in STYLE_LAYERS:
         expected = guided_gram_matrices(features[name], seen[name]).numpy()
         np.testing.assert_allclose(served[f"{name}_guided_gram"].numpy(), expected, rtol=1e-5,

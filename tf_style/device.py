@@ -93,7 +93,7 @@ def kernel_cache_path() -> str:
 
 
 def measured_kernel_plan(compute_dtype: str, cache_path: str = None) -> convolution.KernelPlan:
-    """The fastest ways (`convolution.KERNELS`) to run VGG16's convolutions on this CPU in `compute_dtype`.
+    """The fastest ways (`convolution.KERNELS`) to run VGG's convolutions on this CPU in `compute_dtype`.
 
     Measured on first use (`convolution.time_kernels`, on the shapes of a 512x384 image's convolutions)
     and kept in `cache_path`, keyed by the CPU, its flags, TensorFlow's version and the dtype. A cache that

@@ -1,6 +1,6 @@
 """Export for TF Serving: `python -m tf_style.export --export_dir=models/tf_style` (or `tf-style-export`).
 
-Writes the VGG16 feature extractor that `stylize()` builds for the same network flags (--weights, --pooling,
+Writes the VGG feature extractor that `stylize()` builds for the same network flags (--weights, --pooling,
 --padding, --content_layers, --style_layers) as a SavedModel in <export_dir>/<version>/: serving_default gives
 the layers' activations, gram and image_bytes the style layers' Gram matrices. With --model=stylizer it writes
 the whole stylization instead: stylize and stylize_pixels take a photo and a painting and run the optimization

@@ -1,4 +1,4 @@
-"""The VGG16 feature extractor as a SavedModel that TF Serving serves: three signatures, written atomically.
+"""The VGG feature extractor as a SavedModel that TF Serving serves: three signatures, written atomically.
 
 Signatures (tag `serve`):
 - `serving_default`: `images` float32 [B, H, W, 3] RGB in [0, 255] -> one [B, h, w, C] tensor per exported
@@ -27,12 +27,12 @@ import tensorflow as tf
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError, WriteError
 from tf_style.features import extractor_for
-from tf_style.vgg16 import MIN_INPUT_SIDE
+from tf_style.vgg import MIN_INPUT_SIDE
 from tf_style.losses import gram_matrix, guided_gram_matrices
 from tf_style.masks import layer_masks
 
 # An image_bytes request whose header claims more pixels than this is refused before it is decoded.
-# VGG16's first block keeps 64 float32 channels per pixel, so one image costs about 256 bytes a pixel
+# VGG's first block keeps 64 float32 channels per pixel, so one image costs about 256 bytes a pixel
 # (4 GB at this limit) while it runs: lower the limit on a server with less memory.
 DEFAULT_MAX_PIXELS = 16_000_000
 
@@ -92,7 +92,7 @@ def decode_image_checked(data: tf.Tensor, max_pixels: int, input_name: str) -> t
                              f"pixels, more than the limit of {max_pixels}; downscale it before sending"]),
         tf.debugging.Assert(tf.minimum(height, width) >= MIN_INPUT_SIDE,
                             [f"{input_name}: the image header claims", width, "x", height,
-                             f"pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels on each side"]),
+                             f"pixels; the network needs at least {MIN_INPUT_SIDE} pixels on each side"]),
     ]
     # The decoders are not stateful, so nothing but an explicit dependency makes them wait for the checks.
     with tf.control_dependencies(checks):
@@ -107,7 +107,7 @@ def _decode_png_on_white(data: tf.Tensor) -> tf.Tensor:
 
 
 class ExportedFeatureExtractor(tf.Module):
-    """The VGG16 layers a stylization reads, as `tf.function`s that `tf.saved_model.save` turns into signatures.
+    """The VGG layers a stylization reads, as `tf.function`s that `tf.saved_model.save` turns into signatures.
 
     Attributes:
         variables_read: the tf.Variables the signatures read (tracked, so that they are saved).
@@ -123,6 +123,7 @@ class ExportedFeatureExtractor(tf.Module):
         self._extractor = extractor_for(config, "float32")
         self.layer_names = self._extractor.layer_names
         self.style_layers = config.style_layers
+        self.network = config.network
         self.mask_mode = config.mask_mode
         self.max_pixels = max_pixels
         # Track the tf.Variables inside the Keras 3 variables, not the Keras model. The object graph saves a
@@ -146,7 +147,7 @@ class ExportedFeatureExtractor(tf.Module):
     def guided_grams(self, images, masks):
         """[B, H, W, 3] RGB in [0, 255] and [B, R, H, W] masks -> {"<style layer>_guided_gram": [B, R, C, C]}."""
         features = self._extractor(images)
-        seen = layer_masks(masks, self.style_layers, self.mask_mode)
+        seen = layer_masks(masks, self.network, self.style_layers, self.mask_mode)
         return {f"{name}_guided_gram": guided_gram_matrices(features[name], seen[name]) for name in self.style_layers}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])

@@ -51,7 +51,7 @@ from tf_style.features import extractor_for
 from tf_style.optimize import adam_optimizer, upsampled_adam_moments
 from tf_style.schedule import noise_start, resized, upsample_with_detail
 from tf_style.targets import batch_targets, style_statistics, weighted_losses
-from tf_style.vgg16 import MIN_INPUT_SIDE
+from tf_style.vgg import MIN_INPUT_SIDE
 
 # A request may ask for a result of at most this long side. One float32 step at 1024x768 holds about 3 GB.
 DEFAULT_MAX_SIZE = 1024
@@ -140,7 +140,7 @@ class ExportedStylizer(tf.Module):
                                  f"pixels, more than the limit of {self.max_pixels}; downscale it"]),
             tf.debugging.Assert(tf.minimum(shape[0], shape[1]) >= MIN_INPUT_SIDE,
                                 [f"{input_name}: an image of", shape[1], "x", shape[0],
-                                 f"pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels on each side"]),
+                                 f"pixels; the network needs at least {MIN_INPUT_SIDE} pixels on each side"]),
             tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(image)),
                                 [f"{input_name}: the image holds NaN or infinite values"]),
         ]
@@ -191,7 +191,7 @@ class ExportedStylizer(tf.Module):
         side_check = tf.debugging.Assert(
             tf.minimum(first_height, first_width) >= MIN_INPUT_SIDE,
             ["stylize: size", size, "makes the result", tf.minimum(first_height, first_width),
-             f"pixels on its short side at the first scale; VGG16 needs at least {MIN_INPUT_SIDE}: ask for a "
+             f"pixels on its short side at the first scale; the network needs at least {MIN_INPUT_SIDE}: ask for a "
              "larger size"])
         with tf.control_dependencies([side_check]):
             content_images = resized(content[tf.newaxis], height, width)

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from tf_style.config import scaled_size
 from tf_style.errors import UsageError
 from tf_style.files import require_writable_directory, write_atomically
-from tf_style.vgg16 import MIN_INPUT_SIDE
+from tf_style.vgg import MIN_INPUT_SIDE
 
 T = TypeVar("T")
 
@@ -100,7 +100,7 @@ def load_image_bytes(data: bytes, name: str, what: str = "image", max_pixels: in
 def _require_min_side(image: np.ndarray, description: str) -> np.ndarray:
     height, width = image.shape[:2]
     if min(height, width) < MIN_INPUT_SIDE:
-        raise UsageError(f"{description} is {width}x{height} pixels; VGG16 needs at least {MIN_INPUT_SIDE} pixels "
+        raise UsageError(f"{description} is {width}x{height} pixels; the network needs at least {MIN_INPUT_SIDE} pixels "
                          "on each side: use a larger image")
     return image
 

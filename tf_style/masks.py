@@ -20,7 +20,7 @@ The guided Gram matrices and the style loss of the regions are `tf_style.losses`
 import numpy as np
 import tensorflow as tf
 
-from tf_style import vgg16
+from tf_style import vgg
 
 
 def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -31,12 +31,13 @@ def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(resized.numpy(), 0.0, 1.0).astype(np.float32)
 
 
-def layer_masks(masks, layer_names, mode: str) -> dict:
+def layer_masks(masks, network: vgg.Network, layer_names, mode: str) -> dict:
     """Each layer's view of the masks: [..., H, W] (masks at the image's size) -> {layer: float32 [..., h, w]}.
 
     Args:
         masks: float32 in [0, 1].
-        layer_names: VGG16 layers; each mask has the shape of that layer's feature maps.
+        network: the VGG whose layers see the masks (its convolutions erode them).
+        layer_names: its layers; each mask has the shape of that layer's feature maps.
         mode: "inside" (eroded by each convolution's reach from block 2 on) or "simple" (downsampled only); see
             the module.
     """
@@ -44,12 +45,12 @@ def layer_masks(masks, layer_names, mode: str) -> dict:
     current = tf.reshape(tf.cast(masks, tf.float32), tf.concat([[-1], shape[-2:], [1]], axis=0))
     wanted = set(layer_names)
     by_layer = {}
-    for name, _, _ in vgg16.layers_through_deepest(layer_names):
-        if vgg16.block_of(name) > 1 and name.endswith("_conv1"):
-            # The pooling's windows, as VGG16's (2x2, stride 2, an odd last row or column dropped).
+    for name, _, _ in network.layers_through_deepest(layer_names):
+        if vgg.block_of(name) > 1 and name.endswith("_conv1"):
+            # The pooling's windows, as VGG's (2x2, stride 2, an odd last row or column dropped).
             current = (_minimum_pool(current, 2, "VALID") if mode == "inside"
                        else tf.nn.avg_pool2d(current, 2, 2, "VALID"))
-        if mode == "inside" and vgg16.block_of(name) > 1:
+        if mode == "inside" and vgg.block_of(name) > 1:
             # A 3x3 convolution's output sees one position around it (block 1's 2 pixels are let be: see the
             # module). Past the image's edge the network sees padding, not another region: "SAME" pooling leaves
             # out the positions beyond the edge.

@@ -29,7 +29,7 @@ count only when that is more than the output's pixels.
 import os
 from typing import Optional, Sequence
 
-from tf_style import vgg16
+from tf_style import vgg
 from tf_style.errors import UsageError
 
 # Resident memory of the process with TensorFlow loaded and VGG16 built, before any image-sized tensor.
@@ -51,33 +51,33 @@ FORWARD_ONLY_FRACTION = 0.5
 TILED_IMAGE_BYTES_PER_PIXEL = 320
 
 
-def activations_per_pixel(layer_names: Sequence[str]) -> float:
-    """VGG16 activation values per input pixel, through the deepest of `layer_names`.
+def activations_per_pixel(network: vgg.Network, layer_names: Sequence[str]) -> float:
+    """VGG activation values per input pixel, through the deepest of `layer_names`.
 
     Each block works at a quarter of the positions of the one before: block1 at every pixel, block2 at one in
     four, and so on.
     """
-    return sum(channels / 4 ** (vgg16.block_of(name) - 1)
-               for name, _, channels in vgg16.layers_through_deepest(layer_names))
+    return sum(channels / 4 ** (vgg.block_of(name) - 1)
+               for name, _, channels in network.layers_through_deepest(layer_names))
 
 
-def estimate_peak_bytes(height: int, width: int, layer_names: Sequence[str], compute_dtype: str,
+def estimate_peak_bytes(height: int, width: int, network: vgg.Network, layer_names: Sequence[str], compute_dtype: str,
                         style_shapes: Sequence[tuple] = (), batch_size: int = 1) -> int:
     """Estimated peak resident memory of a stylization at `height` x `width` (the largest scale).
 
     Args:
         height, width: the output size.
-        layer_names: the VGG16 layers in use (content and style).
+        layer_names: the network's layers in use (content and style).
         compute_dtype: "float32", "bfloat16" or "float16", or a Keras dtype policy ("mixed_bfloat16").
         style_shapes: (height, width) of each style image as the network sees it at the largest scale.
         batch_size: how many images of this size are optimized together.
     """
-    return int(BASE_BYTES + _bytes_per_pixel(layer_names, compute_dtype)
+    return int(BASE_BYTES + _bytes_per_pixel(network, layer_names, compute_dtype)
                * _train_step_pixels(height, width, style_shapes, batch_size))
 
 
-def _bytes_per_pixel(layer_names: Sequence[str], compute_dtype: str) -> float:
-    return activations_per_pixel(layer_names) * BYTES_PER_ACTIVATION[compute_dtype.removeprefix("mixed_")]
+def _bytes_per_pixel(network: vgg.Network, layer_names: Sequence[str], compute_dtype: str) -> float:
+    return activations_per_pixel(network, layer_names) * BYTES_PER_ACTIVATION[compute_dtype.removeprefix("mixed_")]
 
 
 def _train_step_pixels(height: int, width: int, style_shapes: Sequence[tuple], batch_size: int = 1) -> float:
@@ -86,24 +86,24 @@ def _train_step_pixels(height: int, width: int, style_shapes: Sequence[tuple], b
     return max(batch_size * height * width, FORWARD_ONLY_FRACTION * style_pixels)
 
 
-def estimate_tiled_peak_bytes(height: int, width: int, tile_size: int, margin: int, layer_names: Sequence[str],
+def estimate_tiled_peak_bytes(height: int, width: int, tile_size: int, margin: int, network: vgg.Network, layer_names: Sequence[str],
                               content_layers: Sequence[str], compute_dtype: str) -> int:
     """Estimated peak resident memory of a run at `height` x `width` optimized in tiles of `tile_size` with
     `margin`: the full-size state, and the train step of the largest padded tile (a tile is within 16 px of
     `tile_size`; the margin is cut where the image ends)."""
     padded_pixels = (min(height, tile_size + 16 + 2 * margin) * min(width, tile_size + 16 + 2 * margin))
-    return int(BASE_BYTES + _tiled_bytes_per_pixel(content_layers) * height * width
-               + _bytes_per_pixel(layer_names, compute_dtype) * padded_pixels)
+    return int(BASE_BYTES + _tiled_bytes_per_pixel(network, content_layers) * height * width
+               + _bytes_per_pixel(network, layer_names, compute_dtype) * padded_pixels)
 
 
-def _tiled_bytes_per_pixel(content_layers: Sequence[str]) -> float:
+def _tiled_bytes_per_pixel(network: vgg.Network, content_layers: Sequence[str]) -> float:
     """Full-size bytes per output pixel of a tiled run: the images and the content targets (float32)."""
-    content_values = sum(channels / 4 ** (vgg16.block_of(name) - 1)
-                         for name, _, channels in vgg16.CONV_SHAPES if name in content_layers)
+    content_values = sum(channels / 4 ** (vgg.block_of(name) - 1)
+                         for name, _, channels in network.conv_shapes if name in content_layers)
     return TILED_IMAGE_BYTES_PER_PIXEL + 4 * content_values
 
 
-def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], layer_names: Sequence[str],
+def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network, layer_names: Sequence[str],
                      content_layers: Sequence[str], compute_dtype: str, tile_size: int, margin: int,
                      available: Optional[int] = None) -> int:
     """The tile size a run at `height` x `width` uses, refusing with one sentence one that would not fit.
@@ -123,7 +123,7 @@ def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], lay
     compute_dtype = compute_dtype.removeprefix("mixed_")
     available = available_bytes() if available is None else available
     tiled_bytes = lambda size: estimate_tiled_peak_bytes(  # noqa: E731
-        height, width, size, margin, layer_names, content_layers, compute_dtype)
+        height, width, size, margin, network, layer_names, content_layers, compute_dtype)
     if tile_size and max(height, width) > tile_size:
         if available is None or tiled_bytes(tile_size) <= available:
             return tile_size
@@ -131,14 +131,14 @@ def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], lay
                          f"{tiled_bytes(tile_size) / 1e9:.1f} GB of memory in {compute_dtype} (estimated), but "
                          f"{available / 1e9:.1f} GB are available; use a smaller --tile_size, or --tile_size=0 for "
                          "the largest tiles that fit")
-    if available is None or estimate_peak_bytes(height, width, layer_names, compute_dtype, style_shapes) <= available:
+    if available is None or estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes) <= available:
         return 0
     for candidate in range((max(height, width) - 1) // 16 * 16, 63, -16):
         if tiled_bytes(candidate) <= available:
             return candidate
     # Even the smallest tiles do not fit: the full-size state grows with the pixels, so the largest size that
     # fits scales with the square root of what is left for it.
-    full_size_bytes = _tiled_bytes_per_pixel(content_layers) * height * width
+    full_size_bytes = _tiled_bytes_per_pixel(network, content_layers) * height * width
     left = available - (tiled_bytes(64) - full_size_bytes)
     shrink = min(1.0, max(0.0, left) / full_size_bytes) ** 0.5
     raise UsageError(f"a {width}x{height} result needs about {tiled_bytes(64) / 1e9:.1f} GB of memory in "
@@ -195,7 +195,7 @@ def _cgroup_limit() -> Optional[int]:
     return None
 
 
-def largest_batch_that_fits(height: int, width: int, style_shapes: Sequence[tuple], layer_names: Sequence[str],
+def largest_batch_that_fits(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network, layer_names: Sequence[str],
                             compute_dtype: str, limit: int, available: Optional[int] = None) -> int:
     """How many images of this size, up to `limit`, fit in memory together (at least 1: one image is the
     caller's to refuse with `require_fits`)."""
@@ -204,13 +204,13 @@ def largest_batch_that_fits(height: int, width: int, style_shapes: Sequence[tupl
         return limit
     compute_dtype = compute_dtype.removeprefix("mixed_")
     batch_size = limit
-    while batch_size > 1 and estimate_peak_bytes(height, width, layer_names, compute_dtype, style_shapes,
+    while batch_size > 1 and estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes,
                                                  batch_size) > available:
         batch_size -= 1
     return batch_size
 
 
-def require_fits(height: int, width: int, style_shapes: Sequence[tuple], layer_names: Sequence[str],
+def require_fits(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network, layer_names: Sequence[str],
                  compute_dtype: str, available: Optional[int] = None) -> None:
     """Refuses, with one sentence, a stylization whose estimated peak memory exceeds what is available.
 
@@ -222,7 +222,7 @@ def require_fits(height: int, width: int, style_shapes: Sequence[tuple], layer_n
     """
     compute_dtype = compute_dtype.removeprefix("mixed_")
     available = available_bytes() if available is None else available
-    needed = estimate_peak_bytes(height, width, layer_names, compute_dtype, style_shapes)
+    needed = estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes)
     if available is None or needed <= available:
         return
     # Every image scales with --size, so the largest size that fits scales with the square root.

@@ -109,7 +109,7 @@ class Optimization:
     Adam keeps jittering pixels by about the learning rate, and the average removes that noise.
 
     Args:
-        extractor: the VGG16 feature extractor.
+        extractor: the VGG feature extractor.
         targets: content features and style statistics, batch B.
         initial_images: float32 [B, H, W, 3] in [0, 255], the start of the optimization.
         config: the options (weights, learning rate, averaging, ...).

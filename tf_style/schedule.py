@@ -62,7 +62,7 @@ class CoarseToFine:
     `Optimization` per batch shape.
 
     Args:
-        extractor: the VGG16 feature extractor.
+        extractor: the VGG feature extractor.
         config: the options of every run.
         jit_compile: compile the train steps with XLA.
     """

@@ -79,7 +79,7 @@ def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndar
     style_moments = []
     for image in style_images:
         if tile_size and max(image.shape[:2]) > tile_size:
-            grid = tiles.tile_grid(*image.shape[:2], tile_size, tiles.margin_for(config.style_layers))
+            grid = tiles.tile_grid(*image.shape[:2], tile_size, tiles.margin_for(config.network, config.style_layers))
             moments = tiles.tiled_moments(extractor, image[None], grid, config.style_layers)
             style_moments.append({name: (each.gram(), each.mean(), each.covariance()) if wasserstein
                                   else (each.gram(), None, None) for name, each in moments.items()})
@@ -114,7 +114,7 @@ def region_statistics(extractor: FeatureExtractor, style_images: Sequence[np.nda
     grams, present = {name: [] for name in config.style_layers}, {name: [] for name in config.style_layers}
     for image, style_mask in zip(style_images, style_masks):
         features = extractor(image[None])
-        seen = (masks.layer_masks(style_mask[None], config.style_layers, config.mask_mode)
+        seen = (masks.layer_masks(style_mask[None], config.network, config.style_layers, config.mask_mode)
                 if style_mask is not None else None)
         for name in config.style_layers:
             if seen is None:
@@ -157,7 +157,7 @@ def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
     region_masks = {}
     if content_masks is not None:
         present = stacked("region_present")
-        seen = masks.layer_masks(content_masks, config.style_layers, config.mask_mode)
+        seen = masks.layer_masks(content_masks, config.network, config.style_layers, config.mask_mode)
         region_masks = {name: seen[name][None] * present[name][:, :, None, None] for name in config.style_layers}
     return StyleTargets(
         content_features={name: content_features[name] for name in config.content_layers},

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import losses, vgg16
+from tf_style import losses, vgg
 from tf_style.config import StyleConfig
 
 # Tiles start and end on multiples of this: block5 works at 1/16 of the image's side.
@@ -50,7 +50,7 @@ class Tile:
 
     def inner_at(self, layer: str) -> tuple:
         """(top, bottom, left, right) of the inner region in the padded tile's features at `layer`."""
-        factor = 2 ** (vgg16.block_of(layer) - 1)
+        factor = 2 ** (vgg.block_of(layer) - 1)
         top, bottom, left, right = self.inner
         padded_top, _, padded_left, _ = self.padded
         # The padded region starts on a multiple of 16, so its features start on a whole position at every block;
@@ -60,7 +60,7 @@ class Tile:
 
     def inner_in_image_at(self, layer: str) -> tuple:
         """(top, bottom, left, right) of the inner region in the whole image's features at `layer`."""
-        factor = 2 ** (vgg16.block_of(layer) - 1)
+        factor = 2 ** (vgg.block_of(layer) - 1)
         top, bottom, left, right = self.inner
         return top // factor, bottom // factor, left // factor, right // factor
 
@@ -117,19 +117,19 @@ def _cuts(length: int, tile_size: int) -> list:
     return [0, *sorted(cut for cut in inner_cuts if 0 < cut < length), length]
 
 
-def margin_for(layer_names: Sequence[str]) -> int:
+def margin_for(network: vgg.Network, layer_names: Sequence[str]) -> int:
     """The margin (a multiple of 16) that keeps a tile's inner features those of the untiled network.
 
     A feature at position i of a layer of stride s sees the image from i*s - reach_before to i*s + reach_after:
     each 3x3 convolution reaches one position (s pixels) further on both sides, each 2x2 pooling s more on the
     far side. The inner region's first feature sees reach_before pixels before it, its last one (at the inner
-    end minus s) reach_after - s pixels past it. Through block5_conv1 that is 58 and 57 px, so a margin of
-    64 px; the tests check that the inner features at this margin are the untiled ones and that 16 px less
+    end minus s) reach_after - s pixels past it. Through block5_conv1 that is 58 and 57 px in VGG16, so a
+    margin of 64 px, and 70 and 69 px in VGG19 (two more convolutions), so 80 px; the tests check that the inner features at this margin are the untiled ones and that 16 px less
     changes them.
     """
     stride, reach_before, reach_after = 1, 0, 0
-    for name, _, _ in vgg16.layers_through_deepest(layer_names):
-        if vgg16.block_of(name) > 1 and name.endswith("_conv1"):
+    for name, _, _ in network.layers_through_deepest(layer_names):
+        if vgg.block_of(name) > 1 and name.endswith("_conv1"):
             reach_after += stride  # the 2x2 pooling before the block
             stride *= 2
         reach_before += stride
@@ -141,7 +141,7 @@ def margin_of(config: StyleConfig) -> int:
     """The margin of a run's tiles: `--tile_margin`, or unset, what its deepest layer needs (`margin_for`)."""
     if config.tile_margin is not None:
         return config.tile_margin
-    return margin_for(config.content_layers + config.style_layers)
+    return margin_for(config.network, config.content_layers + config.style_layers)
 
 
 def padded_pixels(tile: Tile, images) -> tf.Tensor:
@@ -277,7 +277,7 @@ class TiledObjective:
     """`targets.weighted_losses` and its gradient with respect to the image, computed tile by tile.
 
     Args:
-        extractor: the VGG16 feature extractor.
+        extractor: the VGG feature extractor.
         config: the options (layers, loss, weights).
         grid: the tiles of the image.
     """
@@ -287,7 +287,7 @@ class TiledObjective:
         self.config = config
         self.grid = grid
         self._layer_weights = dict(zip(config.style_layers, config.normalized_style_layer_weights))
-        factor = lambda name: 2 ** (vgg16.block_of(name) - 1)  # noqa: E731
+        factor = lambda name: 2 ** (vgg.block_of(name) - 1)  # noqa: E731
         self._counts = {name: (grid.height // factor(name)) * (grid.width // factor(name))
                         for name in config.style_layers}
         # Each traced for a few tile shapes (inner, edge and corner tiles), then for any shape.

@@ -122,7 +122,7 @@ STYLIZER_EXPORT_ONLY = tuple(spec for spec in STYLE_OPTIONS if spec.name in expo
              "refuse a request whose steps over all scales are more than this."),
 )
 EXPORT = (
-    FlagSpec("model", "enum", EXPORT_MODELS[0], "What to export. feature_extractor: the VGG16 activations and "
+    FlagSpec("model", "enum", EXPORT_MODELS[0], "What to export. feature_extractor: the VGG activations and "
              "Gram matrices. stylizer: the whole stylization, a stylize signature that runs the optimization; the "
              "style flags are what every request runs with (size, steps, the two weights, init and seed: its "
              "defaults).",
