@@ -1,8 +1,8 @@
 """Bad and odd input images, made from scratch, and what the command line does with each.
 
-`tests/test_robustness.py` runs the CLI on every one of them; the README's "Bad inputs" table states the
+`tests/test_cli.py` runs the CLI on every one of them; the "Bad inputs" table of docs/robustness.md states the
 same outcomes. `python tests/bad_inputs.py` runs the CLI on each and prints the table's rows with the real
-messages, to paste into the README when an outcome changes.
+messages, to paste into docs/robustness.md when an outcome changes.
 """
 
 import io

@@ -34,6 +34,15 @@ def test_writes_an_image_of_the_asked_size_with_snapshots(tmp_path, content_path
     assert Image.open(tmp_path / "out" / "result_sheet.png").size == (64 + 8 + 48 + 8 + 64 + 8 + 64, 48)
 
 
+def test_without_output_the_result_goes_under_out(tmp_path, content_path, style_path):
+    # out/ is in .gitignore, so that trying the program in a clone of the repository leaves the clone clean.
+    result = run_cli(f"--content={content_path}", f"--style={style_path}", "--size=64", "--steps=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "out" / "content_style.png").size == (64, 48)
+    assert cli_flags.default_output("photos/a.jpg", ["b.png", "c.jpg"]) == os.path.join("out", "a_b_c.png")
+    assert {spec.name: spec.default for spec in cli_flags.STYLIZE}["output_dir"] == "out"
+
+
 def test_jpeg_output_and_noise_start(tmp_path, content_path, style_path):
     output = tmp_path / "result.jpg"
     result = run_cli(f"--content={content_path}", f"--style={style_path}", f"--output={output}", "--size=64",
@@ -124,7 +133,7 @@ def _config_from_command_line(*arguments):
 
 
 def test_the_quality_preset_is_the_defaults():
-    # The README and the preset both say so; the examples' commands rely on it.
+    # The preset says so; the examples' commands in docs/examples.md rely on it.
     quality = _config_from_command_line(f"--flagfile={os.path.join(REPO, 'flags', 'quality.cfg')}")
     defaults = StyleConfig()
     assert quality == defaults.replace(style_layer_weights=(1.0,) * len(defaults.style_layers))
@@ -132,7 +141,7 @@ def test_the_quality_preset_is_the_defaults():
 
 
 def test_one_stylizer_export_serves_every_preset():
-    # The README's "Presets": the bundled presets differ only in what a request to the stylizer export sets.
+    # The bundled presets differ only in what a request to the stylizer export sets (docs/serving.md, "Presets").
     request_options = set(export_stylizer.request_defaults(StyleConfig()))
     fixed_options = [name for name in StyleConfig.network_options() + export_stylizer.STYLIZER_OPTIONS
                      if name not in request_options]
@@ -192,25 +201,14 @@ def test_help_lists_the_programs_own_flags(monkeypatch):
     assert "--export_dir" in flag_values.main_module_help() and "--padding" in flag_values.main_module_help()
 
 
-def test_the_readme_flag_table_lists_every_flag():
-    ours = {spec.name for spec in cli_flags.STYLIZE}
-    assert {"content", "style", "checkpoint_dir", "precision"} <= ours
-    with open(os.path.join(REPO, "README.md")) as readme:
-        table = [line for line in readme if line.startswith("| `--")]
-    listed = {line.split("`")[1][2:] for line in table}
-    assert ours <= listed, sorted(ours - listed)
-
-
-def test_the_readme_flag_table_lists_the_beam_flags():
-    ours = {spec.name for spec in cli_flags.PIPELINE}
-    assert "content_pattern" in ours and not ours & set(cli_flags.REFUSED_BY_PIPELINE)
-    with open(os.path.join(REPO, "README.md")) as readme:
-        listed = {line.split("`")[1][2:] for line in readme if line.startswith("| `--")}
-    assert ours <= listed, sorted(ours - listed)
+def test_the_pipeline_takes_no_flag_that_it_refuses():
+    assert {"content", "style", "checkpoint_dir", "precision"} <= {spec.name for spec in cli_flags.STYLIZE}
+    pipeline = {spec.name for spec in cli_flags.PIPELINE}
+    assert "content_pattern" in pipeline and not pipeline & set(cli_flags.REFUSED_BY_PIPELINE)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The command line: the runs that fail or finish at once start together; see the README's "Bad inputs".
+# The command line: the runs that fail or finish at once start together; see "Bad inputs" in docs/robustness.md.
 
 def _cli_cases(directory):
     """{case: (args, expected exit status, expected message part)} for runs that need no signal."""
@@ -269,16 +267,6 @@ def test_cli_stylizes_odd_but_valid_images(cli_results):
     status, stdout, stderr = results["odd but valid images"]
     assert status == 0, stderr
     assert Image.open(os.path.join(directory, "odd", "result.png")).size == (32, 64)  # the EXIF turn applied
-
-
-def test_the_readme_table_states_what_the_cli_does():
-    with open(os.path.join(REPO, "README.md")) as readme:
-        text = readme.read()
-    section = text[text.index("## Bad inputs"):]
-    for name, (_, message) in {**REFUSED, **ACCEPTED}.items():
-        assert f"| {name} |" in section, name
-        row = section[section.index(f"| {name} |"):].splitlines()[0]
-        assert message in row, (name, row)
 
 
 def test_ctrl_c_while_tensorflow_loads_is_one_line(capfd):

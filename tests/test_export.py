@@ -1,5 +1,5 @@
 """The SavedModel export: signatures as TF Serving and saved_model_cli see them, a reload in a fresh process,
-the README's REST and gRPC requests, image_bytes' header checks, atomic writes and the command line's errors.
+the REST and gRPC requests of docs/serving.md, image_bytes' header checks, atomic writes and the command line's errors.
 
 The model is exported once per module, with two small layers, and probed with 16-64 px images.
 """
@@ -38,10 +38,11 @@ LAYER_FLAGS = ("--content_layers=block2_conv1", "--style_layers=block1_conv1,blo
 CHANNELS = {"block1_conv1": 64, "block2_conv1": 128}
 MAX_PIXELS = 64 * 64
 
-# The README's requests, as data; test_readme_shows_these_requests keeps the two in step.
-README_PNG_B64 = ("iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAGklEQVR42mM8UaHBQApgYiARjGoY1TB0NAAAgJwBiHEHVqAAAAAA"
-                  "SUVORK5CYII=")
-REST_IMAGE_BYTES_BODY = ('{"signature_name": "image_bytes", "instances": [{"b64": "' + README_PNG_B64 + '"}]}')
+# The requests that docs/serving.md shows, as data; test_the_serving_doc_shows_these_requests keeps the two in step.
+SERVING_DOC = os.path.join(REPO, "docs", "serving.md")
+DOC_PNG_B64 = ("iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAGklEQVR42mM8UaHBQApgYiARjGoY1TB0NAAAgJwBiHEHVqAAAAAA"
+               "SUVORK5CYII=")
+REST_IMAGE_BYTES_BODY = ('{"signature_name": "image_bytes", "instances": [{"b64": "' + DOC_PNG_B64 + '"}]}')
 REST_PIXELS_BODY_SOURCE = ('json.dumps({"signature_name": "gram", "instances": '
                            '[[[[128.0, 128.0, 128.0]] * 16] * 16]})')
 GRPC_IMAGE_BYTES_REQUEST = """\
@@ -223,9 +224,9 @@ def rest_request_inputs(body: str, signature) -> dict:
             for name, spec in input_specs.items()}
 
 
-def test_the_readme_rest_bodies_are_accepted(loaded):
-    bodies = [REST_IMAGE_BYTES_BODY, eval(REST_PIXELS_BODY_SOURCE)]  # noqa: S307 - the README's own line
-    tiny = np.asarray(Image.open(io.BytesIO(base64.b64decode(README_PNG_B64))).convert("RGB"), np.float32)
+def test_the_documented_rest_bodies_are_accepted(loaded):
+    bodies = [REST_IMAGE_BYTES_BODY, eval(REST_PIXELS_BODY_SOURCE)]  # noqa: S307 - the documented line
+    tiny = np.asarray(Image.open(io.BytesIO(base64.b64decode(DOC_PNG_B64))).convert("RGB"), np.float32)
     expected = {"image_bytes": reference_outputs(tiny[np.newaxis])[1],
                 "gram": reference_outputs(np.full((1, 16, 16, 3), 128.0, np.float32))[1]}
     for body in bodies:
@@ -245,11 +246,11 @@ class _PredictRequest:
         self.inputs = collections.defaultdict(tensor_pb2.TensorProto)
 
 
-def test_the_readme_grpc_tensor_protos_are_accepted(loaded):
+def test_the_documented_grpc_tensor_protos_are_accepted(loaded):
     pixels = np.floor(gradient_image(16, 16))  # the values a PNG keeps
     namespace = {"tf": tf, "np": np, "predict_pb2": types.SimpleNamespace(PredictRequest=_PredictRequest),
                  "image_bytes": encode(pixels, "PNG"), "pixels": pixels}
-    exec(GRPC_IMAGE_BYTES_REQUEST, namespace)  # noqa: S102 - the README's own lines
+    exec(GRPC_IMAGE_BYTES_REQUEST, namespace)  # noqa: S102 - the documented lines
     bytes_request = namespace["request"]
     namespace["request"] = _PredictRequest()
     exec(GRPC_PIXELS_INPUT, namespace)  # noqa: S102
@@ -269,11 +270,11 @@ def test_the_readme_grpc_tensor_protos_are_accepted(loaded):
             np.testing.assert_allclose(outputs[name], value, rtol=1e-5, atol=1e-5 * np.abs(value).max())
 
 
-def test_readme_shows_these_requests():
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as readme_file:
-        readme = readme_file.read()
+def test_the_serving_doc_shows_these_requests():
+    with open(SERVING_DOC, encoding="utf-8") as doc_file:
+        doc = doc_file.read()
     for text in (REST_IMAGE_BYTES_BODY, REST_PIXELS_BODY_SOURCE, GRPC_IMAGE_BYTES_REQUEST, GRPC_PIXELS_INPUT):
-        assert text in readme
+        assert text in doc
 
 
 REFUSED_BYTES = {

@@ -73,8 +73,9 @@ with open(sys.argv[3], "wb") as answers_file:
     pickle.dump({"answers": answers, "tf_style imported": "tf_style" in sys.modules}, answers_file)
 """
 
-# The README's REST body; test_the_readme_rest_body_reaches_the_signature keeps the two in step.
-README_REST_BODY = """\
+# The REST body of docs/serving.md; test_the_documented_rest_body_reaches_the_signature keeps the two in step.
+SERVING_DOC = os.path.join(programs.REPO, "docs", "serving.md")
+DOC_REST_BODY = """\
 body = {"signature_name": "stylize",
         "inputs": {"content": b64("photo.jpg"), "style": b64("painting.jpg"), "size": 256, "steps": 40}}"""
 
@@ -149,12 +150,12 @@ def signature_defaults(model_dir: str, signature_name: str) -> dict:
     return {name: tf.make_ndarray(value) for name, value in signature_def(model_dir, signature_name).defaults.items()}
 
 
-def readme_rest_inputs(model_dir: str) -> dict:
-    """The README's REST body, decoded as TF Serving decodes the columnar format: {"b64": ...} is bytes; an input
-    left out takes the SignatureDef's default (tensorflow/cc/saved_model/util.cc, GetInputValues)."""
+def doc_rest_inputs(model_dir: str) -> dict:
+    """The REST body of docs/serving.md, decoded as TF Serving decodes the columnar format: {"b64": ...} is bytes;
+    an input left out takes the SignatureDef's default (tensorflow/cc/saved_model/util.cc, GetInputValues)."""
     files = {"photo.jpg": SMALL_PHOTO, "painting.jpg": SMALL_PAINTING}
     namespace = {"b64": lambda path: {"b64": base64.b64encode(files[path]).decode("ascii")}}
-    exec(README_REST_BODY, namespace)  # noqa: S102 - the README's own lines
+    exec(DOC_REST_BODY, namespace)  # noqa: S102 - the documented lines
     body = json.loads(json.dumps(namespace["body"]))
     assert body["signature_name"] == "stylize"
     inputs = signature_defaults(model_dir, "stylize")
@@ -207,16 +208,16 @@ def export_and_serve(directory) -> None:
     noise_content, noise_style = bundled_pair(NOISE_REQUEST["size"])
     pair = {"size": OPTIONS["size"], "steps": OPTIONS["steps"], "style_weight": 1.0, "content_weight": 4.0,
             "init": "content", "seed": EXPORT_SEED}
-    readme_inputs = readme_rest_inputs(model_dir)
+    doc_inputs = doc_rest_inputs(model_dir)
     requests = {
         "bundled pair": ("stylize", {**pair, "content": encode_png(content), "style": encode_png(style)}),
         # The pixels signature, from noise: one scale (48 px is initial_size) of 10 steps.
         "noise start": ("stylize_pixels", {**pair, "content": noise_content.astype(np.float32),
                                            "style": noise_style.astype(np.float32), **NOISE_REQUEST}),
         **{name: request for name, (request, _) in REFUSED.items()},
-        # The README asks for 256 px; this test's model takes at most 128: the request reaches the graph's checks.
-        "README body": ("stylize", readme_inputs),
-        "README body at 48 px": ("stylize", {**readme_inputs, "size": 48, "steps": 2}),
+        # The documented body asks for 256 px; this test's model takes at most 128: it reaches the graph's checks.
+        "documented body": ("stylize", doc_inputs),
+        "documented body at 48 px": ("stylize", {**doc_inputs, "size": 48, "steps": 2}),
         "then a good request": small_request(),
     }
     with open(directory / "requests.pickle", "wb") as requests_file:
@@ -292,12 +293,12 @@ def test_requests_over_the_limits_or_malformed_are_invalid_argument_under_a_memo
     assert served["then a good request"]["image"].shape == (36, 48, 3)
 
 
-def test_the_readme_rest_body_reaches_the_signature(model_dir, served):
-    with open(os.path.join(programs.REPO, "README.md"), encoding="utf-8") as readme_file:
-        assert README_REST_BODY in readme_file.read()
-    assert sorted(readme_rest_inputs(model_dir)) == sorted(signature_def(model_dir, "stylize").inputs)
-    assert re.search(r"size\] \[256\] \[is out of range", served["README body"]), served["README body"]
-    assert served["README body at 48 px"]["image"].shape == (36, 48, 3)
+def test_the_documented_rest_body_reaches_the_signature(model_dir, served):
+    with open(SERVING_DOC, encoding="utf-8") as doc_file:
+        assert DOC_REST_BODY in doc_file.read()
+    assert sorted(doc_rest_inputs(model_dir)) == sorted(signature_def(model_dir, "stylize").inputs)
+    assert re.search(r"size\] \[256\] \[is out of range", served["documented body"]), served["documented body"]
+    assert served["documented body at 48 px"]["image"].shape == (36, 48, 3)
 
 
 def test_the_signature_defs_hold_the_exports_options_as_defaults(model_dir):

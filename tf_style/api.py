@@ -96,12 +96,6 @@ class ResultFiles:
             images.save_image(contact_sheet_path(self.output), images.contact_sheet(panels, image.shape[0]))
 
 
-def default_output_path(content: str, styles: Sequence[str]) -> str:
-    """Where a run of one result writes unless told: saved_outputs/<content>_<style>[_<style>...].png"""
-    stems = [os.path.splitext(os.path.basename(path))[0] for path in [content, *styles]]
-    return os.path.join("saved_outputs", "_".join(stems) + ".png")
-
-
 def contact_sheet_path(output: str) -> str:
     """Where a result's contact sheet goes: `out/result.png` -> `out/result_sheet.png`."""
     stem, extension = os.path.splitext(output)

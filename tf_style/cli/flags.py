@@ -8,6 +8,7 @@ benchmark can be imported together, and tests can run a program in process on a 
 """
 
 import dataclasses
+import os
 import sys
 import typing
 from typing import Optional, Sequence
@@ -78,6 +79,17 @@ def _config_flag(field: dataclasses.Field) -> FlagSpec:
 STYLE_OPTIONS = tuple(_config_flag(field) for field in dataclasses.fields(StyleConfig) if field.metadata["flag"])
 NETWORK_OPTIONS = tuple(spec for spec in STYLE_OPTIONS if spec.name in StyleConfig.network_options())
 
+# Where results go unless a flag says otherwise: a directory that .gitignore lists, so that trying the program in
+# a clone of the repository leaves the clone clean. It is created when missing.
+OUTPUT_DIR = "out"
+
+
+def default_output(content: str, styles: Sequence[str]) -> str:
+    """Where a run of one result writes without --output: out/<content>_<style>[_<style>...].png."""
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in [content, *styles]]
+    return os.path.join(OUTPUT_DIR, "_".join(stems) + ".png")
+
+
 # The inputs and outputs of a stylization (tf_style.main); the pipeline takes --style, --output_dir, --overwrite.
 _RESULTS_ONLY = "a pipeline writes results only"
 STYLIZE_INPUTS_AND_OUTPUTS = (
@@ -88,12 +100,12 @@ STYLIZE_INPUTS_AND_OUTPUTS = (
              "to blend. In a batch run each is a separate style (files, directories or globs). Default: the "
              "bundled sample painting."),
     FlagSpec("output", "string", None, "Where to write the result (.png, .jpg, ...). Default: "
-             "saved_outputs/<content>_<style>.png. Missing directories are created.",
+             f"{OUTPUT_DIR}/<content>_<style>.png. Missing directories are created.",
              pipeline_refuses="results go to --output_dir"),
     FlagSpec("pairs", "string", None, "Batch run over the pairs this file lists: one content,style per line "
              "(paths relative to the file), # comments.", pipeline_refuses="use --content_pattern"),
-    FlagSpec("output_dir", "string", "saved_outputs",
-             "Batch run: results go to <output_dir>/<content>__<style>.png."),
+    FlagSpec("output_dir", "string", OUTPUT_DIR,
+             "Batch run: results go to <output_dir>/<content>__<style>.png. Missing directories are created."),
     FlagSpec("overwrite", "boolean", False,
              "Batch run: redo pairs whose result already exists (they are skipped otherwise)."),
     FlagSpec("logdir", "string", None, "Write TensorBoard events here: losses and steps/s every few steps, the "

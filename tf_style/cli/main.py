@@ -98,7 +98,7 @@ def _main(argv, flag_values, stop_signals: _StopSignals) -> int:
 
 def _main_single(flag_values, config: StyleConfig, stop_signals: _StopSignals) -> int:
     content, style = flag_values.content, flag_values.style
-    output = flag_values.output or api.default_output_path(content, style)
+    output = flag_values.output or cli_flags.default_output(content, style)
     images.check_output_path(output)
     if config.checkpoint_dir:
         require_writable_directory(config.checkpoint_dir, "checkpoints", "--checkpoint_dir")
