@@ -1,7 +1,7 @@
-"""The PyTorch yardstick of the benchmark: one Gatys/Adam step on the same VGG16 stack, as a plain PyTorch loop
-writes it (the step `../shared/tools/torch_peer.py` times): convolutions to relu5_1 in channels_last, style
-relu1_1..relu5_1, content relu4_2, Gram matrices over the positions, mean squared errors, Adam, the image
-clamped to [0, 1]; float32, or bfloat16 under autocast. Random weights: the speed does not depend on them.
+"""The PyTorch yardstick of the benchmark: one Gatys/Adam step on the same VGG stack as tf_style's default (VGG19
+to block5_conv1), as a plain PyTorch loop writes it: convolutions in channels_last, style relu1_1..relu5_1, content
+relu4_2, Gram matrices over the positions, mean squared errors, Adam, the image clamped to [0, 1]; float32, or
+bfloat16 under autocast. Random weights: the speed does not depend on them.
 
 PyTorch is optional (`pip install -e '.[bench]'`, the CPU wheel); `available()` says whether it is here.
 """
@@ -9,10 +9,16 @@ PyTorch is optional (`pip install -e '.[bench]'`, the CPU wheel); `available()` 
 import importlib.util
 import time
 
-# VGG16's convolutions to block5_conv1: channels, "M" for a 2x2 max pool.
-LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512)
-STYLE_CONVOLUTIONS = (0, 2, 4, 7, 10)  # block1_conv1 ... block5_conv1, counting convolutions from 0
-CONTENT_CONVOLUTIONS = (8,)  # block4_conv2
+from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
+
+_NETWORK = StyleConfig().network
+_IN_USE = _NETWORK.layers_through_deepest(DEFAULT_CONTENT_LAYERS + DEFAULT_STYLE_LAYERS)
+# The network's convolutions through the deepest layer in use: channels, "M" for a 2x2 max pool.
+LAYERS = tuple(item for name, _, channels in _IN_USE
+               for item in ((("M",) if name.endswith("_conv1") and name != "block1_conv1" else ()) + (channels,)))
+_INDEX = {name: index for index, (name, _, _) in enumerate(_IN_USE)}
+STYLE_CONVOLUTIONS = tuple(_INDEX[name] for name in DEFAULT_STYLE_LAYERS)  # counting convolutions from 0
+CONTENT_CONVOLUTIONS = tuple(_INDEX[name] for name in DEFAULT_CONTENT_LAYERS)
 
 
 def available() -> bool:

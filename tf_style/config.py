@@ -27,6 +27,10 @@ XLA_MODES = ("auto", "true", "false")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 MASK_MODES = ("inside", "simple")
 MAX_LEARNING_RATE = 255.0
+# How far the style layers' weights even out their pulls on the image (`vgg.STYLE_PULLS`): each layer's weight is
+# multiplied by its pull to this power, negated; 1 would give every layer the same pull, 0 leaves the pulls as the
+# network has them. Calibrated on the development pairs (docs/network.md).
+STYLE_PULL_BALANCE = 0.0
 # The largest --seed: the noise starts' generators take seeds from 0 to this (TensorFlow's int64, numpy's >= 0).
 MAX_SEED = 2**63 - 1
 
@@ -81,8 +85,9 @@ class StyleConfig:
     style_layers: tuple = _option(DEFAULT_STYLE_LAYERS, "VGG layers for the style loss.",
                                   builds_the_network=True)
     style_layer_weights: Optional[tuple] = _option(
-        None, "One weight per style layer (normalized to sum to 1). Default: equal. More weight on the shallow "
-        "layers paints finer strokes.", numbers=True)
+        None, "One weight per style layer (normalized to sum to 1), on top of the network's own balance of its "
+        "layers. Default: equal. More weight on the shallow layers paints finer strokes and more of the palette.",
+        numbers=True)
     style_loss: str = _option("gram", "Style statistics: gram (Gatys et al.) or wasserstein (mean and covariance, "
                               "2-Wasserstein distance between Gaussian fits).", choices=STYLE_LOSSES)
     style_blend_weights: Optional[tuple] = _option(
@@ -284,11 +289,12 @@ class StyleConfig:
 
     @property
     def normalized_style_layer_weights(self) -> tuple:
-        """Per-style-layer weights that sum to 1."""
-        # Equal by default, as in the paper. Measured on the bundled pair at 512 px (README, Examples): with the
-        # normalized losses, weights heavier on the shallow layers (16:8:4:2:1, or crowsonkb's 256:64:16:4:1)
-        # paint short, embossed strokes; equal weights give the sky the painting's large swirls.
-        weights = self.style_layer_weights or (1.0,) * len(self.style_layers)
+        """Per-style-layer weights that sum to 1: `style_layer_weights` (equal by default, as in the paper) times
+        each layer's balance for the network's weights (`STYLE_PULL_BALANCE`), so that equal weights mean
+        comparable pulls on the image, whichever the network."""
+        pulls = vgg.STYLE_PULLS.get(self.weights, {})
+        weights = [weight * pulls.get(layer, 1.0) ** -STYLE_PULL_BALANCE for weight, layer in
+                   zip(self.style_layer_weights or (1.0,) * len(self.style_layers), self.style_layers)]
         total = sum(weights)
         return tuple(w / total for w in weights)
 

@@ -59,6 +59,19 @@ NETWORKS = (VGG16, VGG19)
 # The network of each named weight source (`tf_style.weights`).
 NETWORK_OF_SOURCE = {"imagenet": VGG19, "hed": VGG16}
 
+# How hard each layer's style term pulls on the pixels, relative to block1_conv1's: the median over the 16 bundled
+# photo x painting pairs at 512 px of the mean absolute gradient that the layer's style loss alone puts on the
+# photo (`python tools/style_layer_pulls.py --weights=imagenet`). ImageNet's VGG19 activations grow a hundredfold
+# from block1 to block4, and so do their pulls: with equal weights block4_conv1 alone moves the image, which then
+# takes the painting's deep texture but hardly its colours (the shallow layers'). The hed weights, fine-tuned with
+# a loss on every block, pull within a factor of 7 of each other and need no balance.
+STYLE_PULLS = {
+    "imagenet": {"block1_conv1": 1, "block1_conv2": 37, "block2_conv1": 11.4, "block2_conv2": 18.9, "block3_conv1": 26.1,
+                 "block3_conv2": 47.1, "block3_conv3": 200, "block3_conv4": 724, "block4_conv1": 636,
+                 "block4_conv2": 417, "block4_conv3": 103, "block4_conv4": 20.8, "block5_conv1": 21.6,
+                 "block5_conv2": 10.4, "block5_conv3": 3.77, "block5_conv4": 0.565},
+}
+
 
 def network_for(weights: str) -> Network:
     """The network that `weights` (a named source or the path of an HDF5 weights file) are the weights of."""
