@@ -137,7 +137,7 @@ def test_the_quality_preset_is_the_defaults():
     quality = _config_from_command_line(f"--flagfile={os.path.join(REPO, 'flags', 'quality.cfg')}")
     defaults = StyleConfig()
     assert quality == defaults.replace(style_layer_weights=(1.0,) * len(defaults.style_layers))
-    assert quality.normalized_style_layer_weights == defaults.normalized_style_layer_weights
+    assert quality.balanced_style_layer_weights == defaults.balanced_style_layer_weights
 
 
 def test_one_stylizer_export_serves_every_preset():
@@ -148,7 +148,7 @@ def test_one_stylizer_export_serves_every_preset():
 
     def fixed_at_export(config: StyleConfig) -> dict:
         fixed = {name: getattr(config, name) for name in fixed_options}
-        fixed["style_layer_weights"] = config.normalized_style_layer_weights
+        fixed["style_layer_weights"] = config.balanced_style_layer_weights
         return fixed
 
     quality = _config_from_command_line(f"--flagfile={os.path.join(REPO, 'flags', 'quality.cfg')}")

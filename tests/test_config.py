@@ -2,7 +2,8 @@
 
 import pytest
 
-from tf_style.config import StyleConfig, style_seen_size
+from tf_style import vgg
+from tf_style.config import STYLE_SCALE_OF_WEIGHTS, StyleConfig, style_seen_size
 from tf_style.errors import UsageError
 
 
@@ -40,15 +41,22 @@ def test_layers_accept_a_comma_separated_string():
     assert config.style_layers == ("block1_conv1", "block3_conv1")
 
 
-def test_style_layer_weights_are_normalized():
-    config = StyleConfig(style_layer_weights=(256, 64, 16, 4, 0))
-    assert config.normalized_style_layer_weights == pytest.approx((256 / 340, 64 / 340, 16 / 340, 4 / 340, 0))
+def test_style_layer_weights_are_relative_and_sum_to_the_networks_scale():
+    config = StyleConfig(style_layer_weights=(256, 64, 16, 4, 0), weights="hed")
+    assert config.balanced_style_layer_weights == pytest.approx((256 / 340, 64 / 340, 16 / 340, 4 / 340, 0))
+    assert StyleConfig(weights="hed").balanced_style_layer_weights == pytest.approx((0.2,) * 5)
+    assert sum(StyleConfig().balanced_style_layer_weights) == pytest.approx(STYLE_SCALE_OF_WEIGHTS["imagenet"])
 
 
-def test_style_layer_weights_are_equal_by_default():
-    assert StyleConfig().normalized_style_layer_weights == pytest.approx((0.2,) * 5)
-    assert StyleConfig(style_layers=("block2_conv1", "block4_conv1")).normalized_style_layer_weights == \
-        pytest.approx((0.5, 0.5))
+def test_equal_weights_give_each_layer_an_equal_pull_on_imagenets_vgg19():
+    """ImageNet's VGG19 pulls far harder through block4_conv1 than block1_conv1 (`vgg.STYLE_PULLS`): each layer's
+    weight is divided by its pull, so that weight times pull is the same for every layer."""
+    config = StyleConfig()
+    pulls = [vgg.STYLE_PULLS["imagenet"][layer] for layer in config.style_layers]
+    effective = [weight * pull for weight, pull in zip(config.balanced_style_layer_weights, pulls)]
+    assert effective == pytest.approx([effective[0]] * 5)
+    doubled = StyleConfig(style_layer_weights=(2, 1, 1, 1, 1)).balanced_style_layer_weights
+    assert doubled[0] * pulls[0] == pytest.approx(2 * doubled[1] * pulls[1])
 
 
 def test_replace_validates_again():

@@ -28,9 +28,11 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 MASK_MODES = ("inside", "simple")
 MAX_LEARNING_RATE = 255.0
 # How far the style layers' weights even out their pulls on the image (`vgg.STYLE_PULLS`): each layer's weight is
-# multiplied by its pull to this power, negated; 1 would give every layer the same pull, 0 leaves the pulls as the
-# network has them. Calibrated on the development pairs (docs/network.md).
-STYLE_PULL_BALANCE = 0.0
+# divided by its pull to this power; 1 gives every layer the same pull, 0 leaves the pulls as the network has
+# them. And how strongly the style pulls overall with each network's weights at --style_weight=1. Both calibrated
+# on development pairs of photos and paintings against published results (docs/network.md).
+STYLE_PULL_BALANCE = 1.0
+STYLE_SCALE_OF_WEIGHTS = {"imagenet": 3.5, "hed": 1.0}
 # The largest --seed: the noise starts' generators take seeds from 0 to this (TensorFlow's int64, numpy's >= 0).
 MAX_SEED = 2**63 - 1
 
@@ -288,15 +290,16 @@ class StyleConfig:
         return vgg.network_for(self.weights)
 
     @property
-    def normalized_style_layer_weights(self) -> tuple:
-        """Per-style-layer weights that sum to 1: `style_layer_weights` (equal by default, as in the paper) times
-        each layer's balance for the network's weights (`STYLE_PULL_BALANCE`), so that equal weights mean
-        comparable pulls on the image, whichever the network."""
+    def balanced_style_layer_weights(self) -> tuple:
+        """The weight of each style layer's term: `style_layer_weights` (equal by default, as in the paper),
+        each divided by the layer's pull with these weights (`STYLE_PULL_BALANCE`), so that equal weights mean
+        comparable pulls on the image whichever the network; they sum to the weights' overall scale
+        (`STYLE_SCALE_OF_WEIGHTS`; 1 for a weights file)."""
         pulls = vgg.STYLE_PULLS.get(self.weights, {})
-        weights = [weight * pulls.get(layer, 1.0) ** -STYLE_PULL_BALANCE for weight, layer in
+        weights = [weight / pulls.get(layer, 1.0) ** STYLE_PULL_BALANCE for weight, layer in
                    zip(self.style_layer_weights or (1.0,) * len(self.style_layers), self.style_layers)]
-        total = sum(weights)
-        return tuple(w / total for w in weights)
+        scale = STYLE_SCALE_OF_WEIGHTS.get(self.weights, 1.0) / sum(weights)
+        return tuple(weight * scale for weight in weights)
 
     def scale_sizes(self) -> tuple:
         """Long sides of the coarse-to-fine scales, ending at `size`, each at most sqrt(2) times the last."""

@@ -176,7 +176,7 @@ def weighted_losses(extractor: FeatureExtractor, images: tf.Tensor, targets: Sty
                     config: StyleConfig) -> dict:
     """The weighted loss terms and their sum for a batch of images: {name: [B]}."""
     features = extractor(images)
-    layer_weights = dict(zip(config.style_layers, config.normalized_style_layer_weights))
+    layer_weights = dict(zip(config.style_layers, config.balanced_style_layer_weights))
     if targets.region_masks:
         style = losses.guided_style_loss(features, targets.style_grams, targets.region_masks, layer_weights)
     elif config.style_loss == "wasserstein":

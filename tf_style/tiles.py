@@ -286,7 +286,7 @@ class TiledObjective:
         self.extractor = extractor
         self.config = config
         self.grid = grid
-        self._layer_weights = dict(zip(config.style_layers, config.normalized_style_layer_weights))
+        self._layer_weights = dict(zip(config.style_layers, config.balanced_style_layer_weights))
         factor = lambda name: 2 ** (vgg.block_of(name) - 1)  # noqa: E731
         self._counts = {name: (grid.height // factor(name)) * (grid.width // factor(name))
                         for name in config.style_layers}
