@@ -153,7 +153,7 @@ def test_two_regions_move_towards_their_own_styles_colours():
     blue = stripes_image(64, 64)[::-1] * np.array([0.2, 0.4, 1.0], np.float32)
     top = _top_rows(48, 64, 24)
     result = tf_style.stylize(photo, [red, blue], content_masks=[top, 1 - top],
-                              **dict(FAST, steps=40, learning_rate=10.0, content_weight=1.0, tv_weight=0.5))
+                              **dict(FAST, steps=100, learning_rate=10.0, content_weight=1.0, tv_weight=0.5))
     red_minus_blue = red.mean(axis=(0, 1)) - blue.mean(axis=(0, 1))
 
     def towards_red(pixels):
@@ -161,7 +161,8 @@ def test_two_regions_move_towards_their_own_styles_colours():
         moved = pixels.mean(axis=(0, 1)) - photo.mean(axis=(0, 1))
         return np.dot(moved, red_minus_blue) / np.dot(red_minus_blue, red_minus_blue)
 
-    # Measured: 0.28 and -0.37 (the border's rows left out).
+    # Measured: 0.36 and -0.51 (the border's rows left out). ImageNet's VGG19 takes a palette slowly on a 48x64
+    # synthetic image (its layers are balanced for photos): after 40 steps the top had not moved yet (0.00).
     assert towards_red(result[:20]) > 0.15
     assert towards_red(result[28:]) < -0.15
 

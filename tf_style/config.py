@@ -32,7 +32,7 @@ MAX_LEARNING_RATE = 255.0
 # them. And how strongly the style pulls overall with each network's weights at --style_weight=1. Both calibrated
 # on development pairs of photos and paintings against published results (docs/network.md).
 STYLE_PULL_BALANCE = 1.0
-STYLE_SCALE_OF_WEIGHTS = {"imagenet": 3.5, "hed": 1.0}
+STYLE_SCALE_OF_WEIGHTS = {"imagenet": 3.0, "hed": 1.0}
 # The largest --seed: the noise starts' generators take seeds from 0 to this (TensorFlow's int64, numpy's >= 0).
 MAX_SEED = 2**63 - 1
 
@@ -75,7 +75,7 @@ class StyleConfig:
     flag table says the same) says what it does. Values are validated on construction."""
 
     size: int = _option(512, "Long side of the result in pixels.")
-    steps: int = _option(40, "Adam steps at the last scale (or the only one).")
+    steps: int = _option(25, "Adam steps at the last scale (or the only one).")
     learning_rate: float = _option(5.0, "Adam step size, in pixel values (the image is in [0, 255]).")
     content_weight: float = _option(4.0, "Weight of the content loss, whose pull grows with the result's drift "
                                          "from the photo. Raise it to keep more of the photo.")
@@ -113,7 +113,7 @@ class StyleConfig:
         "mask only downsampled with the pooling).", choices=MASK_MODES)
     initial_size: int = _option(128, "Long side of the first scale of a coarse-to-fine run; scales grow by at "
                                 "most sqrt(2) up to --size. 0: one scale at --size.")
-    initial_steps: Optional[int] = _option(150, "Adam steps at the first scale; the scales between take a "
+    initial_steps: Optional[int] = _option(100, "Adam steps at the first scale; the scales between take a "
                                            "geometric interpolation of --initial_steps and --steps (the same "
                                            "value as --steps: that many at each scale).")
     warm_start_optimizer: bool = _option(
