@@ -379,7 +379,7 @@ EXPORT_ERRORS = {
     "a stylizer flag without --model=stylizer": (["--steps=5"], "--steps is a flag of --model=stylizer"),
     "max_steps zero": (["--model=stylizer", "--max_steps=0"], "--max_steps must be a positive integer"),
     "default size over max_size": (["--model=stylizer", "--size=512", "--max_size=256"], "is over --max_size=256"),
-    "default steps over max_steps": (["--model=stylizer", "--max_steps=100"], "431 steps over all scales"),
+    "default steps over max_steps": (["--model=stylizer", "--max_steps=100"], "281 steps over all scales"),
     "a start the graph cannot draw": (["--model=stylizer", "--init=style_noise"], "--init=content or --init=noise"),
     "a negative seed": (["--model=stylizer", "--seed=-1"], "--seed must be an integer from 0 to"),
 }

@@ -1,7 +1,7 @@
 """What hardware TensorFlow sees, and the compute precision, XLA setting and convolution kernels that are fastest
 on it.
 
-Measured at 512x384 on 2-core CPUs (the README's Performance section has the numbers and the machines): with
+Measured at 512x384 on 2-core CPUs (docs/performance.md has the numbers and the machines): with
 bfloat16 units the bfloat16 step without XLA is faster than float32 (1.7x on AVX-512 BF16, more with AMX);
 XLA's CPU backend does not use the bfloat16 units and is slower in both precisions. On a GPU, mixed precision
 with XLA is the usual winner. Which of TensorFlow's two convolution kernels runs each convolution's forward

@@ -7,7 +7,7 @@ erodes it by one position, so that a position counts for a region only where wha
 "inside" guidance; their reference code probes the network with noise to find those positions, which for VGG16's
 plain stack of 3x3 convolutions and 2x2 poolings is this erosion). Near a border, features see both regions;
 counted in either region's statistics, they pull the other region's pixels towards its style, and the result has
-a halo of one painting across the border of the other: measured on the README's example, "simple" paints the
+a halo of one painting across the border of the other: measured on the example in docs/regions.md, "simple" paints the
 sky's blue strokes over the roofs below it. Block 1 is left uneroded: its positions see 2 pixels, and eroded, the
 border's pixels belong to no region at any layer; with only the content loss on them they were painted as a line of
 saturated green and magenta along the roofline. In "simple" mode a layer's mask is only the image's averaged over

@@ -47,7 +47,7 @@ FORWARD_ONLY_FRACTION = 0.5
 # image variable, its average, Adam's two moments and the summed gradient (float32 RGB, 12 bytes each), the
 # content, start and result images and their resized copies on the host, and the temporaries of Adam's update.
 # The content layers' features come on top (`_tiled_bytes_per_pixel`). Calibrated with the 4096 px run of the
-# README (Print size).
+# docs/print-size.md.
 TILED_IMAGE_BYTES_PER_PIXEL = 320
 
 

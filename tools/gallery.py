@@ -1,4 +1,4 @@
-"""Makes the README's gallery: the defaults on every bundled photo and painting, as one image.
+"""Makes the gallery of docs/examples.md: the defaults on every bundled photo and painting, as one image.
 
 Run from the project's root:  python tools/gallery.py [FLAGS FOR tf_style.main ...]
 It stylizes the pairs `tools/gallery_pairs.txt` lists in one batch run (results in saved_outputs/gallery/,

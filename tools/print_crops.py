@@ -1,7 +1,7 @@
-"""Draws the README's print-size pictures from a 4096 px result (Print size): a 1024 px view, and two 512 px
+"""Draws the print-size pictures of docs/print-size.md from a 4096 px result (Print size): a 1024 px view, and two 512 px
 crops at 100% beside the same crops of the 1024 px result upsampled 4x with Lanczos.
 
-Run from the project's root, after the README's 4096 px command:
+Run from the project's root, after the 4096 px command of docs/print-size.md:
     python tools/print_crops.py tubingen_starry_night_4096.png
 Writes saved_outputs/tubingen_starry_night_4096_view.jpg and tubingen_starry_night_4096_crops.jpg (rows: the
 crops; left: the print, right: the 1024 px result upsampled; 8 px white gaps). Developer tooling, not in the wheel.

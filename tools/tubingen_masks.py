@@ -1,4 +1,4 @@
-"""Draws the README's two region masks of the bundled photo of Tübingen: its sky, and the rest (the town).
+"""Draws the two region masks (docs/regions.md) of the bundled photo of Tübingen: its sky, and the rest (the town).
 
 Run from the project's root:  python tools/tubingen_masks.py
 Writes saved_outputs/masks/tubingen_sky.png and tubingen_town.png (white: the region), the photo's size, and
