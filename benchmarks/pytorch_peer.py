@@ -9,13 +9,14 @@ PyTorch is optional (`pip install -e '.[bench]'`, the CPU wheel); `available()` 
 import importlib.util
 import time
 
+from tf_style import vgg
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
 
 _NETWORK = StyleConfig().network
 _IN_USE = _NETWORK.layers_through_deepest(DEFAULT_CONTENT_LAYERS + DEFAULT_STYLE_LAYERS)
 # The network's convolutions through the deepest layer in use: channels, "M" for a 2x2 max pool.
 LAYERS = tuple(item for name, _, channels in _IN_USE
-               for item in ((("M",) if name.endswith("_conv1") and name != "block1_conv1" else ()) + (channels,)))
+               for item in (("M", channels) if vgg.pooled_before(name) else (channels,)))
 _INDEX = {name: index for index, (name, _, _) in enumerate(_IN_USE)}
 STYLE_CONVOLUTIONS = tuple(_INDEX[name] for name in DEFAULT_STYLE_LAYERS)  # counting convolutions from 0
 CONTENT_CONVOLUTIONS = tuple(_INDEX[name] for name in DEFAULT_CONTENT_LAYERS)

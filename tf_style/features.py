@@ -144,9 +144,8 @@ def _build_vgg(network: vgg.Network, layer_names: tuple, pooling: str, dtype_pol
     x = inputs
     outputs = {}
     for name, channels_in, channels_out in network.layers_through_deepest(layer_names):
-        block = vgg.block_of(name)
-        if block > 1 and name.endswith("_conv1"):
-            x = pool_layer(2, strides=2, name=f"block{block - 1}_pool", dtype=layer_dtype)(x)
+        if vgg.pooled_before(name):
+            x = pool_layer(2, strides=2, name=f"block{vgg.block_of(name) - 1}_pool", dtype=layer_dtype)(x)
         conv_padding = "same"
         if padding != "zero":
             x = EdgePadding(padding, name=f"{name}_edge_padding", dtype=layer_dtype)(x)

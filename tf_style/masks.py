@@ -46,7 +46,7 @@ def layer_masks(masks, network: vgg.Network, layer_names, mode: str) -> dict:
     wanted = set(layer_names)
     by_layer = {}
     for name, _, _ in network.layers_through_deepest(layer_names):
-        if vgg.block_of(name) > 1 and name.endswith("_conv1"):
+        if vgg.pooled_before(name):
             # The pooling's windows, as VGG's (2x2, stride 2, an odd last row or column dropped).
             current = (_minimum_pool(current, 2, "VALID") if mode == "inside"
                        else tf.nn.avg_pool2d(current, 2, 2, "VALID"))

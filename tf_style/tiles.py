@@ -129,7 +129,7 @@ def margin_for(network: vgg.Network, layer_names: Sequence[str]) -> int:
     """
     stride, reach_before, reach_after = 1, 0, 0
     for name, _, _ in network.layers_through_deepest(layer_names):
-        if vgg.block_of(name) > 1 and name.endswith("_conv1"):
+        if vgg.pooled_before(name):
             reach_after += stride  # the 2x2 pooling before the block
             stride *= 2
         reach_before += stride

@@ -98,3 +98,8 @@ def _network_of_file(path: str) -> Network:
 def block_of(layer: str) -> int:
     """The block (1-5) a layer belongs to: `block3_conv2` -> 3. Block b works at 1/2**(b-1) of the input side."""
     return int(re.match(r"block(\d)_conv\d", layer).group(1))
+
+
+def pooled_before(layer: str) -> bool:
+    """Whether a 2x2 pooling halves the input just before this convolution: the first one of blocks 2 to 5."""
+    return block_of(layer) > 1 and layer.endswith("_conv1")
