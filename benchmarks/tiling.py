@@ -51,8 +51,8 @@ def untiled_fits(size: int, available: int) -> bool:
     """Whether the untiled step at `size` (4:3, the style as large) fits in `available` bytes, by the estimate."""
     config = StyleConfig(size=size)
     height, width = round(size * 3 / 4), size
-    return memory.estimate_peak_bytes(height, width, config.network, config.content_layers + config.style_layers, "float32",
-                                      [(height, width)]) <= available
+    return memory.estimate_peak_bytes(height, width, config.network, config.content_layers + config.style_layers,
+                                      "float32", [(height, width)]) <= available
 
 
 def run_tiling_benchmark(sizes: Sequence[int], tile_size: int, precision: str = "auto", num_steps: int = 3,

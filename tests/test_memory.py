@@ -56,8 +56,8 @@ def test_available_memory_is_read_from_meminfo(tmp_path):
 # Tiles: a size that fits only in tiles runs in the largest tiles that fit.
 
 def _tile_size(height, width, available, tile_size=0):
-    return memory.choose_tile_size(height, width, [], vgg.VGG16, LAYERS, DEFAULT_CONTENT_LAYERS, "float32", tile_size, 64,
-                                   available=available)
+    return memory.choose_tile_size(height, width, [], vgg.VGG16, LAYERS, DEFAULT_CONTENT_LAYERS, "float32",
+                                   tile_size, 64, available=available)
 
 
 def test_a_size_that_fits_untiled_is_not_tiled_and_one_that_does_not_gets_the_largest_tiles_that_fit():

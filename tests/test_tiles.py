@@ -96,11 +96,12 @@ def test_the_tiled_loss_and_gradient_are_the_untiled_ones(extractor, style_loss,
 
 
 def test_ten_tiled_adam_steps_stay_within_a_level_and_a_half_of_the_untiled_ones(extractor):
-    """At a learning rate of 1 (measured: 1.23 levels with ImageNet's VGG19, 0.73 with hed's VGG16). At the default 5 the dynamics amplify rounding, tiled or not: measured, a change
-    of 1e-5 (about one float32 step at 255) in the untiled run's start image moved its image by up to 2.3 levels
-    after 10 steps, and tiling (whose sums differ from the untiled ones by about 1e-7) by 3.4. Adam's first
-    steps move a pixel by about the learning rate whatever its gradient's size, and a max pooling that picks
-    another pixel of a near tie sends that pixel's gradient elsewhere."""
+    """At a learning rate of 1 (measured: 1.23 levels with ImageNet's VGG19, 0.73 with hed's VGG16). At the default
+    5 the dynamics amplify rounding, tiled or not: measured, a change of 1e-5 (about one float32 step at 255) in
+    the untiled run's start image moved its image by up to 2.3 levels after 10 steps, and tiling (whose sums
+    differ from the untiled ones by about 1e-7) by 3.4. Adam's first steps move a pixel by about the learning rate
+    whatever its gradient's size, and a max pooling that picks another pixel of a near tie sends that pixel's
+    gradient elsewhere."""
     config = StyleConfig(learning_rate=1.0)
     targets, tiled_targets, grid, start = _problem(extractor, config)
     untiled = Optimization(extractor, targets, start, config)

@@ -361,8 +361,8 @@ class Stylizer:
 
     def _require_region(self, mask: np.ndarray, size: tuple, flag: str, index: int, of_what: str) -> None:
         """Refuses a mask that no style layer sees any of at `size` (height, width), the first scale."""
-        seen = masks.layer_masks(masks.resize_masks(mask[None], *size), self.config.network, self.config.style_layers,
-                                 self.config.mask_mode)
+        seen = masks.layer_masks(masks.resize_masks(mask[None], *size), self.config.network,
+                                 self.config.style_layers, self.config.mask_mode)
         if not any(bool(np.any(each.numpy() > 0)) for each in seen.values()):
             given = getattr(self.config, flag[2:])[index]
             name = _describe(given) if isinstance(given, (str, os.PathLike)) else f"mask {index + 1}"

@@ -164,8 +164,8 @@ class StyleConfig:
         changes_the_result=False)
     tile_margin: Optional[int] = _option(
         None, "Pixels of image around each tile (a multiple of 16) that its network sees. Unset: what the deepest "
-        "layer in use needs to see no tile border (80 for the default layers of VGG19, 64 of VGG16), so that tiling is exact; less is "
-        "faster and approximate.", changes_the_result=False)
+        "layer in use needs to see no tile border (80 for the default layers of VGG19, 64 of VGG16), so that tiling "
+        "is exact; less is faster and approximate.", changes_the_result=False)
     batch_size: int = _option(4, "Batch run: at most this many images of one size share a train step (fewer if "
                               "memory is short); it changes the speed, not the results.", changes_the_result=False)
 

@@ -100,8 +100,8 @@ def load_image_bytes(data: bytes, name: str, what: str = "image", max_pixels: in
 def _require_min_side(image: np.ndarray, description: str) -> np.ndarray:
     height, width = image.shape[:2]
     if min(height, width) < MIN_INPUT_SIDE:
-        raise UsageError(f"{description} is {width}x{height} pixels; the network needs at least {MIN_INPUT_SIDE} pixels "
-                         "on each side: use a larger image")
+        raise UsageError(f"{description} is {width}x{height} pixels; the network needs at least {MIN_INPUT_SIDE} "
+                         "pixels on each side: use a larger image")
     return image
 
 

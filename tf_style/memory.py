@@ -86,8 +86,8 @@ def _train_step_pixels(height: int, width: int, style_shapes: Sequence[tuple], b
     return max(batch_size * height * width, FORWARD_ONLY_FRACTION * style_pixels)
 
 
-def estimate_tiled_peak_bytes(height: int, width: int, tile_size: int, margin: int, network: vgg.Network, layer_names: Sequence[str],
-                              content_layers: Sequence[str], compute_dtype: str) -> int:
+def estimate_tiled_peak_bytes(height: int, width: int, tile_size: int, margin: int, network: vgg.Network,
+                              layer_names: Sequence[str], content_layers: Sequence[str], compute_dtype: str) -> int:
     """Estimated peak resident memory of a run at `height` x `width` optimized in tiles of `tile_size` with
     `margin`: the full-size state, and the train step of the largest padded tile (a tile is within 16 px of
     `tile_size`; the margin is cut where the image ends)."""
@@ -103,8 +103,9 @@ def _tiled_bytes_per_pixel(network: vgg.Network, content_layers: Sequence[str]) 
     return TILED_IMAGE_BYTES_PER_PIXEL + 4 * content_values
 
 
-def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network, layer_names: Sequence[str],
-                     content_layers: Sequence[str], compute_dtype: str, tile_size: int, margin: int,
+def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network,
+                     layer_names: Sequence[str], content_layers: Sequence[str], compute_dtype: str, tile_size: int,
+                     margin: int,
                      available: Optional[int] = None) -> int:
     """The tile size a run at `height` x `width` uses, refusing with one sentence one that would not fit.
 
@@ -131,7 +132,8 @@ def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], net
                          f"{tiled_bytes(tile_size) / 1e9:.1f} GB of memory in {compute_dtype} (estimated), but "
                          f"{available / 1e9:.1f} GB are available; use a smaller --tile_size, or --tile_size=0 for "
                          "the largest tiles that fit")
-    if available is None or estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes) <= available:
+    untiled_bytes = estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes)
+    if available is None or untiled_bytes <= available:
         return 0
     for candidate in range((max(height, width) - 1) // 16 * 16, 63, -16):
         if tiled_bytes(candidate) <= available:
@@ -195,8 +197,9 @@ def _cgroup_limit() -> Optional[int]:
     return None
 
 
-def largest_batch_that_fits(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network, layer_names: Sequence[str],
-                            compute_dtype: str, limit: int, available: Optional[int] = None) -> int:
+def largest_batch_that_fits(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network,
+                            layer_names: Sequence[str], compute_dtype: str, limit: int,
+                            available: Optional[int] = None) -> int:
     """How many images of this size, up to `limit`, fit in memory together (at least 1: one image is the
     caller's to refuse with `require_fits`)."""
     available = available_bytes() if available is None else available
@@ -210,8 +213,8 @@ def largest_batch_that_fits(height: int, width: int, style_shapes: Sequence[tupl
     return batch_size
 
 
-def require_fits(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network, layer_names: Sequence[str],
-                 compute_dtype: str, available: Optional[int] = None) -> None:
+def require_fits(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network,
+                 layer_names: Sequence[str], compute_dtype: str, available: Optional[int] = None) -> None:
     """Refuses, with one sentence, a stylization whose estimated peak memory exceeds what is available.
 
     Args:

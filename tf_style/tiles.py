@@ -124,8 +124,8 @@ def margin_for(network: vgg.Network, layer_names: Sequence[str]) -> int:
     each 3x3 convolution reaches one position (s pixels) further on both sides, each 2x2 pooling s more on the
     far side. The inner region's first feature sees reach_before pixels before it, its last one (at the inner
     end minus s) reach_after - s pixels past it. Through block5_conv1 that is 58 and 57 px in VGG16, so a
-    margin of 64 px, and 70 and 69 px in VGG19 (two more convolutions), so 80 px; the tests check that the inner features at this margin are the untiled ones and that 16 px less
-    changes them.
+    margin of 64 px, and 70 and 69 px in VGG19 (two more convolutions), so 80 px; the tests check that the inner
+    features at this margin are the untiled ones and that 16 px less changes them.
     """
     stride, reach_before, reach_after = 1, 0, 0
     for name, _, _ in network.layers_through_deepest(layer_names):

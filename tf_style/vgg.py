@@ -67,9 +67,9 @@ NETWORK_OF_SOURCE = {"imagenet": VGG19, "hed": VGG16}
 # a loss on every block, pull within a factor of 7 of each other and need no balance.
 STYLE_PULLS = {
     "imagenet": {"block1_conv1": 1, "block1_conv2": 37, "block2_conv1": 11.4, "block2_conv2": 18.9,
-                 "block3_conv1": 26.1, "block3_conv2": 47.1, "block3_conv3": 200, "block3_conv4": 724, "block4_conv1": 636,
-                 "block4_conv2": 417, "block4_conv3": 103, "block4_conv4": 20.8, "block5_conv1": 21.6,
-                 "block5_conv2": 10.4, "block5_conv3": 3.77, "block5_conv4": 0.565},
+                 "block3_conv1": 26.1, "block3_conv2": 47.1, "block3_conv3": 200, "block3_conv4": 724,
+                 "block4_conv1": 636, "block4_conv2": 417, "block4_conv3": 103, "block4_conv4": 20.8,
+                 "block5_conv1": 21.6, "block5_conv2": 10.4, "block5_conv3": 3.77, "block5_conv4": 0.565},
 }
 
 

@@ -1,4 +1,4 @@
-"""Draws the print-size pictures of docs/print-size.md from a 4096 px result (Print size): a 1024 px view, and two 512 px
+"""Draws the print-size pictures of docs/print-size.md from a 4096 px result: a 1024 px view, and two 512 px
 crops at 100% beside the same crops of the 1024 px result upsampled 4x with Lanczos.
 
 Run from the project's root, after the 4096 px command of docs/print-size.md:
