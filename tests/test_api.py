@@ -78,7 +78,7 @@ def test_blend_weights_blend_the_gram_targets(extractor):
     for name in config.style_layers:
         expected = (0.3 * gram_matrix(extractor(first[None])[name])
                     + 0.7 * gram_matrix(extractor(second[None])[name]))
-        np.testing.assert_allclose(blended.style_grams[name].numpy(), expected.numpy(), rtol=1e-4)
+        np.testing.assert_allclose(blended["style"]["grams"][name].numpy(), expected.numpy(), rtol=1e-4)
 
 
 def test_blend_weights_must_match_the_styles():

@@ -10,9 +10,10 @@ from PIL import Image
 import tf_style
 from programs import stylize as run_cli
 from conftest import gradient_image, stripes_image
-from tf_style import api, memory, optimize, schedule, vgg
+from tf_style import api, memory, schedule, vgg
 from tf_style.callbacks import TensorBoardLogger
 from tf_style.errors import DivergedError, UsageError
+from tf_style.objective import Objective
 from tf_style.optimize import StepReport
 from tf_style.tiles import TileProgress
 
@@ -35,14 +36,14 @@ def test_batch_results_come_in_input_order_and_a_bad_pair_fails_alone():
 
 
 def test_a_diverging_image_fails_alone_and_the_others_of_its_batch_finish(monkeypatch):
-    original = optimize.weighted_losses
+    original = Objective.losses
 
-    def non_finite_for_bright_images(extractor, images, targets, config):
-        terms = original(extractor, images, targets, config)
+    def non_finite_for_bright_images(self, extractor, images, targets, weights=None):
+        terms = original(self, extractor, images, targets, weights)
         bright = tf.reduce_mean(images, axis=[1, 2, 3]) > 200
         return {**terms, "total": tf.where(bright, float("nan"), terms["total"])}
 
-    monkeypatch.setattr(optimize, "weighted_losses", non_finite_for_bright_images)
+    monkeypatch.setattr(Objective, "losses", non_finite_for_bright_images)
     dark, bright, style = gradient_image(48, 64), np.full((48, 64, 3), 250.0, np.float32), stripes_image(64, 64)
     logged = []
     results = tf_style.stylize_batch([(dark, style), (bright, style), (dark[::-1], style)], log=logged.append,
@@ -54,9 +55,9 @@ def test_a_diverging_image_fails_alone_and_the_others_of_its_batch_finish(monkey
 
 
 def test_the_command_line_reports_the_diverged_pair_and_writes_the_others(monkeypatch, tmp_path):
-    original = optimize.weighted_losses
-    monkeypatch.setattr(optimize, "weighted_losses", lambda extractor, images, targets, config: {
-        **(terms := original(extractor, images, targets, config)),
+    original = Objective.losses
+    monkeypatch.setattr(Objective, "losses", lambda self, extractor, images, targets, weights=None: {
+        **(terms := original(self, extractor, images, targets, weights)),
         "total": tf.where(tf.reduce_mean(images, axis=[1, 2, 3]) > 200, float("nan"), terms["total"])})
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -72,20 +73,20 @@ def test_the_command_line_reports_the_diverged_pair_and_writes_the_others(monkey
 
 
 def _out_of_memory_above(batch_size: int):
-    """A `weighted_losses` that fails as TensorFlow's allocator does when a step holds more than `batch_size`
+    """An `Objective.losses` that fails as TensorFlow's allocator does when a step holds more than `batch_size`
     images (raised while the step is traced, which the caller meets as it would meet the op's error)."""
-    original = optimize.weighted_losses
+    original = Objective.losses
 
-    def weighted_losses(extractor, images, targets, config):
+    def losses(self, extractor, images, targets, weights=None):
         if images.shape[0] > batch_size:
             raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[...]")
-        return original(extractor, images, targets, config)
+        return original(self, extractor, images, targets, weights)
 
-    return weighted_losses
+    return losses
 
 
 def test_a_batch_that_runs_out_of_memory_runs_one_image_at_a_time(monkeypatch):
-    monkeypatch.setattr(optimize, "weighted_losses", _out_of_memory_above(1))
+    monkeypatch.setattr(Objective, "losses", _out_of_memory_above(1))
     contents, style = [gradient_image(48, 64, seed=seed) for seed in range(3)], stripes_image(64, 64)
     logged = []
     results = tf_style.stylize_batch([(content, style) for content in contents], log=logged.append, **FAST)
@@ -95,7 +96,7 @@ def test_a_batch_that_runs_out_of_memory_runs_one_image_at_a_time(monkeypatch):
 
 
 def test_the_command_line_says_a_run_that_does_not_fit_in_memory_in_one_line(monkeypatch, tmp_path):
-    monkeypatch.setattr(optimize, "weighted_losses", _out_of_memory_above(0))
+    monkeypatch.setattr(Objective, "losses", _out_of_memory_above(0))
     Image.fromarray(gradient_image(48, 64).astype(np.uint8)).save(tmp_path / "photo.png")
     Image.fromarray(stripes_image(64, 64).astype(np.uint8)).save(tmp_path / "style.png")
     output = tmp_path / "out.png"

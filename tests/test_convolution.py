@@ -8,7 +8,8 @@ from conftest import gradient_image, stripes_image
 from tf_style import convolution, device
 from tf_style.config import StyleConfig
 from tf_style.features import extractor_for
-from tf_style.targets import compute_targets, weighted_losses
+from tf_style.objective import objective_for
+from tf_style.targets import compute_targets
 
 
 @pytest.mark.parametrize("way", [convolution.FORWARD_KERNEL, convolution.BACKWARD_KERNEL])
@@ -38,7 +39,7 @@ def test_the_steps_gradient_equals_the_plain_tensorflow_gradient(padding):
         targets = compute_targets(extractor, gradient_image(48, 64), stripes_image(64, 64), config)
         image = tf.Variable(stripes_image(48, 64)[None])
         with tf.GradientTape() as tape:
-            total = tf.reduce_sum(weighted_losses(extractor, image, targets, config)["total"])
+            total = tf.reduce_sum(objective_for(config).losses(extractor, image, targets)["total"])
         gradients[way] = tape.gradient(total, image).numpy()
     native = gradients[convolution.NATIVE]
     assert np.abs(native).max() > 0

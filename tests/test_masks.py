@@ -12,7 +12,8 @@ from programs import stylize as run_cli
 from tf_style import losses, masks, vgg
 from tf_style.config import DEFAULT_STYLE_LAYERS, StyleConfig
 from tf_style.errors import UsageError
-from tf_style.targets import StyleStatistics, batch_targets, weighted_losses
+from tf_style.objective import GuidedStyleTerm, Objective
+from tf_style.targets import StyleStatistics, batch_targets
 
 FAST = dict(size=64, steps=3, initial_size=0, progress_every=1, log=None)
 
@@ -134,9 +135,10 @@ def test_pixels_in_no_region_get_no_style_gradient(extractor):
                                   for name in config.style_layers}, {}, {},
                                  {name: tf.ones([1, 1]) for name in config.style_layers})
     targets = batch_targets(extractor, content[None], [statistics], config, content_masks=region[None])
+    guided_style = Objective([GuidedStyleTerm(1.0, config.style_layers, config.balanced_style_layer_weights)])
     image = tf.Variable(gradient_image(64, 64, seed=9)[None])
     with tf.GradientTape() as tape:
-        total = tf.reduce_sum(weighted_losses(extractor, image, targets, config)["total"])
+        total = tf.reduce_sum(guided_style.losses(extractor, image, targets)["total"])
     gradient = tape.gradient(total, image).numpy()[0]
     assert np.abs(gradient[26:]).max() == 0.0
     assert np.abs(gradient[:24]).max() > 0.0

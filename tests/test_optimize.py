@@ -22,8 +22,8 @@ def targets(extractor):
 
 
 def test_targets_have_the_layers_and_gram_shapes(targets):
-    assert list(targets.content_features) == ["block4_conv2"]
-    assert {name: tuple(gram.shape) for name, gram in targets.style_grams.items()} == {
+    assert list(targets["content"]) == ["block4_conv2"]
+    assert {name: tuple(gram.shape) for name, gram in targets["style"]["grams"].items()} == {
         "block1_conv1": (1, 64, 64), "block2_conv1": (1, 128, 128), "block3_conv1": (1, 256, 256),
         "block4_conv1": (1, 512, 512), "block5_conv1": (1, 512, 512)}
 
@@ -52,7 +52,7 @@ def test_reported_losses_add_up(extractor, targets):
 def test_content_start_has_zero_content_loss_before_the_first_step(extractor, targets):
     content = gradient_image(48, 64)
     features = extractor(content[None])
-    loss = losses.content_loss(features, targets.content_features)
+    loss = losses.content_loss(features, targets["content"])
     np.testing.assert_allclose(loss.numpy(), [0.0], atol=1e-6)
 
 
@@ -75,18 +75,16 @@ def test_warm_start_carries_adams_moments_rescaled_to_the_larger_scale(extractor
     small_targets = compute_targets(extractor, gradient_image(24, 32), stripes_image(32, 32), CONFIG)
     small = Optimization(extractor, small_targets, gradient_image(24, 32)[None], CONFIG)
     small.run(3)
-    moments = small.optimizer._momentums[0], small.optimizer._velocities[0]
-    moments[0].assign(tf.fill(moments[0].shape, 0.5))
-    moments[1].assign(tf.fill(moments[1].shape, 0.25))
+    small.first_moment.assign(tf.fill(small.first_moment.shape, 0.5))
+    small.second_moment.assign(tf.fill(small.second_moment.shape, 0.25))
     large = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
     large.warm_start(small.adam_state())
     # Four times the pixels: a mean loss's gradient per pixel is a quarter, its square a sixteenth.
-    np.testing.assert_allclose(large.optimizer._momentums[0].numpy(), np.full((1, 48, 64, 3), 0.5 / 4), rtol=1e-5)
-    np.testing.assert_allclose(large.optimizer._velocities[0].numpy(), np.full((1, 48, 64, 3), 0.25 / 16),
-                               rtol=1e-5)
-    assert int(large.optimizer.iterations.numpy()) == 3
+    np.testing.assert_allclose(large.first_moment.numpy(), np.full((1, 48, 64, 3), 0.5 / 4), rtol=1e-5)
+    np.testing.assert_allclose(large.second_moment.numpy(), np.full((1, 48, 64, 3), 0.25 / 16), rtol=1e-5)
+    assert int(large.iterations.numpy()) == 3
     large.run(2)
-    assert int(large.optimizer.iterations.numpy()) == 5 and large.train_step.experimental_get_tracing_count() == 1
+    assert int(large.iterations.numpy()) == 5 and large.train_step.experimental_get_tracing_count() == 1
 
 
 def test_compute_plan_follows_the_cpu(monkeypatch, tmp_path):

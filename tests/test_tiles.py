@@ -10,7 +10,8 @@ from tf_style import tiles, vgg
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
 from tf_style.features import extractor_for
 from tf_style.optimize import Optimization
-from tf_style.targets import batch_targets, style_statistics, weighted_losses
+from tf_style.objective import objective_for
+from tf_style.targets import batch_targets, style_statistics
 
 HEIGHT, WIDTH = 192, 256  # the exactness test: 256 px in tiles of 64 px (4 x 3 tiles)
 
@@ -84,10 +85,10 @@ def test_the_tiled_loss_and_gradient_are_the_untiled_ones(extractor, style_loss,
     assert len(grid.tiles) == (12 if tile_size == 64 else 1)
     image = tf.Variable(start)
     with tf.GradientTape() as tape:
-        terms = weighted_losses(extractor, image, targets, config)
+        terms = objective_for(config).losses(extractor, image, targets)
         total = tf.reduce_sum(terms["total"])
     gradient = tape.gradient(total, image)
-    tiled_terms, tiled_gradient = tiles.TiledObjective(extractor, config, grid).losses_and_gradient(
+    tiled_terms, tiled_gradient = tiles.TiledObjective(extractor, objective_for(config), grid).losses_and_gradient(
         image, tiled_targets)
     for name in ("content", "style", "tv", "total"):
         np.testing.assert_allclose(tiled_terms[name], terms[name], rtol=1e-4, err_msg=name)
@@ -130,9 +131,9 @@ def test_the_tiled_gradient_of_a_scaled_loss_is_the_scaled_untiled_gradient(extr
     targets, tiled_targets, grid, start = _problem(extractor, config)
     image = tf.Variable(start)
     with tf.GradientTape() as tape:
-        total = tf.reduce_sum(weighted_losses(extractor, image, targets, config)["total"])
+        total = tf.reduce_sum(objective_for(config).losses(extractor, image, targets)["total"])
     gradient = tape.gradient(total, image)
-    _, scaled_gradient = tiles.TiledObjective(extractor, config, grid).losses_and_gradient(
+    _, scaled_gradient = tiles.TiledObjective(extractor, objective_for(config), grid).losses_and_gradient(
         image, tiled_targets, loss_scale=1024.0)
     assert float(tf.norm(scaled_gradient - 1024.0 * gradient) / tf.norm(1024.0 * gradient)) < 1e-4
 

@@ -15,12 +15,12 @@ Signatures (tag `serve`):
 Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the scales of
 `StyleConfig.scale_sizes()` and their steps (`steps_at_scale`), computed in the graph from the request's `size`
 and `steps`; the style seen at each scale's size; each scale started from the last result upsampled plus the
-photo's detail, with Adam's moments upsampled and rescaled; Adam as Keras runs it, the image clipped to
-[0, 255] after every step, and the bias-corrected moving average as each scale's result. The loss is
-`targets.weighted_losses` on targets from `targets.style_statistics` and `targets.batch_targets`, with the
-network of `features.extractor_for`, in float32 and with TensorFlow's own convolution kernels. The loops are
-`tf.while_loop`s, and the image, Adam's moments and the average are loop-carried tensors, not variables:
-concurrent requests share nothing but the network's weights.
+photo's detail, with Adam's state carried up (`core.upsampled_adam_state`); each scale's steps are
+`core.run_steps`, a `tf.while_loop` around `core.step`, the very step the library's train step calls, and its
+result `core.result`. The loss is `objective.objective_for(config)`'s terms on targets from
+`targets.style_statistics` and `targets.batch_targets`, with the network of `features.extractor_for`, in
+float32 and with TensorFlow's own convolution kernels. The image, Adam's moments and the average are
+loop-carried tensors, not variables: concurrent requests share nothing but the network's weights.
 
 What the export fixes: the network, `learning_rate`, `tv_weight`, the style layers' weights, `style_loss`,
 `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and `average_decay`
@@ -44,13 +44,13 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tf_style import export_lib
+from tf_style import core, export_lib
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
-from tf_style.optimize import adam_optimizer, upsampled_adam_moments
 from tf_style.schedule import noise_start, resized, upsample_with_detail
-from tf_style.targets import batch_targets, style_statistics, weighted_losses
+from tf_style.objective import objective_for
+from tf_style.targets import batch_targets, style_statistics
 from tf_style.vgg import MIN_INPUT_SIDE
 
 # A request may ask for a result of at most this long side. One float32 step at 1024x768 holds about 3 GB.
@@ -59,9 +59,6 @@ DEFAULT_MAX_SIZE = 1024
 DEFAULT_MAX_STEPS = 2000
 
 SIGNATURE_NAMES = ("stylize", "stylize_pixels")
-LOSS_TERMS = ("total", "content", "style", "tv")
-# The loss terms' shape is [1], which TensorFlow cannot infer through their reductions over a dynamic rank.
-_ANY_LOSSES = {term: tf.TensorShape(None) for term in LOSS_TERMS}
 # The starts a request may ask for (`init`): the others need numpy (`color`) or a file.
 SERVED_INITS = ("content", "noise")
 # A request's `seed` when the export has no --seed.
@@ -92,13 +89,13 @@ class ExportedStylizer(tf.Module):
         # In float32 with TensorFlow's own kernels whatever the machine: a served model answers the same on every
         # server, and the library's run with precision="float32" and KernelPlan() is what it is compared with.
         self._extractor = extractor_for(config, "float32")
+        self._objective = objective_for(config)
         # As export_lib.ExportedFeatureExtractor, for TF Serving's C++ loader (keras-team/keras#19274).
         self.variables_read = [variable.value for variable in self._extractor.model.weights]
         self.max_pixels, self.max_size, self.max_steps = max_pixels, max_size, max_steps
         # A style of a normal shape is seen with its long side at `size` * `style_scale`.
         self.max_style_pixels = max(MIN_INPUT_SIDE, round(max_size * max(1.0, config.style_scale))) ** 2
-        adam = adam_optimizer(config.learning_rate)
-        self._adam = (adam.beta_1, adam.beta_2, adam.epsilon)
+        self._adam = core.Adam(config.learning_rate)
         # Tensors as the functions' defaults: tf.saved_model.save writes them into the SignatureDefs.
         defaults = request_defaults(config)
 
@@ -179,7 +176,7 @@ class ExportedStylizer(tf.Module):
         # The pixels `images.save_image` writes: rounded half to even, as np.rint.
         pixels = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         outputs = {"image": image, "image_png_bytes": tf.io.encode_png(pixels)}
-        outputs.update({f"loss_{term}": tf.reshape(losses[term], []) for term in LOSS_TERMS})
+        outputs.update({f"loss_{term}": tf.reshape(losses[term], []) for term in self._objective.names})
         return outputs
 
     def _coarse_to_fine(self, content, style, size, scale_sizes, scale_steps, style_weight, content_weight, init,
@@ -226,75 +223,54 @@ class ExportedStylizer(tf.Module):
             else:
                 start = resized(images, scale_height, scale_width)
             if config.warm_start_optimizer:
-                adam_state = tf.cond(index > 0, lambda: _warm_started(adam_state, scale_height, scale_width),
-                                     lambda: _fresh_adam_state(start))
+                adam_state = tf.cond(index > 0, lambda: core.upsampled_adam_state(adam_state, scale_height,
+                                                                                  scale_width),
+                                     lambda: core.fresh_adam_state(start))
             else:
-                adam_state = _fresh_adam_state(start)
+                adam_state = core.fresh_adam_state(start)
             result, adam_state, losses = self._optimize(start, adam_state, targets, scale_steps[index],
                                                         style_weight, content_weight)
             return index + 1, result, adam_state, losses
 
         any_images = tf.TensorShape([1, None, None, 3])
-        initial_losses = {term: tf.zeros([1]) for term in LOSS_TERMS}
+        initial_losses = self._no_losses()
         _, result, _, losses = tf.while_loop(
             lambda index, *_: index < tf.size(scale_sizes), scale,
-            (tf.constant(0), start_images, _fresh_adam_state(start_images), initial_losses),
-            shape_invariants=(tf.TensorShape([]), any_images, (any_images, any_images, tf.TensorShape([])),
-                              _ANY_LOSSES),
+            (tf.constant(0), start_images, core.fresh_adam_state(start_images), initial_losses),
+            shape_invariants=(tf.TensorShape([]), any_images,
+                              core.AdamState(any_images, any_images, tf.TensorShape([])),
+                              self._any_losses()),
             parallel_iterations=1)
         return result[0], losses
 
     def _optimize(self, images, adam_state, targets, num_steps, style_weight, content_weight):
-        """`Optimization.run` for `num_steps` steps from `images` [1, h, w, 3] and Adam's `(first moment,
-        second moment, iterations)`: (the bias-corrected average, Adam's state, {term: [1]} the last losses)."""
-        config = self._config
-        beta_1, beta_2, epsilon = self._adam
-        decay = config.average_decay
-
-        def step(index, images, average, adam_state, losses):
-            first_moment, second_moment, iterations = adam_state
+        """`Optimization.run` for `num_steps` steps from `images` [1, h, w, 3] and `core.AdamState`: (the
+        level's result, Adam's state, {term: [1]} the last losses), by `core.run_steps`."""
+        def losses_and_gradient(images):
             with tf.GradientTape() as tape:
                 tape.watch(images)
                 losses = self._weighted_losses(images, targets, style_weight, content_weight)
                 total = tf.reduce_sum(losses["total"])
-            gradient = tape.gradient(total, images)
-            # Keras 3's Adam.update_step, term for term, so that the rounding is the library's.
-            local_step = tf.cast(iterations + 1, tf.float32)
-            beta_1_power = tf.pow(tf.cast(beta_1, tf.float32), local_step)
-            beta_2_power = tf.pow(tf.cast(beta_2, tf.float32), local_step)
-            alpha = tf.cast(config.learning_rate, tf.float32) * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-            first_moment = first_moment + (gradient - first_moment) * (1 - beta_1)
-            second_moment = second_moment + (tf.square(gradient) - second_moment) * (1 - beta_2)
-            images = images - (first_moment * alpha) / (tf.sqrt(second_moment) + epsilon)
-            # Pixel values outside [0, 255] cannot be saved; clipping keeps Adam inside the valid range.
-            images = tf.clip_by_value(images, 0.0, 255.0)
-            average = decay * average + (1.0 - decay) * images
-            return index + 1, images, average, (first_moment, second_moment, iterations + 1), losses
+            return losses, tape.gradient(total, images)
 
-        initial_losses = {term: tf.zeros([1]) for term in LOSS_TERMS}
-        any_images = tf.TensorShape([1, None, None, 3])
-        _, images, average, adam_state, losses = tf.while_loop(
-            lambda index, *_: index < num_steps, step,
-            (tf.constant(0), images, tf.zeros_like(images), adam_state, initial_losses),
-            shape_invariants=(tf.TensorShape([]), any_images, any_images,
-                              (any_images, any_images, tf.TensorShape([])), _ANY_LOSSES),
-            parallel_iterations=1)
-        if decay == 0.0:
-            return images, adam_state, losses
-        correction = tf.cast(1.0 - tf.pow(tf.constant(decay, tf.float64), tf.cast(num_steps, tf.float64)),
-                             tf.float32)
-        return tf.clip_by_value(average / correction, 0.0, 255.0), adam_state, losses
+        decay = self._config.average_decay
+        state, losses = core.run_steps(core.start_level(images, adam_state), num_steps, losses_and_gradient,
+                                       self._adam, decay, self._objective.names)
+        return core.result(state, num_steps, decay), state.adam, losses
 
     def _weighted_losses(self, images, targets, style_weight, content_weight) -> dict:
-        """`targets.weighted_losses` with the request's weights: {term: [1]}."""
-        # The terms at weight 1 (exact), times the request's float32 weights: the products and their sum are
-        # the ones weighted_losses forms from the config's weights.
-        unit = weighted_losses(self._extractor, images, targets,
-                               self._config.replace(style_weight=1.0, content_weight=1.0))
-        terms = {"content": content_weight * unit["content"], "style": style_weight * unit["style"],
-                 "tv": unit["tv"]}
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
-        return terms
+        """The objective's losses with the request's weights: {term: [1]}."""
+        return self._objective.losses(self._extractor, images, targets,
+                                      {"style": style_weight, "content": content_weight})
+
+    def _no_losses(self) -> dict:
+        """{term: zeros [1]}, the losses a loop carries before its first step."""
+        return {term: tf.zeros([1]) for term in self._objective.names}
+
+    def _any_losses(self) -> dict:
+        """The loop's shape invariants of the losses: [1] each, which TensorFlow cannot infer through their
+        reductions over a dynamic rank."""
+        return {term: tf.TensorShape(None) for term in self._objective.names}
 
 
 def export_stylizer(export_dir: str, version: Optional[int] = None, config: Optional[StyleConfig] = None,
@@ -347,17 +323,6 @@ def request_defaults(config: StyleConfig) -> dict:
             "style_weight": tf.constant(config.style_weight, tf.float32),
             "content_weight": tf.constant(config.content_weight, tf.float32),
             "init": tf.constant(config.init, tf.string), "seed": tf.constant(seed, tf.int64)}
-
-
-def _fresh_adam_state(images: tf.Tensor) -> tuple:
-    """Adam before its first step: zero moments like `images`, no iterations."""
-    return tf.zeros_like(images), tf.zeros_like(images), tf.constant(0, tf.int64)
-
-
-def _warm_started(adam_state: tuple, height: tf.Tensor, width: tf.Tensor) -> tuple:
-    """`Optimization.warm_start` on tensors: Adam's state carried to (height, width), its iterations kept."""
-    first_moment, second_moment, iterations = adam_state
-    return (*upsampled_adam_moments(first_moment, second_moment, height, width), iterations)
 
 
 def scaled_size(height: tf.Tensor, width: tf.Tensor, long_side: tf.Tensor) -> tuple:

@@ -1,5 +1,5 @@
-"""The optimization of one batch of images at one size: Adam on a `tf.Variable`, one traced train step, the
-moving average of the iterates, and the warm start from a smaller scale.
+"""The optimization of one batch of images at one size: `tf_style.core`'s step on `tf.Variable`s, traced once,
+with the loop in Python so that callbacks can report between steps.
 
 The loop runs in Python. Every `progress_every` steps (and at snapshots, checkpoints and the end) it reads the
 losses back from the device once and hands a `StepReport` to the callbacks, which print, save or log; the
@@ -16,16 +16,15 @@ import dataclasses
 import time
 from typing import Callable, Optional, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_style import tiles as tiling
+from tf_style import core, tiles as tiling
 from tf_style.checkpoint import RunCheckpoints
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError, Interrupted
 from tf_style.features import FeatureExtractor
-from tf_style.targets import StyleTargets, weighted_losses
+from tf_style.objective import Objective, objective_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +36,8 @@ class StepReport:
     Attributes:
         step: steps done so far over all scales (1-based).
         num_steps: steps in the whole run.
-        losses: {"total", "content", "style", "tv"} -> float, weighted, at this step.
+        losses: {term name (`Objective.names`: "content", "style", "tv", ..., "total") -> float}, weighted, at
+            this step.
         image: the current result (the moving average when averaging is on), float32 [H, W, 3] in [0, 255].
         elapsed_seconds: wall time since the first step started (tracing included).
         scale_index: which scale of a coarse-to-fine run (0-based).
@@ -78,25 +78,28 @@ class RunPlacement:
     start_time: Optional[float] = None
 
 
-def adam_optimizer(learning_rate: float) -> keras.optimizers.Adam:
-    """Keras' Adam with beta_2 = 0.99: the optimizer of every stylization, whose constants the served graph's
-    written-out Adam reads (`tf_style.export_stylizer`)."""
-    return keras.optimizers.Adam(learning_rate=learning_rate, beta_2=0.99)
-
-
-def upsampled_adam_moments(first_moment: tf.Tensor, second_moment: tf.Tensor, height, width) -> tuple:
-    """Adam's moments [B, h, w, 3] carried to a larger scale: [B, height, width, 3] each (see `warm_start`).
-
-    The sizes may be scalar tensors, as in the served graph.
+class LossScale:
+    """Dynamic loss scaling for float16 gradients, as Keras' LossScaleOptimizer does it: the loss is multiplied
+    by a scale before differentiating so that small gradients do not underflow in float16, and the gradient
+    divided by it after; a step whose gradient overflowed is skipped and the scale halved, and after
+    `GROWTH_INTERVAL` good steps in a row it doubles.
     """
-    ratio = (tf.cast(tf.shape(first_moment)[1] * tf.shape(first_moment)[2], tf.float64)
-             / tf.cast(height * width, tf.float64))
-    size = tf.stack([height, width])
-    first_moment = tf.cast(ratio, tf.float32) * tf.image.resize(first_moment, size, method="bicubic")
-    # Bilinear, and clipped at 0: the second moment must stay non-negative.
-    second_moment = tf.cast(ratio ** 2, tf.float32) * tf.nn.relu(tf.image.resize(second_moment, size,
-                                                                                 method="bilinear"))
-    return first_moment, second_moment
+
+    INITIAL_SCALE = 2.0 ** 15
+    GROWTH_INTERVAL = 2000
+
+    def __init__(self):
+        self.scale = tf.Variable(self.INITIAL_SCALE, trainable=False, name="loss_scale")
+        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="loss_scale_good_steps")
+
+    def unscaled(self, gradient: tf.Tensor) -> tuple:
+        """(the gradient of the unscaled loss, whether it is finite) from the scaled loss's; updates the scale."""
+        gradient = gradient / self.scale
+        finite = tf.reduce_all(tf.math.is_finite(gradient))
+        grow = tf.logical_and(finite, self.good_steps + 1 >= self.GROWTH_INTERVAL)
+        self.scale.assign(tf.where(finite, tf.where(grow, 2.0 * self.scale, self.scale), 0.5 * self.scale))
+        self.good_steps.assign(tf.where(tf.logical_and(finite, tf.logical_not(grow)), self.good_steps + 1, 0))
+        return gradient, finite
 
 
 class Optimization:
@@ -110,7 +113,7 @@ class Optimization:
 
     Args:
         extractor: the VGG feature extractor.
-        targets: content features and style statistics, batch B.
+        targets: {term name: its targets}, batch B.
         initial_images: float32 [B, H, W, 3] in [0, 255], the start of the optimization.
         config: the options (weights, learning rate, averaging, ...).
         jit_compile: compile the train step with XLA.
@@ -118,120 +121,110 @@ class Optimization:
         tiles: compute each step's loss and gradient tile by tile on this grid (`tf_style.tiles`): the same
             objective with only one tile's activations in memory; None: the whole image in one traced step.
             The targets' content features must then be the whole image's.
+        objective: the loss terms (`tf_style.objective`); None: the ones `config` asks for.
     """
 
-    def __init__(self, extractor: FeatureExtractor, targets: StyleTargets, initial_images: np.ndarray,
+    def __init__(self, extractor: FeatureExtractor, targets: dict, initial_images: np.ndarray,
                  config: StyleConfig, jit_compile: bool = False, indices: Sequence[int] = None,
-                 tiles: Optional[tiling.TileGrid] = None):
+                 tiles: Optional[tiling.TileGrid] = None, objective: Optional[Objective] = None):
         self.extractor = extractor
+        self.objective = objective or objective_for(config)
         self.targets = targets
         self.config = config
         self.indices = list(range(len(initial_images))) if indices is None else list(indices)
         self.image = tf.Variable(initial_images, dtype=tf.float32, name="image")
         self.average = tf.Variable(tf.zeros_like(self.image), name="image_average")
         self.steps_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_done")
-        self.optimizer = adam_optimizer(config.learning_rate)
-        if extractor.compute_dtype == "float16":
-            # float16 gradients underflow without loss scaling.
-            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
-        # Building the optimizer's slots now keeps the first call from tracing the step twice.
-        self.optimizer.build([self.image])
+        self.adam = core.Adam(config.learning_rate)
+        self.first_moment = tf.Variable(tf.zeros_like(self.image), trainable=False, name="adam_first_moment")
+        self.second_moment = tf.Variable(tf.zeros_like(self.image), trainable=False, name="adam_second_moment")
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="adam_iterations")
+        # float16 gradients underflow without loss scaling.
+        self.loss_scale = LossScale() if extractor.compute_dtype == "float16" else None
         self.tiles = tiles
         if tiles is None:
             self.train_step = tf.function(self._train_step, jit_compile=jit_compile)
         else:
-            self._tiled_objective = tiling.TiledObjective(extractor, config, tiles)
+            self._tiled_objective = tiling.TiledObjective(extractor, self.objective, tiles)
             self._apply_gradient_traced = tf.function(self._apply_gradient)
             self.train_step = self._tiled_train_step
 
-    def restart(self, targets: StyleTargets, initial_images: np.ndarray, indices: Sequence[int] = None) -> None:
+    def restart(self, targets: dict, initial_images: np.ndarray, indices: Sequence[int] = None) -> None:
         """Starts over on other images of the same shape, as a new Optimization would, but without tracing
         the train step again (a trace takes seconds; a batch run meets each shape many times)."""
         self.targets = targets
         self.indices = list(range(len(initial_images))) if indices is None else list(indices)
         self.image.assign(initial_images)
-        self.average.assign(tf.zeros_like(self.image))
+        self._assign(core.start_level(tf.convert_to_tensor(self.image), core.fresh_adam_state(self.image)))
         self.steps_done.assign(0)
-        self.optimizer.iterations.assign(0)
-        for moment in self._adam_moments():
-            moment.assign(tf.zeros_like(moment))
 
-    def _tiled_train_step(self, targets: StyleTargets, on_tile=None) -> dict:
+    def _tiled_train_step(self, targets: dict, on_tile=None) -> dict:
         """`train_step` tile by tile; `on_tile` is called with (tiles done, tiles per step) as it goes."""
-        # The scale of this step (the optimizer adjusts it as it goes): what its `scale_loss` multiplies by.
-        loss_scale = self.optimizer.scale_loss(tf.constant(1.0)) if isinstance(
-            self.optimizer, keras.optimizers.LossScaleOptimizer) else None
+        # The scale of this step (`LossScale` adjusts it as it goes).
+        loss_scale = None if self.loss_scale is None else tf.convert_to_tensor(self.loss_scale.scale)
         terms, gradient = self._tiled_objective.losses_and_gradient(self.image, targets, loss_scale, on_tile)
         self._apply_gradient_traced(gradient)
         return terms
 
-    def _train_step(self, targets: StyleTargets) -> dict:
+    def _train_step(self, targets: dict) -> dict:
         """One Adam step; returns the weighted loss terms {name: [B]} before it."""
         with tf.GradientTape() as tape:
-            terms = weighted_losses(self.extractor, self.image, targets, self.config)
+            terms = self.objective.losses(self.extractor, self.image, targets)
             total = tf.reduce_sum(terms["total"])
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                total = self.optimizer.scale_loss(total)
-        gradient = tape.gradient(total, self.image)
-        self._apply_gradient(gradient)
+            if self.loss_scale is not None:
+                total = self.loss_scale.scale * total
+        self._apply_gradient(tape.gradient(total, self.image))
         return terms
 
     def _apply_gradient(self, gradient: tf.Tensor) -> None:
-        """Adam's update of the image, the clipping and the moving average."""
-        self.optimizer.apply_gradients([(gradient, self.image)])
-        # Pixel values outside [0, 255] cannot be saved; clipping keeps Adam inside the valid range.
-        self.image.assign(tf.clip_by_value(self.image, 0.0, 255.0))
-        decay = self.config.average_decay
-        self.average.assign(decay * self.average + (1.0 - decay) * self.image)
-        self.steps_done.assign_add(1)
+        """`core.step` on the variables: Adam's update of the image, the clip and the moving average; under
+        loss scaling, `gradient` is the scaled loss's, and a step whose gradient overflowed is skipped."""
+        finite = True
+        if self.loss_scale is not None:
+            gradient, finite = self.loss_scale.unscaled(gradient)
+        if finite:
+            self._assign(core.step(self._level_state(), gradient, self.adam, self.config.average_decay))
+            self.steps_done.assign_add(1)
 
-    def _adam_moments(self) -> tuple:
-        """Adam's first and second moment variables of the image, float32 [B, H, W, 3] each.
+    def _level_state(self) -> core.LevelState:
+        return core.LevelState(tf.convert_to_tensor(self.image), tf.convert_to_tensor(self.average),
+                               self.adam_state())
 
-        Keras 3's Adam keeps them in private lists (`_momentums`, `_velocities`), one entry per variable;
-        under loss scaling they belong to the wrapped optimizer.
-        """
-        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-        return optimizer._momentums[0], optimizer._velocities[0]
+    def _assign(self, state: core.LevelState) -> None:
+        self.image.assign(state.images)
+        self.average.assign(state.average)
+        self.first_moment.assign(state.adam.first_moment)
+        self.second_moment.assign(state.adam.second_moment)
+        self.iterations.assign(state.adam.iterations)
 
-    def adam_state(self) -> tuple:
-        """Adam's first moment, second moment (float32 [B, H, W, 3] each) and step count, for `warm_start`."""
-        first_moment, second_moment = self._adam_moments()
-        return tf.identity(first_moment), tf.identity(second_moment), tf.identity(self.optimizer.iterations)
+    def adam_state(self) -> core.AdamState:
+        """Adam's moments (float32 [B, H, W, 3] each) and step count now, for `warm_start`."""
+        return core.AdamState(tf.convert_to_tensor(self.first_moment), tf.convert_to_tensor(self.second_moment),
+                              tf.convert_to_tensor(self.iterations))
 
-    def warm_start(self, adam_state: tuple) -> None:
-        """Continues Adam from the `adam_state()` of the previous, smaller scale, upsampled to this size.
-
-        A fresh Adam moves every pixel by about the learning rate on its first steps whatever the gradient,
-        which adds noise at the start of each scale. Carrying the moments (and the step count, so that the
-        bias corrections stay small) continues the optimization instead. All loss terms are means over
-        positions, so a pixel's gradient shrinks with the number of pixels: the first moment is scaled by the
-        ratio of pixel counts and the second by its square, which keeps Adam's step size.
-        """
-        first_moment, second_moment, iterations = adam_state
-        first_moment_here, second_moment_here = self._adam_moments()
-        first_moment, second_moment = upsampled_adam_moments(first_moment, second_moment, *self.image.shape[1:3])
-        first_moment_here.assign(first_moment)
-        second_moment_here.assign(second_moment)
-        self.optimizer.iterations.assign(iterations)
+    def warm_start(self, adam_state: core.AdamState) -> None:
+        """Continues Adam from the `adam_state()` of the previous, smaller level (`core.upsampled_adam_state`)."""
+        first_moment, second_moment, iterations = core.upsampled_adam_state(adam_state, *self.image.shape[1:3])
+        self.first_moment.assign(first_moment)
+        self.second_moment.assign(second_moment)
+        self.iterations.assign(iterations)
 
     def state(self) -> dict:
         """The variables that a checkpoint must hold to continue this optimization exactly."""
-        return {"image": self.image, "image_average": self.average, "steps_done": self.steps_done,
-                "optimizer": self.optimizer}
+        state = {"image": self.image, "image_average": self.average, "steps_done": self.steps_done,
+                 "adam_first_moment": self.first_moment, "adam_second_moment": self.second_moment,
+                 "adam_iterations": self.iterations}
+        if self.loss_scale is not None:
+            state.update(loss_scale=self.loss_scale.scale, loss_scale_good_steps=self.loss_scale.good_steps)
+        return state
 
     def completed_steps(self) -> int:
         """Steps done so far (restored ones included)."""
         return int(self.steps_done.numpy())
 
     def result(self) -> np.ndarray:
-        """The output images, [B, H, W, 3]: the bias-corrected moving average, or the last iterate."""
-        decay = self.config.average_decay
-        steps_done = self.completed_steps()
-        if decay == 0.0 or steps_done == 0:
-            return self.image.numpy()
-        correction = 1.0 - decay ** steps_done
-        return np.clip(self.average.numpy() / correction, 0.0, 255.0)
+        """The output images, [B, H, W, 3] (`core.result`)."""
+        return core.result(self._level_state(), self.steps_done, self.config.average_decay).numpy()
 
     def run(self, num_steps: int, callbacks: Sequence[Callback] = (), placement: RunPlacement = RunPlacement(),
             checkpoints: RunCheckpoints = None) -> np.ndarray:

@@ -18,12 +18,13 @@ from tf_style.config import StyleConfig, scaled_size, style_seen_size
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory
 from tf_style.features import FeatureExtractor
 from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
-from tf_style.targets import StyleStatistics, StyleTargets, batch_targets, region_statistics, style_statistics
+from tf_style.objective import Objective, Term, objective_for
+from tf_style.targets import StyleStatistics, batch_targets, region_statistics, style_statistics
 
 
 class OptimizationCache:
-    """Optimizations kept by batch shape (B, H, W), so that the runs of a batch trace each shape's train step
-    once (a trace takes seconds) and only restart the variables.
+    """Optimizations kept by batch shape (B, H, W) and objective, so that the runs of a batch trace each shape's
+    train step once (a trace takes seconds) and only restart the variables.
 
     Eviction: the least recently used shape goes once more than `capacity` are held. A batch run does one
     image size after another, in full batches and perhaps one smaller last batch, so two shapes per scale are
@@ -35,17 +36,19 @@ class OptimizationCache:
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._by_shape = {}  # (B, H, W) -> Optimization, most recently used last
+        self._by_shape = {}  # ((B, H, W), objective's key) -> Optimization, most recently used last
 
-    def optimization(self, extractor: FeatureExtractor, targets: StyleTargets, start: np.ndarray,
+    def optimization(self, extractor: FeatureExtractor, objective: Objective, targets: dict, start: np.ndarray,
                      config: StyleConfig, jit_compile: bool, indices: Sequence[int]) -> Optimization:
         """An optimization of `start`'s shape starting from `start`: a kept one restarted, or a new one."""
-        optimization = self._by_shape.pop(start.shape[:3], None)
+        key = (start.shape[:3], objective.key)
+        optimization = self._by_shape.pop(key, None)
         if optimization is None:
-            optimization = Optimization(extractor, targets, start, config, jit_compile=jit_compile, indices=indices)
+            optimization = Optimization(extractor, targets, start, config, jit_compile=jit_compile, indices=indices,
+                                        objective=objective)
         else:
             optimization.restart(targets, start, indices)
-        self._by_shape[start.shape[:3]] = optimization
+        self._by_shape[key] = optimization
         while len(self._by_shape) > self.capacity:
             del self._by_shape[next(iter(self._by_shape))]
         return optimization
@@ -78,7 +81,8 @@ class CoarseToFine:
             start_images: np.ndarray, callbacks: Sequence[Callback] = (), indices: Sequence[int] = None,
             style_keys: Sequence = None, keep_optimizations: bool = False, tile_size: int = 0,
             content_masks: Optional[np.ndarray] = None,
-            style_masks: Optional[Sequence[Sequence[Optional[np.ndarray]]]] = None) -> np.ndarray:
+            style_masks: Optional[Sequence[Sequence[Optional[np.ndarray]]]] = None,
+            extra_terms: Sequence[Term] = (), extra_targets: Optional[dict] = None) -> np.ndarray:
         """Optimizes a batch at each scale, starting each scale from the last one's results.
 
         Args:
@@ -99,6 +103,9 @@ class CoarseToFine:
             style_masks: with `content_masks`, for each content image, a float32 [h, w] mask of each of its style
                 images' size (or None), the part of the style its region takes; `style_keys` name the styles
                 with these. None: all of each style.
+            extra_terms: loss terms besides the config's (`tf_style.objective`; the video's temporal term), each
+                bringing its targets: `extra_targets` {term name: targets at the output size}, which the term
+                resizes to each scale (`Term.targets_at`).
 
         Returns:
             float32 [B, H, W, 3] in [0, 255].
@@ -112,6 +119,8 @@ class CoarseToFine:
         sizes = config.scale_sizes()
         total_steps = sum(config.steps_at_scale(index) for index in range(len(sizes)))
         style_keys = style_keys if style_keys is not None else [object() for _ in style_images]
+        objective = objective_for(config).with_terms(*extra_terms)
+        brought_targets = {term.name: (term, (extra_targets or {})[term.name]) for term in extra_terms}
         images = start_images
         finished_images = None  # the results of the last finished scale, for an early stop in the next
         first_step = 1
@@ -132,7 +141,8 @@ class CoarseToFine:
                 if resume is None or scale_index >= resume.scale_index:
                     optimization = self._optimization_at(long_side, images, content_images, style_images,
                                                          start_images, style_keys, indices, keep_optimizations,
-                                                         tile_size, content_masks, style_masks)
+                                                         tile_size, content_masks, style_masks, objective,
+                                                         brought_targets)
                     if adam_state is not None:
                         optimization.warm_start(adam_state)
                     if checkpoints is not None:
@@ -166,8 +176,9 @@ class CoarseToFine:
     def _optimization_at(self, long_side: int, images: np.ndarray, content_images: np.ndarray,
                          style_images: Sequence[Sequence[np.ndarray]], start_images: np.ndarray, style_keys,
                          indices: Sequence[int], keep: bool, tile_size: int, content_masks: Optional[np.ndarray],
-                         style_masks) -> Optimization:
-        """The optimization at one scale, starting from `images` (the last scale's results) resized to it."""
+                         style_masks, objective: Objective, brought_targets: dict) -> Optimization:
+        """The optimization at one scale, starting from `images` (the last scale's results) resized to it;
+        `brought_targets` {term name: (term, its targets at the output size)}."""
         config = self.config
         height, width = scaled_size(*content_images.shape[1:3], long_side)
         grid = self.tile_grid(height, width, tile_size)
@@ -183,15 +194,17 @@ class CoarseToFine:
                       for index, (key, styles) in enumerate(zip(style_keys, style_images))]
         targets = batch_targets(self.extractor, _at_size(content_images, height, width), statistics, config, grid,
                                 content_masks)
+        targets.update({name: term.targets_at(brought, height, width)
+                        for name, (term, brought) in brought_targets.items()})
         if config.scale_detail and images.shape[1] < height:
             start = upsample_with_detail(images, start_images, height, width, config.scale_detail).numpy()
         else:
             start = _at_size(images, height, width)
         if keep and grid is None:
-            return self.optimizations.optimization(self.extractor, targets, start, config, self.jit_compile,
-                                                   indices)
+            return self.optimizations.optimization(self.extractor, objective, targets, start, config,
+                                                   self.jit_compile, indices)
         return Optimization(self.extractor, targets, start, config, jit_compile=self.jit_compile, indices=indices,
-                            tiles=grid)
+                            tiles=grid, objective=objective)
 
     def tile_grid(self, height: int, width: int, tile_size: int) -> Optional[tiles.TileGrid]:
         """The tiles of a height x width scale at `tile_size` (see `run`), or None where it runs untiled."""

@@ -1,5 +1,5 @@
-"""What an optimization must match: style statistics of the style images and the targets of a batch, and
-the weighted loss of a batch of images against them.
+"""What an optimization must match: style statistics of the style images, and the targets of a batch's content
+and style terms (`tf_style.objective`).
 
 With region masks (`config.content_masks`) each style is not blended but paints its own region: its statistics
 are kept apart (`region_statistics`), and the loss compares each region's guided Gram matrices with its style's
@@ -7,7 +7,7 @@ are kept apart (`region_statistics`), and the loss compares each region's guided
 look: it is pulled by the content and total-variation losses only.
 
 Computed once per scale, before the loop (`tf_style.schedule`); the traced train step (`tf_style.optimize`)
-calls `weighted_losses` at every step.
+compares the image with them at every step.
 """
 
 from typing import NamedTuple, Optional, Sequence
@@ -36,28 +36,6 @@ class StyleStatistics(NamedTuple):
     means: dict
     covariance_roots: dict
     region_present: dict = {}
-
-
-class StyleTargets(NamedTuple):
-    """What a batch of results must match, computed once per scale before the loop.
-
-    A NamedTuple so that `tf.function` takes it as one nested argument.
-
-    Attributes:
-        content_features: {layer: float32 [B, h, w, C]} of the content images.
-        style_grams: {layer: float32 [B, C, C]}, each image's blended over its style images.
-        style_means: {layer: float32 [B, C]} (Wasserstein loss only, else empty).
-        style_covariance_roots: {layer: float32 [B, C, C]} (Wasserstein loss only, else empty).
-        region_masks: with region masks, {style layer: float32 [B, R, h, w]}, each region's mask at that layer,
-            zero where its style has no statistics there; `style_grams` are then {layer: [B, R, C, C]}. Empty
-            without region masks.
-    """
-
-    content_features: dict
-    style_grams: dict
-    style_means: dict
-    style_covariance_roots: dict
-    region_masks: dict = {}
 
 
 def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndarray], config: StyleConfig,
@@ -137,8 +115,9 @@ def _moments(features: tf.Tensor, with_mean_and_covariance: bool) -> tuple:
 
 def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
                   statistics: Sequence[StyleStatistics], config: StyleConfig,
-                  grid: tiles.TileGrid = None, content_masks: Optional[np.ndarray] = None) -> StyleTargets:
-    """The targets of a batch: content features of float32 [B, H, W, 3] images and each image's statistics.
+                  grid: tiles.TileGrid = None, content_masks: Optional[np.ndarray] = None) -> dict:
+    """The targets of a batch's content and style terms (`tf_style.objective`): {"content": {layer: float32
+    [B, h, w, C]}, the features of float32 [B, H, W, 3] images; "style": each image's statistics, stacked}.
 
     Args:
         grid: compute the content features tile by tile (`tf_style.tiles`); None: the whole image at once.
@@ -154,40 +133,19 @@ def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
         layers = getattr(statistics[0], field)
         return {name: tf.concat([getattr(each, field)[name] for each in statistics], axis=0) for name in layers}
 
-    region_masks = {}
-    if content_masks is not None:
+    if content_masks is None:
+        style = ({"means": stacked("means"), "covariance_roots": stacked("covariance_roots")}
+                 if config.style_loss == "wasserstein" else {"grams": stacked("grams")})
+    else:
         present = stacked("region_present")
         seen = masks.layer_masks(content_masks, config.network, config.style_layers, config.mask_mode)
-        region_masks = {name: seen[name][None] * present[name][:, :, None, None] for name in config.style_layers}
-    return StyleTargets(
-        content_features={name: content_features[name] for name in config.content_layers},
-        style_grams=stacked("grams"), style_means=stacked("means"),
-        style_covariance_roots=stacked("covariance_roots"), region_masks=region_masks)
+        style = {"grams": stacked("grams"),
+                 "masks": {name: seen[name][None] * present[name][:, :, None, None] for name in config.style_layers}}
+    return {"content": {name: content_features[name] for name in config.content_layers}, "style": style}
 
 
 def compute_targets(extractor: FeatureExtractor, content_image: np.ndarray, style_images: Sequence[np.ndarray],
-                    config: StyleConfig, blend_weights: Sequence[float] = None) -> StyleTargets:
+                    config: StyleConfig, blend_weights: Sequence[float] = None) -> dict:
     """The targets of one float32 [H, W, 3] content image and its style images (a batch of one)."""
     return batch_targets(extractor, content_image[None],
                          [style_statistics(extractor, style_images, config, blend_weights)], config)
-
-
-def weighted_losses(extractor: FeatureExtractor, images: tf.Tensor, targets: StyleTargets,
-                    config: StyleConfig) -> dict:
-    """The weighted loss terms and their sum for a batch of images: {name: [B]}."""
-    features = extractor(images)
-    layer_weights = dict(zip(config.style_layers, config.balanced_style_layer_weights))
-    if targets.region_masks:
-        style = losses.guided_style_loss(features, targets.style_grams, targets.region_masks, layer_weights)
-    elif config.style_loss == "wasserstein":
-        style = losses.wasserstein_style_loss(features, targets.style_means, targets.style_covariance_roots,
-                                              layer_weights, losses.STEP_SQRT_ITERATIONS)
-    else:
-        style = losses.style_loss(features, targets.style_grams, layer_weights)
-    terms = {
-        "content": config.content_weight * losses.content_loss(features, targets.content_features),
-        "style": config.style_weight * style,
-        "tv": config.tv_weight * losses.total_variation_loss(images),
-    }
-    terms["total"] = terms["content"] + terms["style"] + terms["tv"]
-    return terms

@@ -173,8 +173,9 @@ def _differentiable_crop(features: tf.Tensor, box: tf.Tensor):
 
 
 def _summed(sums: Optional[dict], more: dict) -> dict:
-    """{key: sums[key] + more[key]}; `more` itself where there are no sums yet (None)."""
-    return more if sums is None else {key: sums[key] + value for key, value in more.items()}
+    """`sums` + `more`, leaf by leaf, for nested dicts of tensors; `more` itself where there are no sums yet
+    (None)."""
+    return more if sums is None else tf.nest.map_structure(tf.add, sums, more)
 
 
 def _add_at(gradient: tf.Variable, tile: Tile, tile_gradient: tf.Tensor) -> None:
@@ -274,40 +275,42 @@ class TileProgress:
 
 
 class TiledObjective:
-    """`targets.weighted_losses` and its gradient with respect to the image, computed tile by tile.
+    """An objective's weighted losses and their gradient with respect to the image, computed tile by tile.
 
     Args:
         extractor: the VGG feature extractor.
-        config: the options (layers, loss, weights).
+        objective: the terms (`tf_style.objective.Objective`); each must tile exactly (`Term.tiles_exactly`).
         grid: the tiles of the image.
     """
 
-    def __init__(self, extractor, config: StyleConfig, grid: TileGrid):
+    def __init__(self, extractor, objective, grid: TileGrid):
+        untileable = [term.name for term in objective.terms if not term.tiles_exactly]
+        if untileable:
+            raise ValueError(f"the terms {untileable} have no tiled form (tf_style.api runs them untiled)")
         self.extractor = extractor
-        self.config = config
+        self.objective = objective
         self.grid = grid
-        self._layer_weights = dict(zip(config.style_layers, config.balanced_style_layer_weights))
         factor = lambda name: 2 ** (vgg.block_of(name) - 1)  # noqa: E731
-        self._counts = {name: (grid.height // factor(name)) * (grid.width // factor(name))
-                        for name in config.style_layers}
+        self._counts = {name: float((grid.height // factor(name)) * (grid.width // factor(name)))
+                        for name in extractor.layer_names}
         # Each traced for a few tile shapes (inner, edge and corner tiles), then for any shape.
         self._tile_sums = tf.function(self._sums_of_tile, reduce_retracing=True)
         self._tile_gradient = tf.function(self._gradient_of_tile, reduce_retracing=True)
         self._last_tile = tf.function(self._loss_gradients_of_last_tile, reduce_retracing=True)
-        self._target_absolute_sums = None  # (content features, their absolute sums), computed once per target
 
-    def losses_and_gradient(self, images: tf.Variable, targets, loss_scale: Optional[tf.Tensor] = None,
+    def losses_and_gradient(self, images: tf.Variable, targets: dict, loss_scale: Optional[tf.Tensor] = None,
                             on_tile: Callable[[int, int], None] = None) -> tuple:
         """The weighted loss terms {name: [B]} and the gradient of their (scaled) sum with respect to `images`.
 
         The statistics pass runs the network on every tile but the last; the last tile's run completes the
-        sums, differentiates the loss and back-propagates into that tile in one go, and the gradient pass
-        runs the others again under a tape: 2n - 1 tile passes for n tiles, where keeping no tape in the
-        statistics pass and running every tile twice would be 2n (with 2 x 2 tiles, 8% of a step).
+        sums, differentiates the feature terms' loss and back-propagates into that tile in one go, and the
+        gradient pass runs the others again under a tape: 2n - 1 tile passes for n tiles, where keeping no tape
+        in the statistics pass and running every tile twice would be 2n (with 2 x 2 tiles, 8% of a step). The
+        pixel terms are computed on the whole image.
 
         Args:
             images: the image variable, [B, H, W, 3] of the grid's size.
-            targets: the `StyleTargets`, with full-size content features.
+            targets: {term name: its targets}, with full-size content features.
             loss_scale: the factor an optimizer's loss scaling multiplies the total by before differentiating
                 (`LossScaleOptimizer.scale_loss`, a product, so applied to each term apart); None: 1. A tensor,
                 not the optimizer's method: a Python callable is part of a traced function's signature, and a
@@ -315,110 +318,76 @@ class TiledObjective:
             on_tile: called with (tile passes done, tile passes per step) after each tile of each pass.
         """
         *first_tiles, last_tile = self.grid.tiles
-        crops = [self._content_crops(tile, targets) for tile in self.grid.tiles]
+        crops = [self._tile_targets(tile, targets) for tile in self.grid.tiles]
         passes_per_step = 2 * len(first_tiles) + 1
         loss_scale = tf.constant(1.0) if loss_scale is None else tf.convert_to_tensor(loss_scale, tf.float32)
         done = 0
         first_sums = None
-        for tile, content_crops in zip(first_tiles, crops):
-            tile_sums = self._tile_sums(padded_pixels(tile, images), self._boxes(tile), content_crops)
+        for tile, tile_targets in zip(first_tiles, crops):
+            tile_sums = self._tile_sums(padded_pixels(tile, images), self._boxes(tile), tile_targets)
             first_sums = _summed(first_sums, tile_sums)
             done += 1
             if on_tile is not None:
                 on_tile(done, passes_per_step)
-        terms, sum_gradients, last_gradient = self._last_tile(
-            padded_pixels(last_tile, images), self._boxes(last_tile), crops[-1], first_sums, targets,
-            self._absolute_sums(targets), loss_scale)
+        unweighted, sum_gradients, last_gradient = self._last_tile(
+            padded_pixels(last_tile, images), self._boxes(last_tile), crops[-1], first_sums, targets, loss_scale)
         done += 1
         if on_tile is not None:
             on_tile(done, passes_per_step)
         with tf.GradientTape() as tape:
             tape.watch(images)
-            terms["tv"] = self.config.tv_weight * losses.total_variation_loss(images)
-            tv_total = loss_scale * tf.reduce_sum(terms["tv"])
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
-        gradient = tf.Variable(tape.gradient(tv_total, images), trainable=False)
+            pixel_terms = self.objective.pixel_terms
+            for term in pixel_terms:
+                unweighted[term.name] = term.loss({}, images, targets.get(term.name))
+            pixel_total = loss_scale * tf.add_n(
+                [tf.zeros([])] + [term.weight * tf.reduce_sum(unweighted[term.name]) for term in pixel_terms])
+        gradient = tf.Variable(tape.gradient(pixel_total, images, unconnected_gradients="zero"), trainable=False)
         _add_at(gradient, last_tile, last_gradient)
-        for tile, content_crops in zip(first_tiles, crops):
+        for tile, tile_targets in zip(first_tiles, crops):
             _add_at(gradient, tile, self._tile_gradient(padded_pixels(tile, images), self._boxes(tile),
-                                                        content_crops, sum_gradients))
+                                                        tile_targets, sum_gradients))
             done += 1
             if on_tile is not None:
                 on_tile(done, passes_per_step)
-        return terms, tf.convert_to_tensor(gradient)
+        return self.objective.weighted(unweighted), tf.convert_to_tensor(gradient)
 
     def _boxes(self, tile: Tile) -> dict:
         return {name: tf.constant(tile.inner_at(name), tf.int32) for name in self.extractor.layer_names}
 
-    def _content_crops(self, tile: Tile, targets) -> dict:
-        return {name: _crop(target, tile.inner_in_image_at(name))
-                for name, target in targets.content_features.items()}
+    def _tile_targets(self, tile: Tile, targets: dict) -> dict:
+        """{term name: the part of its targets this tile's sums compare with}."""
+        def crop_at(layer, features):
+            return _crop(features, tile.inner_in_image_at(layer))
+        return {term.name: term.tile_targets(targets.get(term.name), crop_at) for term in self.objective.feature_terms}
 
-    def _sums_of_tile(self, tile_images: tf.Tensor, boxes: dict, content_crops: dict) -> dict:
-        """The sums over a tile's inner positions that the loss needs: {key: tensor}."""
+    def _sums_of_tile(self, tile_images: tf.Tensor, boxes: dict, tile_targets: dict) -> dict:
+        """The sums over a tile's inner positions that the feature terms need: {term name: {key: tensor}}."""
         features = self.extractor(tile_images)
-        sums = {}
-        for name in self.config.style_layers:
-            inner = _differentiable_crop(features[name], boxes[name])
-            count = tf.cast(tf.shape(inner)[1] * tf.shape(inner)[2], tf.float32)
-            sums[f"gram_sum/{name}"] = losses.gram_matrix(inner) * count
-            if self.config.style_loss == "wasserstein":
-                sums[f"feature_sum/{name}"] = tf.reduce_sum(inner, axis=[1, 2])
-        for name, target in content_crops.items():
-            inner = _differentiable_crop(features[name], boxes[name])
-            sums[f"squared_error_sum/{name}"] = losses.squared_error_sum(inner, target)
-        return sums
+        inner = {name: _differentiable_crop(features[name], boxes[name]) for name in self.extractor.layer_names}
+        return {term.name: term.tile_sums(inner, tile_targets[term.name]) for term in self.objective.feature_terms}
 
-    def _loss_gradients_of_last_tile(self, tile_images: tf.Tensor, boxes: dict, content_crops: dict,
-                                     first_sums: Optional[dict], targets, absolute_sums: dict,
-                                     loss_scale: tf.Tensor) -> tuple:
-        """The content and style terms, their gradients with respect to the sums, and the last tile's share
-        of the image gradient, from the other tiles' sums (None: there are none)."""
+    def _loss_gradients_of_last_tile(self, tile_images: tf.Tensor, boxes: dict, tile_targets: dict,
+                                     first_sums: Optional[dict], targets: dict, loss_scale: tf.Tensor) -> tuple:
+        """The feature terms (unweighted), the gradients of their weighted sum with respect to the sums, and the
+        last tile's share of the image gradient, from the other tiles' sums (None: there are none)."""
         with tf.GradientTape() as tape:
             tape.watch(tile_images)
-            tile_sums = self._sums_of_tile(tile_images, boxes, content_crops)
-            sums = _summed(first_sums, tile_sums)
-            terms = self._losses_of_sums(sums, targets, absolute_sums)
-            total = loss_scale * tf.reduce_sum(terms["content"] + terms["style"])
-        keys = sorted(sums)
-        *sum_gradients, tile_gradient = tape.gradient(total, [sums[key] for key in keys] + [tile_images])
-        return terms, dict(zip(keys, sum_gradients)), tile_gradient
+            sums = _summed(first_sums, self._sums_of_tile(tile_images, boxes, tile_targets))
+            unweighted = {term.name: term.loss_of_sums(sums[term.name], targets.get(term.name), self._counts)
+                          for term in self.objective.feature_terms}
+            total = loss_scale * tf.add_n([term.weight * tf.reduce_sum(unweighted[term.name])
+                                           for term in self.objective.feature_terms])
+        flat_sums = tf.nest.flatten(sums)
+        *sum_gradients, tile_gradient = tape.gradient(total, flat_sums + [tile_images])
+        return unweighted, tf.nest.pack_sequence_as(sums, sum_gradients), tile_gradient
 
-    def _gradient_of_tile(self, tile_images: tf.Tensor, boxes: dict, content_crops: dict,
+    def _gradient_of_tile(self, tile_images: tf.Tensor, boxes: dict, tile_targets: dict,
                           sum_gradients: dict) -> tf.Tensor:
         """This tile's share of the image gradient: [B, h, w, 3] over its padded region."""
         with tf.GradientTape() as tape:
             tape.watch(tile_images)
-            sums = self._sums_of_tile(tile_images, boxes, content_crops)
-        keys = sorted(sums)
-        return tape.gradient([sums[key] for key in keys], tile_images,
-                             output_gradients=[sum_gradients[key] for key in keys])
-
-    def _losses_of_sums(self, sums: dict, targets, absolute_sums: dict) -> dict:
-        """The weighted content and style terms {name: [B]} of the sums over all tiles."""
-        config = self.config
-        moments = {name: Moments(self._counts[name], sums[f"gram_sum/{name}"], sums.get(f"feature_sum/{name}"))
-                   for name in config.style_layers}
-        if config.style_loss == "wasserstein":
-            style = losses.wasserstein_style_loss_of_moments(
-                {name: each.mean() for name, each in moments.items()},
-                {name: each.covariance() for name, each in moments.items()},
-                targets.style_means, targets.style_covariance_roots, self._layer_weights,
-                losses.STEP_SQRT_ITERATIONS)
-        else:
-            style = losses.style_loss_of_grams({name: each.gram() for name, each in moments.items()},
-                                               targets.style_grams, self._layer_weights)
-        content = losses.content_loss_of_sums(
-            {name: sums[f"squared_error_sum/{name}"] for name in targets.content_features},
-            absolute_sums)
-        return {"content": config.content_weight * content, "style": config.style_weight * style}
-
-    def _absolute_sums(self, targets) -> dict:
-        """The content targets' absolute sums, the content term's denominators: once per target."""
-        if self._target_absolute_sums is None or self._target_absolute_sums[0] is not targets.content_features:
-            self._target_absolute_sums = (targets.content_features, {
-                name: losses.absolute_sum(target) for name, target in targets.content_features.items()})
-        return self._target_absolute_sums[1]
+            sums = self._sums_of_tile(tile_images, boxes, tile_targets)
+        return tape.gradient(tf.nest.flatten(sums), tile_images, output_gradients=tf.nest.flatten(sum_gradients))
 
 
 def tile_progress_reporter(callbacks: Sequence, step: int, num_steps: int, start_time: float,
