@@ -163,7 +163,7 @@ def test_a_directory_that_cannot_be_created_is_a_one_line_write_error(tmp_path):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root writes to read-only directories")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")
 def test_a_read_only_directory_is_a_one_line_write_error(tmp_path):
     os.chmod(tmp_path, 0o500)
     try:
