@@ -4,6 +4,7 @@
   the package: options, errors and the network's facts can be read without loading TensorFlow.
 - absl is imported only by the command-line layer, `tf_style/cli/` (the programs and what they share).
 - apache_beam is imported only by the pipeline, `tf_style/beam/`.
+- OpenCV (cv2) and imageio_ffmpeg, the `video` extra, are imported only by `tf_style/video/`.
 - No library module imports the command-line layer or the pipeline; the programs' thin modules
   (`tf_style.main`, ...) import only the command-line layer.
 """
@@ -21,6 +22,8 @@ COMMAND_LINE = {"tf_style.cli", "tf_style.cli.flags", "tf_style.cli.support", "t
 PROGRAMS = {"tf_style.main", "tf_style.export", "tf_style.beam_main"}
 PIPELINE = {"tf_style.beam", "tf_style.beam.pipeline"}
 WITHOUT_TENSORFLOW = {"tf_style.config", "tf_style.errors", "tf_style.vgg", "tf_style.color"}
+VIDEO = "tf_style.video"
+VIDEO_EXTRA = ("cv2", "imageio_ffmpeg")
 
 
 def _modules() -> dict:
@@ -68,6 +71,7 @@ def _reaches(module: str, seen=None) -> set:
 def test_the_picture_covers_real_modules():
     assert WITHOUT_TENSORFLOW | COMMAND_LINE | PROGRAMS | PIPELINE <= set(MODULES)
     assert {name for name in MODULES if _is(name, "tf_style.cli")} == COMMAND_LINE
+    assert "cv2" in MODULES["tf_style.video.extra"]
     assert "tensorflow" in MODULES["tf_style.features"]  # the reader sees imports at all
 
 
@@ -84,6 +88,13 @@ def test_absl_and_beam_stay_at_the_edges(module):
         assert not any(_is(name, "absl") for name in imported), f"{module} imports absl"
     if module not in PIPELINE:
         assert not any(_is(name, "apache_beam") for name in imported), f"{module} imports apache_beam"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_opencv_and_ffmpeg_stay_in_the_video_package(module):
+    if not _is(module, VIDEO):
+        extra = {name for name in MODULES[module] if any(_is(name, package) for package in VIDEO_EXTRA)}
+        assert not extra, f"{module} imports {sorted(extra)}"
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - COMMAND_LINE - PROGRAMS - PIPELINE))
