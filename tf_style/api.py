@@ -22,6 +22,7 @@ from tf_style.device import ComputePlan, plan_compute
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory, UsageError
 from tf_style.features import FeatureExtractor, extractor_for
 from tf_style.files import require_writable_directory
+from tf_style.objective import Term
 from tf_style.optimize import Callback
 from tf_style.schedule import CoarseToFine, noise_start
 
@@ -158,10 +159,27 @@ class Stylizer:
         self._style_images = {}  # style key -> the styles loaded at the size they are seen, loaded once
         self._upscaled_styles = set()  # the styles said to be seen upscaled at the first scales
         self._loaded_masks = None  # (content masks, style masks) as loaded from the config, once
+        self._network_of = None  # a Stylizer whose network this one uses (`sharing_network`)
+
+    def sharing_network(self, log=None, **options) -> "Stylizer":
+        """A Stylizer with other options (none of those that build the network) that uses this one's network
+        (a video's later frames run other steps on the same network).
+
+        Args:
+            log: as for the constructor; None for silence.
+            **options: StyleConfig fields to change.
+        """
+        config = self.config.replace(**options)
+        changed = [name for name in StyleConfig.network_options() if getattr(config, name) != getattr(self.config, name)]
+        if changed:
+            raise ValueError(f"options {changed} build the network; a Stylizer that shares it cannot change them")
+        other = Stylizer(config, log=log)
+        other._network_of = self
+        return other
 
     @property
     def extractor(self) -> FeatureExtractor:
-        """The VGG16 feature extractor, built on first use."""
+        """The VGG feature extractor, built on first use."""
         return self._schedule().extractor
 
     def _schedule(self) -> CoarseToFine:
@@ -170,15 +188,28 @@ class Stylizer:
         if self._coarse_to_fine is None:
             config = self.config
             self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
-            extractor = extractor_for(config, self.plan.dtype_policy, self.plan.conv_kernels)
+            extractor = (self._network_of.extractor if self._network_of is not None
+                         else extractor_for(config, self.plan.dtype_policy, self.plan.conv_kernels))
             self._coarse_to_fine = CoarseToFine(extractor, config, jit_compile=self.plan.jit_compile)
         return self._coarse_to_fine
 
-    def stylize(self, content, style, callbacks: Sequence[Callback] = ()) -> np.ndarray:
-        """Paints `content` in the style of `style`; see `tf_style.stylize`."""
+    def stylize(self, content, style, callbacks: Sequence[Callback] = (), start: Optional[np.ndarray] = None,
+                extra_terms: Sequence[Term] = (), extra_targets: Optional[dict] = None) -> np.ndarray:
+        """Paints `content` in the style of `style`; see `tf_style.stylize`.
+
+        Args:
+            start: float32 [H, W, 3] in [0, 255] at the result's size: where the optimization starts, instead of
+                `config.init` (a video's frame starts from the last result carried along the flow).
+            extra_terms: loss terms besides the config's (`tf_style.objective`), with `extra_targets` {term
+                name: its targets at the result's size, batch 1} (see `CoarseToFine.run`).
+        """
         pair = self._prepare(0, content, style, self._planned_shapes(content, _style_list(style)))
+        if start is not None:
+            if start.shape != pair.content_image.shape:
+                raise ValueError(f"the start is {start.shape[:2]}, the result {pair.content_image.shape[:2]}")
+            pair.start_image = np.asarray(start, np.float32)
         try:
-            return self._run([pair], callbacks)[0]
+            return self._run([pair], callbacks, extra_terms=extra_terms, extra_targets=extra_targets)[0]
         except (DivergedError, Interrupted) as error:
             # One image in, one image out: the error carries this image, not a batch of one.
             if error.image is not None:
@@ -428,12 +459,15 @@ class Stylizer:
         self._style_sources[key] = styles
         return key
 
-    def _run(self, prepared: list, callbacks, in_batch_run: bool = False) -> np.ndarray:
+    def _run(self, prepared: list, callbacks, in_batch_run: bool = False, extra_terms: Sequence[Term] = (),
+             extra_targets: Optional[dict] = None) -> np.ndarray:
         """Stylizes prepared pairs of one size together; returns their results, [B, H, W, 3].
 
         Args:
             in_batch_run: log a line that names the images, and keep the optimizations for the next batch of
                 the same shape (a single run would only hold on to their memory).
+            extra_terms, extra_targets: see `stylize`; runs with them keep their optimizations too (the frames
+                of a video are many runs of one shape).
         """
         schedule = self._schedule()
         height, width = prepared[0].content_image.shape[:2]
@@ -449,8 +483,9 @@ class Stylizer:
         results = schedule.run(
             np.stack([pair.content_image for pair in prepared]), [pair.style_images for pair in prepared],
             np.stack([pair.start_image for pair in prepared]), callbacks, indices=[pair.index for pair in prepared],
-            style_keys=[pair.style_key for pair in prepared], keep_optimizations=in_batch_run, tile_size=tile_size,
-            content_masks=prepared[0].content_masks, style_masks=[pair.style_masks for pair in prepared])
+            style_keys=[pair.style_key for pair in prepared], keep_optimizations=in_batch_run or bool(extra_terms),
+            tile_size=tile_size, content_masks=prepared[0].content_masks,
+            style_masks=[pair.style_masks for pair in prepared], extra_terms=extra_terms, extra_targets=extra_targets)
         return np.stack([self._finish(result, pair) for result, pair in zip(results, prepared)])
 
     def _finish(self, result: np.ndarray, pair: _PreparedPair) -> np.ndarray:

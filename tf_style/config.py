@@ -166,6 +166,12 @@ class StyleConfig:
         None, "Pixels of image around each tile (a multiple of 16) that its network sees. Unset: what the deepest "
         "layer in use needs to see no tile border (80 for the default layers of VGG19, 64 of VGG16), so that tiling "
         "is exact; less is faster and approximate.", changes_the_result=False)
+    temporal_weight: float = _option(
+        50.0, "Video: weight of the temporal loss, the squared difference (in grey levels) from the earlier frames' "
+        "results carried along the optical flow (Ruder et al. 2016); 0 stylizes each frame on its own.")
+    frame_steps: int = _option(
+        40, "Video: Adam steps for each frame after the first (of each shot), at --size only, started from the last "
+        "result carried along the flow. The first frame takes a whole coarse-to-fine run.")
     batch_size: int = _option(4, "Batch run: at most this many images of one size share a train step (fewer if "
                               "memory is short); it changes the speed, not the results.", changes_the_result=False)
 
@@ -177,7 +183,7 @@ class StyleConfig:
             raise UsageError(f"--save_every must be 0 (never) or a positive number of steps, got {self.save_every}")
         if not _is_finite_number(self.learning_rate) or self.learning_rate <= 0:
             raise UsageError(f"--learning_rate must be a positive number, got {self.learning_rate}")
-        for name in ("content_weight", "style_weight", "tv_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "temporal_weight"):
             value = getattr(self, name)
             if not _is_finite_number(value) or value < 0:
                 raise UsageError(f"--{name} must be a non-negative number, got {value}")
@@ -237,6 +243,7 @@ class StyleConfig:
             raise UsageError(f"--checkpoint_dir must be a directory path, got {self.checkpoint_dir!r}")
         _require_positive_int("checkpoint_every", self.checkpoint_every)
         _require_positive_int("batch_size", self.batch_size)
+        _require_positive_int("frame_steps", self.frame_steps)
         if not isinstance(self.tile_size, int) or isinstance(self.tile_size, bool) or (
                 self.tile_size != 0 and (self.tile_size < 64 or self.tile_size % 16)):
             raise UsageError(f"--tile_size must be 0 (automatic) or a multiple of 16 of at least 64 pixels, "

@@ -64,11 +64,12 @@ SERVED_INITS = ("content", "noise")
 # A request's `seed` when the export has no --seed.
 DEFAULT_SEED = 0
 
-# The options a stylizer export takes beyond the network's: those that change the result, less the one a
-# served stylization has no use for (one style per request), and the noise start's seed.
+# The options a stylizer export takes beyond the network's: those that change the result, less those a served
+# stylization has no use for (one style per request, one image), and the noise start's seed.
 STYLIZER_OPTIONS = tuple(name for name in StyleConfig.options_that_change_the_result()
                          if name not in StyleConfig.network_options()
-                         + ("style_blend_weights", "content_masks", "style_masks")) + ("seed",)
+                         + ("style_blend_weights", "content_masks", "style_masks", "temporal_weight",
+                            "frame_steps")) + ("seed",)
 
 
 class ExportedStylizer(tf.Module):

@@ -176,6 +176,35 @@ class TotalVariationTerm(Term):
         return losses.total_variation_loss(images)
 
 
+class TemporalTerm(Term):
+    """Temporal consistency for video (Ruder et al. 2016): the squared difference, in grey levels, between the
+    image and earlier results carried onto it along the optical flow, where the flow can be trusted.
+
+    Targets: {"previous": float32 [B, J, H, W, 3] in [0, 255], J earlier results warped onto this frame;
+    "weights": float32 [B, J, H, W], each one's per-pixel weight (0 where the pixel was occluded or on a motion
+    boundary; Ruder's long-term weights, which count each pixel once over the J)}. The loss is the sum over the
+    J of the weighted mean squared difference.
+    """
+
+    name = "temporal"
+
+    def loss(self, features, images, targets):
+        squared_difference = tf.square(images[:, None] - targets["previous"])
+        return tf.reduce_sum(tf.reduce_mean(targets["weights"][..., None] * squared_difference, axis=[2, 3, 4]),
+                             axis=1)
+
+    def targets_at(self, targets, height, width):
+        if tuple(targets["previous"].shape[2:4]) == (height, width):
+            return targets
+        batch, offsets = targets["weights"].shape[:2]
+        previous = tf.image.resize(tf.reshape(targets["previous"], [-1, *targets["previous"].shape[2:]]),
+                                   [height, width], method="bilinear")
+        weights = tf.image.resize(tf.reshape(targets["weights"], [-1, *targets["weights"].shape[2:], 1]),
+                                  [height, width], method="bilinear")
+        return {"previous": tf.reshape(previous, [batch, offsets, height, width, 3]),
+                "weights": tf.reshape(weights, [batch, offsets, height, width])}
+
+
 class Objective:
     """The terms of a run, weighed and added in one place.
 

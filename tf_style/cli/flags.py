@@ -84,10 +84,11 @@ NETWORK_OPTIONS = tuple(spec for spec in STYLE_OPTIONS if spec.name in StyleConf
 OUTPUT_DIR = "out"
 
 
-def default_output(content: str, styles: Sequence[str]) -> str:
-    """Where a run of one result writes without --output: out/<content>_<style>[_<style>...].png."""
+def default_output(content: str, styles: Sequence[str], extension: str = ".png") -> str:
+    """Where a run of one result writes without --output: out/<content>_<style>[_<style>...].png (a video's,
+    with `extension` ".mp4")."""
     stems = [os.path.splitext(os.path.basename(path))[0] for path in [content, *styles]]
-    return os.path.join(OUTPUT_DIR, "_".join(stems) + ".png")
+    return os.path.join(OUTPUT_DIR, "_".join(stems) + extension)
 
 
 # The inputs and outputs of a stylization (tf_style.main); the pipeline takes --style, --output_dir, --overwrite.

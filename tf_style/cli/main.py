@@ -24,6 +24,8 @@ with native_stderr_silenced():
     from tf_style.config import StyleConfig
     from tf_style.errors import DivergedError, Interrupted, UsageError, WriteError
     from tf_style.files import require_writable_directory
+    from tf_style.video import clips
+    from tf_style.video.stylize import FrameReport, frames_dir_for, stylize_video
 
 NAME = "tf_style"
 
@@ -98,6 +100,8 @@ def _main(argv, flag_values, stop_signals: _StopSignals) -> int:
 
 def _main_single(flag_values, config: StyleConfig, stop_signals: _StopSignals) -> int:
     content, style = flag_values.content, flag_values.style
+    if clips.is_video_path(content):
+        return _main_video(flag_values, config, stop_signals)
     output = flag_values.output or cli_flags.default_output(content, style)
     images.check_output_path(output)
     if config.checkpoint_dir:
@@ -128,6 +132,66 @@ def _main_single(flag_values, config: StyleConfig, stop_signals: _StopSignals) -
     print(f"wrote {output} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - start:.1f} s"
           f"{'; final losses: ' + losses_text if losses_text else ''}")
     return 0
+
+
+def _main_video(flag_values, config: StyleConfig, stop_signals: _StopSignals) -> int:
+    """Stylizes a video (`tf_style.video.stylize`) into a video file or a folder of frames; a rerun resumes."""
+    content, style = flag_values.content, flag_values.style
+    output = flag_values.output or cli_flags.default_output(content, style, ".mp4")
+    frames_dir = frames_dir_for(output)
+    done_before = len(clips.existing_frames(frames_dir))
+    if done_before:
+        print(f"resuming: {done_before} frames already stylized in {frames_dir}", flush=True)
+    progress = _FrameProgress()
+    start = time.perf_counter()
+    try:
+        count = stylize_video(content, style, output, config, log=lambda message: print(message, flush=True),
+                              on_frame=progress)
+    except KeyboardInterrupt:  # Interrupted during a frame's steps, or a bare one between them
+        stop_signals.defer()
+        progress.end_line()
+        print(f"{NAME}: interrupted ({stop_signals.name}) after {progress.frames_done} frames; they are in "
+              f"{frames_dir}: run the same command to resume", file=sys.stderr)
+        return stop_signals.exit_status
+    except DivergedError as error:
+        stop_signals.defer()
+        progress.end_line()
+        print_error(NAME, f"frame {progress.frames_done}: {error}; the frames before it are in {frames_dir}")
+        return EXIT_DIVERGED
+    stop_signals.defer()
+    progress.end_line()
+    print(f"wrote {output} ({count} frames) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+class _FrameProgress:
+    """A line per frame (or one line rewritten, on a terminal): the frame, its time, and the time left."""
+
+    def __init__(self):
+        self.frames_done = 0
+        self._stylized_seconds = []
+
+    def __call__(self, report: FrameReport) -> None:
+        self.frames_done = report.index + 1
+        if report.resumed:
+            return
+        if not report.shot_start:
+            self._stylized_seconds.append(report.seconds)
+        total = f"/{report.num_frames}" if report.num_frames else ""
+        left = ""
+        if report.num_frames and self._stylized_seconds:
+            seconds_left = (report.num_frames - self.frames_done) * sum(self._stylized_seconds) / len(
+                self._stylized_seconds)
+            left = f", about {seconds_left / 60:.1f} min left" if seconds_left >= 60 else f", about {seconds_left:.0f} s left"
+        line = f"frame {self.frames_done}{total}: {report.seconds:.1f} s{' (new shot)' if report.shot_start else ''}{left}"
+        if sys.stdout.isatty():
+            print(f"\r{line}\033[K", end="", flush=True)
+        else:
+            print(line, flush=True)
+
+    def end_line(self) -> None:
+        if sys.stdout.isatty() and self.frames_done:
+            print()
 
 
 def _main_batch(flag_values, config: StyleConfig, stop_signals: _StopSignals) -> int:
