@@ -66,7 +66,13 @@ def measures(results: list, inputs: list, style_loss) -> dict:
     return {"warping_error": warping.value, "style_loss": float(np.mean([style_loss(result) for result in results]))}
 
 
-def run(clip_name: str, num_frames: int, size: int, config: StyleConfig) -> dict:
+def save_strip(path: str, rows: list, every: int) -> None:
+    """Writes rows of frames (each a list of float32 [H, W, 3]), every `every`-th frame, as one picture."""
+    picture = np.concatenate([np.concatenate(row[::every], axis=1) for row in rows], axis=0)
+    images.save_image(path, picture)
+
+
+def run(clip_name: str, num_frames: int, size: int, config: StyleConfig, strip: str = "") -> dict:
     height, width = round(size * 3 / 4), size
     inputs = {"pan": pan_clip, "cat": cat_clip}[clip_name](num_frames, height, width)
     contents = [np.asarray(frame, np.float32) for frame in inputs]
@@ -87,6 +93,7 @@ def run(clip_name: str, num_frames: int, size: int, config: StyleConfig) -> dict
     report["input"] = measures(contents, contents, style_loss)
 
     results, seconds = [], []
+    independent_results = results
     for content in contents:
         start = time.perf_counter()
         results.append(independent.stylize(content, style))
@@ -104,6 +111,8 @@ def run(clip_name: str, num_frames: int, size: int, config: StyleConfig) -> dict
         earlier = (earlier + [EarlierFrame(content, result)])[-max(LONG_TERM_OFFSETS):]
     report["video"] = {**measures(results, contents, style_loss), "first_frame_seconds": seconds[0],
                        "later_frame_seconds": float(np.mean(seconds[1:]))}
+    if strip:
+        save_strip(strip, [contents, independent_results, results], every=max(1, num_frames // 4))
     report["ratios"] = {
         "warping_error_video_over_independent": report["video"]["warping_error"]
         / report["independent"]["warping_error"],
@@ -121,10 +130,12 @@ def main() -> None:
     parser.add_argument("--temporal_weight", type=float, default=StyleConfig().temporal_weight)
     parser.add_argument("--frame_steps", type=int, default=StyleConfig().frame_steps)
     parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument("--strip", help="write the first clip's frames here: the clip, one by one, video mode")
     arguments = parser.parse_args()
     config = StyleConfig(size=arguments.size, temporal_weight=arguments.temporal_weight,
                          frame_steps=arguments.frame_steps, seed=0)
-    reports = [run(name, arguments.frames, arguments.size, config) for name in arguments.clips.split(",")]
+    reports = [run(name, arguments.frames, arguments.size, config, arguments.strip if index == 0 else "")
+               for index, name in enumerate(arguments.clips.split(","))]
     for report in reports:
         print(f"{report['clip']} ({report['frames']} frames, {report['size']}, temporal_weight "
               f"{config.temporal_weight}, frame_steps {config.frame_steps}):")

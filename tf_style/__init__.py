@@ -4,6 +4,7 @@
     >>> result = tf_style.stylize("photo.jpg", "painting.jpg", size=256, steps=200)
     >>> results = tf_style.stylize_batch([("a.jpg", "painting.jpg"), ("b.jpg", "painting.jpg")], size=256)
     >>> done = tf_style.stylize_to_files([("a.jpg", "painting.jpg")], "out")  # run again to resume
+    >>> frames = tf_style.stylize_video("clip.mp4", "painting.jpg", "styled.mp4", size=256)  # the video extra
 
 The public names load on first use, so that `python -m tf_style.main` can import TensorFlow itself,
 quietly, after its own start-up.
@@ -17,6 +18,7 @@ _PUBLIC = {
     "stylize": "tf_style.api",
     "stylize_batch": "tf_style.api",
     "stylize_to_files": "tf_style.api",
+    "stylize_video": "tf_style.video.stylize",
     "Stylizer": "tf_style.api",
     "PairResult": "tf_style.api",
     "FileResult": "tf_style.api",
