@@ -9,6 +9,10 @@ results go to `--output_dir`, a pair that fails is reported and skipped (exit 3 
 exists are skipped unless `--overwrite`, and an interrupt keeps the results already written (a rerun does the
 rest).
 
+A video in `--content` (`--content=clip.mp4`, with the video extra) is stylized frame by frame, each frame held to
+the ones before it along the optical flow, into `--output` (a video with the clip's sound, or a folder of
+frames); an interrupt keeps the frames done, and the same command carries on from the first missing one.
+
 The program is `tf_style.cli.main`; this module hands over to it.
 """
 

@@ -94,14 +94,16 @@ def default_output(content: str, styles: Sequence[str], extension: str = ".png")
 # The inputs and outputs of a stylization (tf_style.main); the pipeline takes --style, --output_dir, --overwrite.
 _RESULTS_ONLY = "a pipeline writes results only"
 STYLIZE_INPUTS_AND_OUTPUTS = (
-    FlagSpec("content", "string", api.SAMPLE_CONTENT, "Content image (the photo). A directory or a quoted glob "
-             "('photos/*.jpg') makes a batch run. Default: the bundled sample photo.",
+    FlagSpec("content", "string", api.SAMPLE_CONTENT, "Content image (the photo), or a video (.mp4, .mov, .mkv, "
+             ".webm, ...: with the video extra) to stylize frame by frame into a video or a folder of frames. A "
+             "directory or a quoted glob ('photos/*.jpg') makes a batch run. Default: the bundled sample photo.",
              pipeline_refuses="use --content_pattern"),
     FlagSpec("style", "list", [api.SAMPLE_STYLE], "Style image (the painting), or several separated by commas "
              "to blend. In a batch run each is a separate style (files, directories or globs). Default: the "
              "bundled sample painting."),
-    FlagSpec("output", "string", None, "Where to write the result (.png, .jpg, ...). Default: "
-             f"{OUTPUT_DIR}/<content>_<style>.png. Missing directories are created.",
+    FlagSpec("output", "string", None, "Where to write the result (.png, .jpg, ...; for a video, .mp4, .m4v, .mov, "
+             ".mkv, or a folder for its frames). Default: "
+             f"{OUTPUT_DIR}/<content>_<style>.png (.mp4 for a video). Missing directories are created.",
              pipeline_refuses="results go to --output_dir"),
     FlagSpec("pairs", "string", None, "Batch run over the pairs this file lists: one content,style per line "
              "(paths relative to the file), # comments.", pipeline_refuses="use --content_pattern"),
