@@ -32,7 +32,7 @@ MAX_LEARNING_RATE = 255.0
 # them. And how strongly the style pulls overall with each network's weights at --style_weight=1. Both calibrated
 # on development pairs of photos and paintings against published results (docs/network.md).
 STYLE_PULL_BALANCE = 1.0
-STYLE_SCALE_OF_WEIGHTS = {"imagenet": 3.0, "hed": 1.0}
+STYLE_SCALE_OF_WEIGHTS = {"imagenet": 3.45, "hed": 1.0}
 # The largest --seed: the noise starts' generators take seeds from 0 to this (TensorFlow's int64, numpy's >= 0).
 MAX_SEED = 2**63 - 1
 
