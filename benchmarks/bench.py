@@ -53,6 +53,7 @@ with native_stderr_silenced():
     from tf_style.device import cpu_has_fast_bfloat16, plan_compute
     from tf_style.features import extractor_for
     from tf_style.optimize import Optimization
+    from tf_style.pyramid import pyramid_of
     from tf_style.targets import batch_targets, compute_targets, region_statistics, style_statistics
 
 NAME = "benchmarks.bench"
@@ -440,7 +441,7 @@ def measure_served(sizes: Sequence[int] = (256, 512), preset: str = "flags/quali
                "load_average_at_start": os.getloadavg()[0], "sizes": []}
     for size in sizes:
         config = served_config(preset, size, extra_flags)
-        total_steps = sum(config.steps_at_scale(index) for index in range(len(config.scale_sizes())))
+        total_steps = pyramid_of(config).total_steps
         entry = {"size": size, "steps_over_all_scales": total_steps}
         with tempfile.TemporaryDirectory() as export_dir:
             progress(f"served: exporting the stylizer for {size} px")

@@ -27,6 +27,7 @@ from tf_style import images
 from tf_style.api import SAMPLE_CONTENT, SAMPLE_STYLE, Stylizer
 from tf_style.config import StyleConfig
 from tf_style.objective import objective_for
+from tf_style.pyramid import style_long_side
 from tf_style.targets import compute_targets
 from tf_style.video import flow, metrics, synthetic
 from tf_style.video.stylize import LONG_TERM_OFFSETS, EarlierFrame, VideoStylizer
@@ -83,7 +84,7 @@ def run(clip_name: str, num_frames: int, size: int, config: StyleConfig, strip: 
     extractor = independent.extractor
 
     # The painting at the size a run sees it.
-    painting = images.resize_long_side(images.load_image(style), round(size * config.style_scale))
+    painting = images.resize_long_side(images.load_image(style), style_long_side(size, config.style_scale))
     style_targets = compute_targets(extractor, contents[0], [painting], config)["style"]
 
     def style_loss(result):

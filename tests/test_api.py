@@ -8,6 +8,7 @@ import tf_style
 from conftest import gradient_image, stripes_image
 from tf_style import color
 from tf_style.api import _start_image
+from tf_style.pyramid import pyramid_of
 from tf_style.config import StyleConfig
 from tf_style.optimize import Optimization
 from tf_style.targets import compute_targets
@@ -33,7 +34,7 @@ def test_coarse_to_fine_returns_the_asked_size(content_shape, size, initial_size
     height, width = content_shape
     scale = size / max(height, width)
     assert result.shape == (round(height * scale), round(width * scale), 3)
-    assert reports[-1].num_scales == len(StyleConfig(size=size, initial_size=initial_size).scale_sizes()) > 1
+    assert reports[-1].num_scales == len(pyramid_of(StyleConfig(size=size, initial_size=initial_size))) > 1
     assert max(reports[0].image.shape[:2]) == initial_size
     assert [report.step for report in reports] == list(range(1, reports[-1].num_steps + 1))
 

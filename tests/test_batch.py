@@ -14,6 +14,7 @@ from tf_style import api, memory, schedule, vgg
 from tf_style.callbacks import TensorBoardLogger
 from tf_style.errors import DivergedError, UsageError
 from tf_style.objective import Objective
+from tf_style.pyramid import pyramid_of
 from tf_style.optimize import StepReport
 from tf_style.tiles import TileProgress
 
@@ -156,7 +157,7 @@ def test_style_statistics_are_computed_once_per_style_and_scale(monkeypatch, tmp
                                      **options)
     assert all(result.error is None for result in results)
     # Two sizes of content, so two batches; but each style's statistics are computed once at each scale.
-    assert len(calls) == len(styles) * len(tf_style.StyleConfig(**options).scale_sizes()) == 3 * 3
+    assert len(calls) == len(styles) * len(pyramid_of(tf_style.StyleConfig(**options))) == 3 * 3
 
 
 def test_memory_limits_the_batch():

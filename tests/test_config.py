@@ -64,21 +64,6 @@ def test_replace_validates_again():
         StyleConfig().replace(steps=0)
 
 
-def test_steps_fall_geometrically_from_the_first_scale_to_the_last():
-    config = StyleConfig(size=512, initial_size=256, initial_steps=400, steps=100)
-    assert config.scale_sizes() == (256, 362, 512)
-    assert [config.steps_at_scale(index) for index in range(3)] == [400, 200, 100]
-    assert [StyleConfig(initial_steps=None, steps=30).steps_at_scale(index) for index in range(5)] == [30] * 5
-    single = StyleConfig(size=128, initial_size=256, initial_steps=200, steps=7)
-    assert single.scale_sizes() == (128,) and single.steps_at_scale(0) == 7
-
-
-def test_scales_grow_by_at_most_the_square_root_of_two():
-    sizes = StyleConfig(size=1000, initial_size=128).scale_sizes()
-    assert sizes[0] == 128 and sizes[-1] == 1000
-    assert all(1 < later / earlier <= 2 ** 0.5 + 1e-3 for earlier, later in zip(sizes, sizes[1:]))
-
-
 @pytest.mark.parametrize("options, message", [
     ({"checkpoint_dir": "ckpt"}, "--checkpoint_dir resumes a run of one content and one style; a batch run resumes"),
     ({"style_blend_weights": (1, 2)}, "--style_blend_weights blends the styles of one run; a batch run stylizes"),

@@ -355,19 +355,6 @@ def test_saved_model_cli_run_stylizes_a_small_image(model_dir, tmp_path):
     assert np.abs(image - photo).mean() > 0.5  # painted, not the photo given back
 
 
-@pytest.mark.parametrize("initial_size, initial_steps", [(128, 150), (100, 7), (0, 150), (128, None)])
-def test_the_schedule_in_the_graph_is_the_configs(initial_size, initial_steps):
-    config = StyleConfig(initial_size=initial_size, initial_steps=initial_steps)
-    schedule = tf.function(lambda size, steps: export_stylizer.scale_schedule(size, steps, config))
-    for size in [*range(16, 300, 7), 362, 512, 724, 1000, 1024]:
-        for steps in (1, 13, 40, 500):
-            sizes, scale_steps = schedule(tf.constant(size), tf.constant(steps))
-            expected = config.replace(size=size, steps=steps)
-            assert sizes.numpy().tolist() == list(expected.scale_sizes()), (size, steps)
-            assert scale_steps.numpy().tolist() == [expected.steps_at_scale(index)
-                                                    for index in range(len(expected.scale_sizes()))]
-
-
 @pytest.mark.parametrize("options, message", [({"init": "style_colors"}, "starts from the content or from noise"),
                                               ({"original_colors": True}, "the result's own colours")])
 def test_the_python_api_refuses_what_the_graph_cannot_do(options, message, tmp_path):

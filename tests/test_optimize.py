@@ -5,12 +5,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import gradient_image, stripes_image
-from tf_style import device, losses
+from tf_style import core, device, losses
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError
 from tf_style.features import extractor_for
 from tf_style.optimize import Optimization
-from tf_style.schedule import resize_image, upsample_with_detail
+from tf_style.pyramid import resize_image, upsample_with_detail
 from tf_style.targets import compute_targets
 
 CONFIG = StyleConfig(size=64, steps=12, learning_rate=4.0, progress_every=4)
@@ -78,7 +78,7 @@ def test_warm_start_carries_adams_moments_rescaled_to_the_larger_scale(extractor
     small.first_moment.assign(tf.fill(small.first_moment.shape, 0.5))
     small.second_moment.assign(tf.fill(small.second_moment.shape, 0.25))
     large = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
-    large.warm_start(small.adam_state())
+    large.warm_start(core.upsampled_adam_state(small.adam_state(), 48, 64))
     # Four times the pixels: a mean loss's gradient per pixel is a quarter, its square a sixteenth.
     np.testing.assert_allclose(large.first_moment.numpy(), np.full((1, 48, 64, 3), 0.5 / 4), rtol=1e-5)
     np.testing.assert_allclose(large.second_moment.numpy(), np.full((1, 48, 64, 3), 0.25 / 16), rtol=1e-5)

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, images, masks, memory, tiles, vgg
+from tf_style import color, images, masks, memory, pyramid, tiles, vgg
 from tf_style import pairs as batch_pairs
 from tf_style.callbacks import ForEachImage, SnapshotSaver, TensorBoardLogger
 from tf_style.config import MAX_SEED, StyleConfig, scaled_size, style_seen_size
@@ -187,7 +187,7 @@ class Stylizer:
         each scale, and a batch run's optimizations by shape."""
         if self._coarse_to_fine is None:
             config = self.config
-            self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, config.scale_sizes()))} px")
+            self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, pyramid.pyramid_of(config).long_sides))} px")
             extractor = (self._network_of.extractor if self._network_of is not None
                          else extractor_for(config, self.plan.dtype_policy, self.plan.conv_kernels))
             self._coarse_to_fine = CoarseToFine(extractor, config, jit_compile=self.plan.jit_compile)
@@ -340,12 +340,13 @@ class Stylizer:
         height, width = scaled_size(*_image_size(content, "content image"), config.size)
         if config.content_masks is not None:
             self._check_masks(len(styles), height, width)
-        smallest_side = min(scaled_size(height, width, config.scale_sizes()[0]))
+        first_level = pyramid.pyramid_of(config).first
+        smallest_side = min(first_level.size_of(height, width))
         if smallest_side < vgg.MIN_INPUT_SIDE:
-            raise UsageError(f"--size={config.size} (first scale {config.scale_sizes()[0]}) makes the result "
+            raise UsageError(f"--size={config.size} (first scale {first_level.long_side}) makes the result "
                              f"{smallest_side} pixels on its short side; the network needs at least "
                              f"{vgg.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
-        style_long_side = max(vgg.MIN_INPUT_SIDE, round(config.size * config.style_scale))
+        style_long_side = pyramid.style_long_side(config.size, config.style_scale)
         style_sizes = [_image_size(style, "style image") for style in styles]
         style_shapes = [style_seen_size(*size, style_long_side) for size in style_sizes]
         self._say_where_styles_are_upscaled(styles, style_sizes, style_long_side)
@@ -378,16 +379,16 @@ class Stylizer:
                 raise UsageError(f"--{name} has {len(given)} masks for {num_styles} --style images; give one mask "
                                  "per style, in the same order")
         content_masks, _ = self._masks()
-        first_size = scaled_size(height, width, config.scale_sizes()[0])
+        first_size = pyramid.pyramid_of(config).first.size_of(height, width)
         for index, mask in enumerate(content_masks):
             self._require_region(mask, first_size, "--content_masks", index, "of the photo")
 
     def _check_style_masks(self, style_shapes: list) -> None:
         """Refuses a style mask that leaves its painting no region at the first scale."""
-        scale = self.config.scale_sizes()[0] / self.config.size
+        first_level = pyramid.pyramid_of(self.config).first
         for index, (mask, shape) in enumerate(zip(self._masks()[1], style_shapes)):
             if mask is not None:
-                first_size = style_seen_size(*shape, max(1, round(max(shape) * scale)))
+                first_size = first_level.style_size_of(*shape)
                 self._require_region(mask, first_size, "--style_masks", index, "of its painting")
 
     def _require_region(self, mask: np.ndarray, size: tuple, flag: str, index: int, of_what: str) -> None:
@@ -419,7 +420,7 @@ class Stylizer:
             style_sizes: each style's (height, width) as given.
             style_long_side: the long side the styles are asked to be seen at, at the last scale.
         """
-        first_scale = self.config.scale_sizes()[0] / self.config.size
+        first_scale = pyramid.pyramid_of(self.config).first.scale_factor
         for style, size in zip(styles, style_sizes):
             asked = scaled_size(*size, max(1, round(style_long_side * first_scale)))
             name = _describe(style)
@@ -477,7 +478,7 @@ class Stylizer:
                       + ", ".join(_describe(pair.content_source) for pair in prepared))
         grid = schedule.tile_grid(height, width, tile_size)
         if grid is not None:
-            tiled_scales = [size for size in self.config.scale_sizes() if size > tile_size]
+            tiled_scales = [size for size in pyramid.pyramid_of(self.config).long_sides if size > tile_size]
             self._log(f"tf_style: tiled: {grid.describe()} at {width}x{height} (the scales from {tiled_scales[0]} px "
                       f"run in tiles, the same loss and gradient as untiled)")
         results = schedule.run(

@@ -308,26 +308,6 @@ class StyleConfig:
         scale = STYLE_SCALE_OF_WEIGHTS.get(self.weights, 1.0) / sum(weights)
         return tuple(weight * scale for weight in weights)
 
-    def scale_sizes(self) -> tuple:
-        """Long sides of the coarse-to-fine scales, ending at `size`, each at most sqrt(2) times the last."""
-        if not self.initial_size or self.initial_size >= self.size:
-            return (self.size,)
-        num_scales = math.ceil(math.log(self.size / self.initial_size) / math.log(math.sqrt(2)) - 1e-9) + 1
-        ratio = (self.size / self.initial_size) ** (1 / (num_scales - 1))
-        return tuple(round(self.initial_size * ratio ** index) for index in range(num_scales))
-
-    def steps_at_scale(self, scale_index: int) -> int:
-        """Adam steps at the scale with this index (0 is the first).
-
-        A step costs about twice as much at each larger scale, and the large structures form at the small
-        scales, so the steps fall geometrically from `initial_steps` at the first scale to `steps` at the last.
-        """
-        num_scales = len(self.scale_sizes())
-        if self.initial_steps is None or num_scales == 1:
-            return self.steps
-        fraction = scale_index / (num_scales - 1)
-        return max(1, round(self.initial_steps * (self.steps / self.initial_steps) ** fraction))
-
     def require_one_result_options_unset(self, run: str, names: Optional[tuple] = None) -> None:
         """Refuses the options that belong to a run of one result (see `one_result_only`), for a run of many.
 

@@ -13,7 +13,7 @@ Signatures (tag `serve`):
 - `stylize_pixels`: the same, with `content` and `style` as float32 [H, W, 3] RGB tensors in [0, 255].
 
 Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the scales of
-`StyleConfig.scale_sizes()` and their steps (`steps_at_scale`), computed in the graph from the request's `size`
+`pyramid.pyramid_of(config)`'s levels and their steps (`pyramid.served_levels`), computed in the graph from the request's `size`
 and `steps`; the style seen at each scale's size; each scale started from the last result upsampled plus the
 photo's detail, with Adam's state carried up (`core.upsampled_adam_state`); each scale's steps are
 `core.run_steps`, a `tf.while_loop` around `core.step`, the very step the library's train step calls, and its
@@ -39,7 +39,6 @@ style at the size it is seen at may have no more pixels than a style of a normal
 thin style is seen upscaled until its short side has 16 pixels).
 """
 
-import math
 from typing import Optional
 
 import tensorflow as tf
@@ -48,7 +47,9 @@ from tf_style import core, export_lib
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
-from tf_style.schedule import noise_start, resized, upsample_with_detail
+from tf_style.pyramid import (pyramid_of, resized, served_level_style_size_of, served_levels, served_size_of,
+                              served_style_long_side, served_style_size_of, upsample_with_detail)
+from tf_style.schedule import noise_start
 from tf_style.objective import objective_for
 from tf_style.targets import batch_targets, style_statistics
 from tf_style.vgg import MIN_INPUT_SIDE
@@ -162,7 +163,7 @@ class ExportedStylizer(tf.Module):
                                  "must be non-negative numbers"]),
         ]
         with tf.control_dependencies(option_checks):
-            scale_sizes, scale_steps = scale_schedule(size, steps, self._config)
+            scale_sizes, scale_steps = served_levels(size, steps, self._config)
         total_steps = tf.reduce_sum(scale_steps)
         steps_check = tf.debugging.Assert(
             total_steps <= self.max_steps,
@@ -184,8 +185,8 @@ class ExportedStylizer(tf.Module):
                         seed):
         """`CoarseToFine.run` for one [H, W, 3] content and style: (result [H, W, 3], {term: [1]} final losses)."""
         config = self._config
-        height, width = scaled_size(tf.shape(content)[0], tf.shape(content)[1], size)
-        first_height, first_width = scaled_size(height, width, scale_sizes[0])
+        height, width = served_size_of(tf.shape(content)[0], tf.shape(content)[1], size)
+        first_height, first_width = served_size_of(height, width, scale_sizes[0])
         side_check = tf.debugging.Assert(
             tf.minimum(first_height, first_width) >= MIN_INPUT_SIDE,
             ["stylize: size", size, "makes the result", tf.minimum(first_height, first_width),
@@ -193,8 +194,8 @@ class ExportedStylizer(tf.Module):
              "larger size"])
         with tf.control_dependencies([side_check]):
             content_images = resized(content[tf.newaxis], height, width)
-        style_long_side = tf.maximum(MIN_INPUT_SIDE, _round(tf.cast(size, tf.float64) * config.style_scale))
-        style_height, style_width = style_seen_size(tf.shape(style)[0], tf.shape(style)[1], style_long_side)
+        style_long_side = served_style_long_side(size, config.style_scale)
+        style_height, style_width = served_style_size_of(tf.shape(style)[0], tf.shape(style)[1], style_long_side)
         style_check = tf.debugging.Assert(
             tf.cast(style_height, tf.int64) * tf.cast(style_width, tf.int64) <= self.max_style_pixels,
             ["style: an image of", tf.shape(style)[1], "x", tf.shape(style)[0], "pixels is seen at", style_width,
@@ -207,13 +208,10 @@ class ExportedStylizer(tf.Module):
 
         def scale(index, images, adam_state, losses):
             long_side = scale_sizes[index]
-            scale_height, scale_width = scaled_size(height, width, long_side)
-            scale_factor = tf.cast(long_side, tf.float64) / tf.cast(size, tf.float64)
-            seen_long_side = tf.maximum(1, _round(tf.cast(tf.maximum(style_height, style_width), tf.float64)
-                                                  * scale_factor))
+            scale_height, scale_width = served_size_of(height, width, long_side)
             statistics = style_statistics(
-                self._extractor, [resized(style_images, *style_seen_size(style_height, style_width,
-                                                                          seen_long_side))[0]], config)
+                self._extractor, [resized(style_images, *served_level_style_size_of(style_height, style_width,
+                                                                                    long_side, size))[0]], config)
             targets = batch_targets(self._extractor, resized(content_images, scale_height, scale_width),
                                     [statistics], config)
             if config.scale_detail:
@@ -308,7 +306,7 @@ def export_stylizer(export_dir: str, version: Optional[int] = None, config: Opti
     if config.size > max_size:
         raise UsageError(f"--size={config.size} is over --max_size={max_size}: the requests' default would be "
                          "refused; raise --max_size or lower --size")
-    default_steps = sum(config.steps_at_scale(index) for index in range(len(config.scale_sizes())))
+    default_steps = pyramid_of(config).total_steps
     if default_steps > max_steps:
         raise UsageError(f"the default --steps make {default_steps} steps over all scales, over --max_steps="
                          f"{max_steps}: the requests' default would be refused; raise --max_steps")
@@ -324,46 +322,3 @@ def request_defaults(config: StyleConfig) -> dict:
             "style_weight": tf.constant(config.style_weight, tf.float32),
             "content_weight": tf.constant(config.content_weight, tf.float32),
             "init": tf.constant(config.init, tf.string), "seed": tf.constant(seed, tf.int64)}
-
-
-def scaled_size(height: tf.Tensor, width: tf.Tensor, long_side: tf.Tensor) -> tuple:
-    """`config.scaled_size` on int32 scalars, in float64 as Python computes it: (height, width)."""
-    scale = tf.cast(long_side, tf.float64) / tf.cast(tf.maximum(height, width), tf.float64)
-    return (tf.maximum(1, _round(tf.cast(height, tf.float64) * scale)),
-            tf.maximum(1, _round(tf.cast(width, tf.float64) * scale)))
-
-
-def style_seen_size(height: tf.Tensor, width: tf.Tensor, long_side: tf.Tensor) -> tuple:
-    """`config.style_seen_size` on int32 scalars: (height, width)."""
-    seen_height, seen_width = scaled_size(height, width, long_side)
-    scale = MIN_INPUT_SIDE / tf.cast(tf.minimum(height, width), tf.float64)
-    upscaled = (tf.maximum(MIN_INPUT_SIDE, _round(tf.cast(height, tf.float64) * scale)),
-                tf.maximum(MIN_INPUT_SIDE, _round(tf.cast(width, tf.float64) * scale)))
-    large_enough = tf.minimum(seen_height, seen_width) >= MIN_INPUT_SIDE
-    return tf.where(large_enough, seen_height, upscaled[0]), tf.where(large_enough, seen_width, upscaled[1])
-
-
-def scale_schedule(size: tf.Tensor, steps: tf.Tensor, config: StyleConfig) -> tuple:
-    """`config.scale_sizes()` and `config.steps_at_scale(i)` for a request's int32 `size` and `steps`, with the
-    export's `initial_size` and `initial_steps`, in float64 as Python computes them: ([S] sizes, [S] steps)."""
-    if not config.initial_size:
-        return tf.reshape(size, [1]), tf.reshape(steps, [1])
-    size_ratio = tf.cast(size, tf.float64) / config.initial_size
-    num_scales = tf.where(
-        config.initial_size >= size, 1,
-        tf.cast(tf.math.ceil(tf.math.log(size_ratio) / math.log(math.sqrt(2)) - 1e-9), tf.int32) + 1)
-    # Where there is one scale, what these give is replaced by the request's size and steps.
-    last_index = tf.cast(tf.maximum(num_scales - 1, 1), tf.float64)
-    indices = tf.cast(tf.range(num_scales), tf.float64)
-    ratio = tf.pow(size_ratio, 1 / last_index)
-    sizes = tf.where(num_scales == 1, tf.reshape(size, [1]), _round(config.initial_size * tf.pow(ratio, indices)))
-    if config.initial_steps is None:
-        return sizes, tf.fill([num_scales], steps)
-    steps_ratio = tf.cast(steps, tf.float64) / config.initial_steps
-    geometric = tf.maximum(1, _round(config.initial_steps * tf.pow(steps_ratio, indices / last_index)))
-    return sizes, tf.where(num_scales == 1, tf.reshape(steps, [1]), geometric)
-
-
-def _round(value: tf.Tensor) -> tf.Tensor:
-    """float64 -> int32, half to even, as Python's round."""
-    return tf.cast(tf.round(value), tf.int32)

@@ -203,8 +203,9 @@ class Optimization:
                               tf.convert_to_tensor(self.iterations))
 
     def warm_start(self, adam_state: core.AdamState) -> None:
-        """Continues Adam from the `adam_state()` of the previous, smaller level (`core.upsampled_adam_state`)."""
-        first_moment, second_moment, iterations = core.upsampled_adam_state(adam_state, *self.image.shape[1:3])
+        """Continues Adam from `adam_state`, the previous level's carried up to this size
+        (`pyramid.Level.adam_state_from`)."""
+        first_moment, second_moment, iterations = adam_state
         self.first_moment.assign(first_moment)
         self.second_moment.assign(second_moment)
         self.iterations.assign(iterations)

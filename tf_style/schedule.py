@@ -1,8 +1,5 @@
-"""The coarse-to-fine run: the scales of `config.scale_sizes()`, the steps at each, the start image of each
-scale, and the caches that let many runs with one set of options share work.
-
-Small scales are cheap and give the result the style's large structures (a swirl spanning the sky); each
-larger scale then only has to add detail. With one scale this is plain Gatys.
+"""The coarse-to-fine run through the levels of `tf_style.pyramid`, and the caches that let many runs with one
+set of options share work.
 """
 
 import gc
@@ -12,9 +9,9 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import masks, tiles
+from tf_style import masks, pyramid, tiles
 from tf_style.checkpoint import RunCheckpoints, run_fingerprint
-from tf_style.config import StyleConfig, scaled_size, style_seen_size
+from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory
 from tf_style.features import FeatureExtractor
 from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
@@ -58,7 +55,7 @@ class OptimizationCache:
 
 
 class CoarseToFine:
-    """Runs batches through every scale of `config.scale_sizes()`, for one network and one set of options.
+    """Runs batches through every level of `pyramid.pyramid_of(config)`, for one network and one set of options.
 
     What it keeps between runs depends only on those, which is why it is tied to them: each style's statistics
     at each scale (under a key the caller names the styles by), and, for runs that ask for it, one
@@ -74,8 +71,9 @@ class CoarseToFine:
         self.extractor = extractor
         self.config = config
         self.jit_compile = jit_compile
+        self.pyramid = pyramid.pyramid_of(config)
         self._style_statistics = {}  # (style key, long side) -> StyleStatistics
-        self.optimizations = OptimizationCache(capacity=2 * len(config.scale_sizes()))
+        self.optimizations = OptimizationCache(capacity=2 * len(self.pyramid))
 
     def run(self, content_images: np.ndarray, style_images: Sequence[Sequence[np.ndarray]],
             start_images: np.ndarray, callbacks: Sequence[Callback] = (), indices: Sequence[int] = None,
@@ -116,8 +114,7 @@ class CoarseToFine:
         """
         config = self.config
         height, width = content_images.shape[1:3]
-        sizes = config.scale_sizes()
-        total_steps = sum(config.steps_at_scale(index) for index in range(len(sizes)))
+        levels = self.pyramid
         style_keys = style_keys if style_keys is not None else [object() for _ in style_images]
         objective = objective_for(config).with_terms(*extra_terms)
         brought_targets = {term.name: (term, (extra_targets or {})[term.name]) for term in extra_terms}
@@ -135,36 +132,36 @@ class CoarseToFine:
                     self.jit_compile, content_masks, style_masks[0] if style_masks else None),
                     config.checkpoint_every)
                 resume = checkpoints.latest()
-            for scale_index, long_side in enumerate(sizes):
-                num_steps = config.steps_at_scale(scale_index)
-                # Resuming skips the scales finished before the checkpoint; its own scale starts from it.
-                if resume is None or scale_index >= resume.scale_index:
-                    optimization = self._optimization_at(long_side, images, content_images, style_images,
+            for level in levels:
+                # Resuming skips the levels finished before the checkpoint; its own level starts from it.
+                if resume is None or level.index >= resume.scale_index:
+                    optimization = self._optimization_at(level, images, content_images, style_images,
                                                          start_images, style_keys, indices, keep_optimizations,
                                                          tile_size, content_masks, style_masks, objective,
                                                          brought_targets)
                     if adam_state is not None:
-                        optimization.warm_start(adam_state)
+                        optimization.warm_start(level.adam_state_from(adam_state, *optimization.image.shape[1:3]))
                     if checkpoints is not None:
-                        checkpoints.track(optimization.state(), scale_index)
-                        if resume is not None and scale_index == resume.scale_index:
+                        checkpoints.track(optimization.state(), level.index)
+                        if resume is not None and level.index == resume.scale_index:
                             checkpoints.restore(resume)
                     done = optimization.completed_steps()
-                    placement = RunPlacement(first_step + done, total_steps, scale_index, len(sizes), start_time)
-                    images = optimization.run(num_steps - done, callbacks, placement, checkpoints)
+                    placement = RunPlacement(first_step + done, levels.total_steps, level.index, len(levels),
+                                             start_time)
+                    images = optimization.run(level.num_steps - done, callbacks, placement, checkpoints)
                     finished_images = images
                     adam_state = optimization.adam_state() if config.warm_start_optimizer else None
                     # The traced step keeps the optimization in a reference cycle: free its tensors now, not
                     # while the next, larger scale is using memory.
                     del optimization
                     gc.collect()
-                first_step += num_steps
+                first_step += level.num_steps
         except (DivergedError, Interrupted) as error:
             # The caller gets images of the output size: this scale's, or the last finished scale's.
             error.image = _at_size(finished_images if error.image is None else error.image, height, width)
             raise
         except KeyboardInterrupt:
-            raise Interrupted(interrupted_message(first_step - 1, total_steps), first_step - 1,
+            raise Interrupted(interrupted_message(first_step - 1, levels.total_steps), first_step - 1,
                               _at_size(finished_images, height, width)) from None
         except tf.errors.ResourceExhaustedError:
             count = len(content_images)
@@ -173,14 +170,14 @@ class CoarseToFine:
                               "that other processes hold") from None
         return images
 
-    def _optimization_at(self, long_side: int, images: np.ndarray, content_images: np.ndarray,
+    def _optimization_at(self, level: pyramid.Level, images: np.ndarray, content_images: np.ndarray,
                          style_images: Sequence[Sequence[np.ndarray]], start_images: np.ndarray, style_keys,
                          indices: Sequence[int], keep: bool, tile_size: int, content_masks: Optional[np.ndarray],
                          style_masks, objective: Objective, brought_targets: dict) -> Optimization:
-        """The optimization at one scale, starting from `images` (the last scale's results) resized to it;
+        """The optimization at one level, starting from `images` (the last level's results) moved up to it;
         `brought_targets` {term name: (term, its targets at the output size)}."""
         config = self.config
-        height, width = scaled_size(*content_images.shape[1:3], long_side)
+        height, width = level.size_of(*content_images.shape[1:3])
         grid = self.tile_grid(height, width, tile_size)
         if grid is not None and len(content_images) != 1:
             raise ValueError(f"a tiled optimization holds one image; got a batch of {len(content_images)}")
@@ -189,17 +186,14 @@ class CoarseToFine:
         if content_masks is not None:
             style_masks = style_masks or [[None] * len(styles) for styles in style_images]
             content_masks = masks.resize_masks(content_masks, height, width)
-        statistics = [self._statistics_at(key, styles, long_side, tile_size,
+        statistics = [self._statistics_at(key, styles, level, tile_size,
                                           style_masks[index] if content_masks is not None else None)
                       for index, (key, styles) in enumerate(zip(style_keys, style_images))]
         targets = batch_targets(self.extractor, _at_size(content_images, height, width), statistics, config, grid,
                                 content_masks)
         targets.update({name: term.targets_at(brought, height, width)
                         for name, (term, brought) in brought_targets.items()})
-        if config.scale_detail and images.shape[1] < height:
-            start = upsample_with_detail(images, start_images, height, width, config.scale_detail).numpy()
-        else:
-            start = _at_size(images, height, width)
+        start = level.start(images, start_images, config.scale_detail)
         if keep and grid is None:
             return self.optimizations.optimization(self.extractor, objective, targets, start, config,
                                                    self.jit_compile, indices)
@@ -212,16 +206,14 @@ class CoarseToFine:
             return None
         return tiles.tile_grid(height, width, tile_size, tiles.margin_of(self.config))
 
-    def _statistics_at(self, key, styles: Sequence[np.ndarray], long_side: int, tile_size: int,
+    def _statistics_at(self, key, styles: Sequence[np.ndarray], level: pyramid.Level, tile_size: int,
                        style_masks: Optional[Sequence[Optional[np.ndarray]]]) -> StyleStatistics:
-        """The statistics of `styles` seen at the scale whose long side is `long_side`, computed once: blended
+        """The statistics of `styles` (as seen at the last level) seen at `level`, computed once: blended
         (styles larger than `tile_size`, if not 0, tile by tile), or with `style_masks` (one for each style, or
         None), one region each (`region_statistics`)."""
-        if (key, long_side) not in self._style_statistics:
-            scale_factor = long_side / self.config.size
-            sizes = [style_seen_size(*style.shape[:2], max(1, round(max(style.shape[:2]) * scale_factor)))
-                     for style in styles]
-            scaled_styles = [resize_image(style, *size) for style, size in zip(styles, sizes)]
+        if (key, level.long_side) not in self._style_statistics:
+            sizes = [level.style_size_of(*style.shape[:2]) for style in styles]
+            scaled_styles = [pyramid.resize_image(style, *size) for style, size in zip(styles, sizes)]
             if style_masks is None:
                 statistics = style_statistics(self.extractor, scaled_styles, self.config,
                                               self.config.style_blend_weights, tile_size)
@@ -229,8 +221,8 @@ class CoarseToFine:
                 scaled_masks = [None if mask is None else masks.resize_masks(mask[None], *size)[0]
                                 for mask, size in zip(style_masks, sizes)]
                 statistics = region_statistics(self.extractor, scaled_styles, scaled_masks, self.config)
-            self._style_statistics[key, long_side] = statistics
-        return self._style_statistics[key, long_side]
+            self._style_statistics[key, level.long_side] = statistics
+        return self._style_statistics[key, level.long_side]
 
 
 def noise_start(height, width, seed) -> tf.Tensor:
@@ -244,35 +236,5 @@ def noise_start(height, width, seed) -> tf.Tensor:
     return tf.random.stateless_uniform(tf.stack([height, width, 3]), seed, minval=0.0, maxval=255.0, alg="philox")
 
 
-def upsample_with_detail(images, detail_source, height, width, amount: float = 1.0) -> tf.Tensor:
-    """`images` upsampled to (height, width), plus `amount` times the detail that `detail_source` has at that
-    size and loses at the size of `images`: [B, h, w, 3], [B, H', W', 3] -> [B, height, width, 3] in [0, 255].
-
-    An upsampled result is smooth at the new scale's finest frequencies, and in smooth regions the style
-    gradient grows the pattern of the network's pixel grid (a woven, maze-like texture, measured on the
-    bundled pair) instead of strokes. The start image's own detail (the photo's, by default) seeds them.
-    Arrays or tensors in; the sizes may be scalar tensors, as in the served graph (`tf_style.export_stylizer`).
-    """
-    detail = (resized(detail_source, height, width)
-              - resized(resized(detail_source, tf.shape(images)[1], tf.shape(images)[2]), height, width))
-    return tf.clip_by_value(resized(images, height, width) + amount * detail, 0.0, 255.0)
-
-
-def resized(images, height, width) -> tf.Tensor:
-    """Antialiased Lanczos resize of float32 [H, W, 3] or [B, H, W, 3] images, clipped to [0, 255]; the images
-    themselves at their own size. Arrays or tensors in; the sizes may be scalar tensors, as in the served graph."""
-    images = tf.convert_to_tensor(images, tf.float32)
-    same_size = tf.logical_and(tf.shape(images)[-3] == height, tf.shape(images)[-2] == width)
-    return tf.cond(same_size, lambda: images, lambda: tf.clip_by_value(
-        tf.image.resize(images, tf.stack([height, width]), method="lanczos3", antialias=True), 0.0, 255.0))
-
-
-def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`resized` for the library's arrays: float32 [H, W, 3] or [B, H, W, 3] -> the same at (height, width)."""
-    if image.shape[-3:-1] == (height, width):
-        return image
-    return resized(image, height, width).numpy()
-
-
 def _at_size(images: Optional[np.ndarray], height: int, width: int):
-    return None if images is None else resize_image(images, height, width)
+    return None if images is None else pyramid.resize_image(images, height, width)
