@@ -184,3 +184,33 @@ def test_command_line_usage_errors_are_one_line_and_exit_2(args, message):
     assert result.returncode == 2, result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr
+
+
+def test_a_video_is_split_at_its_cuts_and_its_shots_stylized_apart(tmp_path):
+    from tf_style.images import load_image
+    from tf_style.video import clips
+    from tf_style.video.synthetic import pan_and_zoom
+
+    photos = os.path.join(REPO, "tf_style", "samples", "photos")
+    # Five frames of one shot (a cut needs a shot of `shots.MIN_SHOT_LENGTH` before it), three of another.
+    frames = [frame for photo, count in (("tubingen.jpg", 5), ("chelsea.jpg", 3))
+              for frame in pan_and_zoom(load_image(os.path.join(photos, photo)), count, 48, 64, (-2.0, 0.0), 1.0)]
+    (tmp_path / "clips").mkdir()
+    with clips.VideoWriter(str(tmp_path / "clips" / "cut.mp4"), 8.0, 64, 48) as writer:
+        for frame in frames:
+            writer.write(frame)
+    style = tmp_path / "style.png"
+    Image.fromarray(stripes_image(64, 64).astype(np.uint8)).save(style)
+    output_dir = str(tmp_path / "out")
+    pair = beam_pipeline.Pair(str(tmp_path / "clips" / "cut.mp4"), str(style), os.path.join(output_dir, "x.mp4"))
+    assert [(shot.first, shot.end, shot.num_frames) for shot in beam_pipeline.SplitAtShots().process(pair)] == [
+        (0, 5, 8), (5, 8, 8)]
+    config = CONFIG.replace(frame_steps=2)
+    summary = beam_pipeline.run(str(tmp_path / "clips" / "*.mp4"), [str(style)], output_dir, config,
+                                ["--runner=DirectRunner"])
+    assert (summary.images_done, summary.images_failed) == (1, 0)
+    assert sorted(os.listdir(output_dir)) == ["_failures-00000-of-00001.jsonl", "cut__style.mp4"]
+    assert len(list(clips.read_frames(os.path.join(output_dir, "cut__style.mp4")))) == 8
+    again = beam_pipeline.run(str(tmp_path / "clips" / "*.mp4"), [str(style)], output_dir, config,
+                              ["--runner=DirectRunner"])
+    assert (again.images_done, again.images_skipped) == (0, 1)

@@ -10,6 +10,7 @@ import os
 from typing import Sequence
 
 from tf_style.errors import UsageError
+from tf_style.video.clips import is_video_path
 
 # What a directory listing takes as images; anything else in the directory (notes, sidecars) is not an input.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -88,8 +89,8 @@ def read_pairs_file(path: str, output_dir: str) -> list:
 
 
 def output_name(content: str, style: str) -> str:
-    """`photos/a.jpg`, `styles/b.png` -> `a__b.png`."""
-    return f"{_stem(content)}__{_stem(style)}.png"
+    """`photos/a.jpg`, `styles/b.png` -> `a__b.png`; a video, `clips/c.mov` -> `c__b.mp4`."""
+    return f"{_stem(content)}__{_stem(style)}{'.mp4' if is_video_path(content) else '.png'}"
 
 
 def named(listed: Sequence[tuple], output_dir: str) -> list:

@@ -4,6 +4,11 @@
                                           └ two inputs, one name ┐              bad images ┘
                                                                  └──── _failures-*.jsonl ──┘
 
+Videos among the contents (`--content_pattern='clips/*.mp4'`) go another way: each is split at its shot cuts
+(`SplitAtShots`), the shots are stylized in parallel into the video's frame folder, each consistent within itself
+(`StylizeShots`, the video mode's frame loop), and the video is encoded from the folder with the clip's sound once
+every shot is done (`EncodeVideos`), as `<content>__<style>.mp4`. Videos are read from local paths.
+
 The same pipeline runs on the DirectRunner, Dataflow, Flink or Spark; files are read and written through Beam's
 `FileSystems`, so local paths, gs:// and s3:// all work. Each worker builds the network and reads the styles once
 (`StylizeBatches.setup`); a batch of contents goes through `Stylizer.iter_stylize_batch`, whose same-size images
@@ -15,6 +20,7 @@ retries it, and the launcher reports it in one line with the number of results w
 """
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -34,6 +40,9 @@ from tf_style import api, images
 from tf_style.config import StyleConfig, scaled_size
 from tf_style.errors import UsageError, WriteError
 from tf_style.pairs import GLOB_CHARACTERS, Pair, output_name
+from tf_style.video import clips, shots
+from tf_style.video.clips import is_video_path
+from tf_style.video.stylize import VideoStylizer, encode_frames, frames_dir_for
 
 METRICS_NAMESPACE = "tf_style"
 # The dead-letter file: one JSON object a line, {"path", "style", "reason"}, in the output directory.
@@ -103,13 +112,22 @@ def build_pipeline(pipeline: beam.Pipeline, content_pattern: str, style_paths: S
              | "KeyByOutput" >> beam.Map(lambda pair: (pair.output, pair))
              | "GroupByOutput" >> beam.GroupByKey()
              | "OnePairPerOutput" >> beam.ParDo(_OnePairPerOutput()).with_outputs(_FAILED, main="pairs"))
-    results = (pairs.pairs
+    by_kind = pairs.pairs | "VideosApart" >> beam.Partition(lambda pair, _: int(is_video_path(pair.content)), 2)
+    videos = by_kind[1] | "SplitAtShots" >> beam.ParDo(SplitAtShots(overwrite)).with_outputs(_FAILED, main="shots")
+    stylized_shots = (videos.shots
+                      # Shots of one clip go to different workers.
+                      | "SpreadShots" >> beam.Reshuffle()
+                      | "StylizeShots" >> beam.ParDo(StylizeShots(style_paths, config)))
+    encoded = (stylized_shots
+               | "ShotsByVideo" >> beam.GroupByKey()
+               | "EncodeVideos" >> beam.ParDo(EncodeVideos()).with_outputs(_FAILED, main="written"))
+    results = (by_kind[0]
                # For a CPU a fixed batch: Beam's adaptive sizing aims at batches of about 10 s, which one
                # image already exceeds, so it would never batch.
                | "Batch" >> beam.BatchElements(min_batch_size=config.batch_size, max_batch_size=config.batch_size)
                | "Stylize" >> beam.ParDo(StylizeBatches(style_paths, config, overwrite)).with_outputs(
                    _FAILED, main="written"))
-    _ = ((pairs[_FAILED], results[_FAILED])
+    _ = ((pairs[_FAILED], results[_FAILED], videos[_FAILED], encoded[_FAILED])
          | "AllFailures" >> beam.Flatten()
          | "ToJson" >> beam.Map(json.dumps, sort_keys=True)
          # One shard, written even when empty, so that a rerun replaces the previous run's list.
@@ -315,6 +333,93 @@ class StylizeBatches(beam.DoFn):
         self._failed.inc()
         _LOG.warning("skipped %s × %s: %s", pair.content, pair.style, error)
         return beam.pvalue.TaggedOutput(_FAILED, _failure_record(pair, error))
+
+
+@dataclasses.dataclass(frozen=True)
+class Shot:
+    """Frames [first, end) of a clip, one shot: what one worker stylizes of a video pair.
+
+    Attributes:
+        pair: the clip, the style and the video to write.
+        first, end: the shot's frames.
+        num_frames: the clip's frames.
+    """
+
+    pair: Pair
+    first: int
+    end: int
+    num_frames: int
+
+
+class SplitAtShots(beam.DoFn):
+    """A video pair -> its shots (`tf_style.video.shots`): a long clip is stylized shot by shot in parallel, each
+    shot consistent within itself, as a shot starts over in a single run. A clip whose video exists is skipped.
+    Videos are read from local paths (OpenCV opens files, not streams)."""
+
+    def __init__(self, overwrite: bool = False):
+        self._overwrite = overwrite
+        self._failed = Metrics.counter(METRICS_NAMESPACE, "images_failed")
+        self._skipped = Metrics.counter(METRICS_NAMESPACE, "images_skipped")
+
+    def process(self, pair: Pair) -> Iterator:
+        if not self._overwrite and FileSystems.exists(pair.output):
+            self._skipped.inc()
+            return
+        try:
+            boundaries = shots.shot_boundaries(pair.content)
+            num_frames = sum(1 for _ in clips.read_frames(pair.content))
+        except UsageError as error:
+            self._failed.inc()
+            yield beam.pvalue.TaggedOutput(_FAILED, _failure_record(pair, error))
+            return
+        starts = [0, *boundaries]
+        for first, end in zip(starts, [*boundaries, num_frames]):
+            yield Shot(pair, first, end, num_frames)
+
+
+class StylizeShots(beam.DoFn):
+    """Stylizes a shot's frames into the video's frame folder (`<output>.frames/`, as a single run's); yields
+    (the video's output path, the shot). Frames the folder holds are not redone: a retried bundle or a rerun
+    carries on."""
+
+    def __init__(self, style_paths: Sequence[str], config: StyleConfig):
+        self._style_paths = list(style_paths)
+        self._config = config
+        self._milliseconds_per_image = Metrics.distribution(METRICS_NAMESPACE, "milliseconds_per_image")
+        self._stylizer = None
+        self._styles = None
+
+    def setup(self):
+        self._stylizer = VideoStylizer(self._config, log=_LOG.info)
+        self._styles = {path: read_image(path, "style image") for path in self._style_paths}
+
+    def process(self, shot: Shot) -> Iterator:
+        start = time.perf_counter()
+        frames = itertools.islice(clips.read_frames(shot.pair.content), shot.first, shot.end)
+        self._stylizer.stylize_frames(frames, self._styles[shot.pair.style], frames_dir_for(shot.pair.output),
+                                      shot.num_frames, first_index=shot.first)
+        milliseconds = round(1000 * (time.perf_counter() - start) / max(1, shot.end - shot.first))
+        for _ in range(shot.end - shot.first):
+            self._milliseconds_per_image.update(milliseconds)
+        yield shot.pair.output, shot
+
+
+class EncodeVideos(beam.DoFn):
+    """(a video's output path, its stylized shots) -> the video, encoded from its frame folder with the clip's
+    sound once every shot is done (`video.stylize.encode_frames`)."""
+
+    def __init__(self):
+        self._done = Metrics.counter(METRICS_NAMESPACE, "images_done")
+
+    def process(self, keyed) -> Iterator:
+        output, stylized = keyed
+        stylized = list(stylized)
+        pair, num_frames = stylized[0].pair, stylized[0].num_frames
+        try:
+            encode_frames(frames_dir_for(output), num_frames, output, pair.content)
+        except WriteError as error:
+            raise ResultNotWritten(str(error)) from None
+        self._done.inc()
 
 
 class _OnePairPerOutput(beam.DoFn):

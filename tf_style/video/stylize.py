@@ -94,8 +94,9 @@ class VideoStylizer:
 
     def stylize_frames(self, frames: Iterable[np.ndarray], style, frames_dir: str, num_frames: int = 0,
                        on_frame: Optional[Callable[[FrameReport], None]] = None,
-                       callbacks: Sequence[Callback] = ()) -> int:
-        """Stylizes `frames` (uint8 RGB [H, W, 3] each, one size) into `frames_dir`; returns how many there were.
+                       callbacks: Sequence[Callback] = (), first_index: int = 0) -> int:
+        """Stylizes `frames` (uint8 RGB [H, W, 3] each, one size) into `frames_dir`; returns the index after the
+        last frame.
 
         Frames whose results `frames_dir` already holds are not stylized again (a resumed run).
 
@@ -104,6 +105,8 @@ class VideoStylizer:
             num_frames: the clip's stated length, for the reports.
             on_frame: called after each frame.
             callbacks: called with each frame's optimization's reports.
+            first_index: the index of the first of `frames` in its clip (a shot of a longer clip, which starts
+                a shot of its own).
 
         Raises:
             Interrupted: Ctrl-C; the frames finished are in `frames_dir`.
@@ -112,8 +115,8 @@ class VideoStylizer:
         done = set(clips.existing_frames(frames_dir))
         earlier = collections.deque(maxlen=max(LONG_TERM_OFFSETS))
         start_time = time.perf_counter()
-        count = 0
-        for index, frame in enumerate(frames):
+        count = first_index
+        for index, frame in enumerate(frames, start=first_index):
             frame_start = time.perf_counter()
             content = images.resize(np.asarray(frame, np.float32), *self.frame_size(*frame.shape[:2]))
             shot_start = not earlier or shots.is_cut(earlier[-1].content, content)
@@ -199,10 +202,24 @@ def stylize_video(content: str, style, output: str, config: Optional[StyleConfig
     count = stylizer.stylize_frames(clips.read_frames(content), style, frames_dir, info.num_frames, on_frame,
                                     callbacks)
     if as_video:
-        frame_rate = info.frame_rate or FALLBACK_FRAME_RATE
-        height, width = stylizer.frame_size(info.height, info.width)
-        with clips.VideoWriter(output, frame_rate, width, height, audio_from=content) as writer:
-            for index in range(count):
-                writer.write(images.load_image(clips.frame_path(frames_dir, index), "stylized frame"))
-        shutil.rmtree(frames_dir)
+        encode_frames(frames_dir, count, output, content)
     return count
+
+
+def encode_frames(frames_dir: str, count: int, output: str, content: str) -> None:
+    """Encodes the first `count` frames of `frames_dir` into the video `output`, at the frame rate and with the
+    sound of the clip `content`, then removes the folder.
+
+    Raises:
+        UsageError: a frame is missing from the folder.
+        WriteError: the video could not be written; the folder is kept.
+    """
+    missing = sorted(set(range(count)) - set(clips.existing_frames(frames_dir)))
+    if missing:
+        raise UsageError(f"{frames_dir} lacks frame {missing[0]} of {count}; run the stylization again to make it")
+    frame_rate = clips.probe(content).frame_rate or FALLBACK_FRAME_RATE
+    height, width = images.load_image(clips.frame_path(frames_dir, 0), "stylized frame").shape[:2]
+    with clips.VideoWriter(output, frame_rate, width, height, audio_from=content) as writer:
+        for index in range(count):
+            writer.write(images.load_image(clips.frame_path(frames_dir, index), "stylized frame"))
+    shutil.rmtree(frames_dir)
