@@ -142,8 +142,8 @@ def main() -> None:
               f"{config.temporal_weight}, frame_steps {config.frame_steps}):")
         for mode in ("input", "independent", "video"):
             numbers = report[mode]
-            timing = (f", first frame {numbers['first_frame_seconds']:.1f} s, later {numbers['later_frame_seconds']:.1f}"
-                      " s/frame" if "first_frame_seconds" in numbers else "")
+            timing = (f", first frame {numbers['first_frame_seconds']:.1f} s, later "
+                      f"{numbers['later_frame_seconds']:.1f} s/frame" if "first_frame_seconds" in numbers else "")
             print(f"  {mode:12s} warping error {numbers['warping_error']:.5f}, style loss {numbers['style_loss']:.4f}"
                   f"{timing}")
         ratios = report["ratios"]

@@ -41,10 +41,10 @@ MAX_PIXELS, MAX_SIZE, MAX_STEPS = 200_000, 128, 60
 # 72 and 96): 1.02 and 0.031, 2.2e-4; from NOISE_REQUEST's noise: 0.015 and 0.0006, 1e-7. The first step's
 # losses are equal to the last bit and its image differs by at most 0.001: both run `core.step` on the same
 # objective, but Grappler compiles a while_loop in a SavedModel and a traced step apart, and the two graphs sum
-# the gradient's parts in another order. Adam then divides each pixel's gradient by its own running size, so where a gradient
-# is near zero (the photo's flat sky) a rounding difference changes the step's sign and moves the pixel by up to
-# the learning rate: the difference grows with the steps and the pixels (at 96 px, one scale: 4.3 after 10
-# steps, 17 after 20), while the losses stay close.
+# the gradient's parts in another order. Adam then divides each pixel's gradient by its own running size, so
+# where a gradient is near zero (the photo's flat sky) a rounding difference changes the step's sign and moves
+# the pixel by up to the learning rate: the difference grows with the steps and the pixels (at 96 px, one
+# scale: 4.3 after 10 steps, 17 after 20), while the losses stay close.
 MAX_DIFFERENCE, MEAN_DIFFERENCE, LOSS_RTOL = 3.0, 0.1, 1e-3
 NOISE_REQUEST = {"size": 48, "steps": 10, "init": "noise", "seed": 5}
 

@@ -170,7 +170,8 @@ class Stylizer:
             **options: StyleConfig fields to change.
         """
         config = self.config.replace(**options)
-        changed = [name for name in StyleConfig.network_options() if getattr(config, name) != getattr(self.config, name)]
+        changed = [name for name in StyleConfig.network_options()
+                   if getattr(config, name) != getattr(self.config, name)]
         if changed:
             raise ValueError(f"options {changed} build the network; a Stylizer that shares it cannot change them")
         other = Stylizer(config, log=log)
@@ -187,7 +188,8 @@ class Stylizer:
         each scale, and a batch run's optimizations by shape."""
         if self._coarse_to_fine is None:
             config = self.config
-            self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, pyramid.pyramid_of(config).long_sides))} px")
+            long_sides = pyramid.pyramid_of(config).long_sides
+            self._log(f"tf_style: {self.plan.reason}; scales {'→'.join(map(str, long_sides))} px")
             extractor = (self._network_of.extractor if self._network_of is not None
                          else extractor_for(config, self.plan.dtype_policy, self.plan.conv_kernels))
             self._coarse_to_fine = CoarseToFine(extractor, config, jit_compile=self.plan.jit_compile)

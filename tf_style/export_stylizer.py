@@ -12,10 +12,10 @@ Signatures (tag `serve`):
   (float32 scalars).
 - `stylize_pixels`: the same, with `content` and `style` as float32 [H, W, 3] RGB tensors in [0, 255].
 
-Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the scales of
-`pyramid.pyramid_of(config)`'s levels and their steps (`pyramid.served_levels`), computed in the graph from the request's `size`
-and `steps`; the style seen at each scale's size; each scale started from the last result upsampled plus the
-photo's detail, with Adam's state carried up (`core.upsampled_adam_state`); each scale's steps are
+Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the levels of
+`pyramid.pyramid_of(config)` and their steps, computed in the graph from the request's `size` and `steps`
+(`pyramid.served_levels`); the style seen at each scale's size; each scale started from the last result
+upsampled plus the photo's detail, with Adam's state carried up (`core.upsampled_adam_state`); each scale's steps are
 `core.run_steps`, a `tf.while_loop` around `core.step`, the very step the library's train step calls, and its
 result `core.result`. The loss is `objective.objective_for(config)`'s terms on targets from
 `targets.style_statistics` and `targets.batch_targets`, with the network of `features.extractor_for`, in

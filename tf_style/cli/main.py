@@ -180,10 +180,12 @@ class _FrameProgress:
         total = f"/{report.num_frames}" if report.num_frames else ""
         left = ""
         if report.num_frames and self._stylized_seconds:
-            seconds_left = (report.num_frames - self.frames_done) * sum(self._stylized_seconds) / len(
-                self._stylized_seconds)
-            left = f", about {seconds_left / 60:.1f} min left" if seconds_left >= 60 else f", about {seconds_left:.0f} s left"
-        line = f"frame {self.frames_done}{total}: {report.seconds:.1f} s{' (new shot)' if report.shot_start else ''}{left}"
+            seconds_per_frame = sum(self._stylized_seconds) / len(self._stylized_seconds)
+            seconds_left = (report.num_frames - self.frames_done) * seconds_per_frame
+            left = (f", about {seconds_left / 60:.1f} min left" if seconds_left >= 60
+                    else f", about {seconds_left:.0f} s left")
+        new_shot = " (new shot)" if report.shot_start else ""
+        line = f"frame {self.frames_done}{total}: {report.seconds:.1f} s{new_shot}{left}"
         if sys.stdout.isatty():
             print(f"\r{line}\033[K", end="", flush=True)
         else:
