@@ -12,6 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 import programs
 from tf_style.config import StyleConfig
@@ -178,3 +179,20 @@ def test_video_options_are_checked():
         StyleConfig(frame_steps=0)
     with pytest.raises(UsageError, match="drop --checkpoint_dir"):
         VideoStylizer(StyleConfig(checkpoint_dir="/tmp/checkpoints"), log=None)
+
+
+def test_a_batch_run_takes_videos_beside_images(clip_with_sound, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    os.symlink(clip_with_sound, inputs / "clip.mp4")
+    Image.open(PHOTO).resize((64, 48)).save(inputs / "photo.png")
+    output_dir = tmp_path / "out"
+    command = [f"--content={inputs}", f"--style={STYLE}", f"--output_dir={output_dir}", "--size=64",
+               "--initial_size=0", "--steps=2", "--frame_steps=2"]
+    result = programs.stylize(*command)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(output_dir)) == ["clip__starry_night.mp4", "photo__starry_night.png"]
+    assert len(list(clips.read_frames(str(output_dir / "clip__starry_night.mp4")))) == 5
+    assert "wrote 2 results" in result.stdout
+    again = programs.stylize(*command)
+    assert again.returncode == 0 and "wrote 0 results" in again.stdout

@@ -10,7 +10,7 @@ import os
 from typing import Sequence
 
 from tf_style.errors import UsageError
-from tf_style.video.clips import is_video_path
+from tf_style.video.clips import VIDEO_EXTENSIONS, is_video_path
 
 # What a directory listing takes as images; anything else in the directory (notes, sidecars) is not an input.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -32,17 +32,21 @@ def is_batch(content: str, styles: Sequence[str], pairs_file: str = None) -> boo
     return bool(pairs_file) or any(_is_many(path) for path in [content, *styles])
 
 
-def expand(path: str, flag: str) -> list:
+def expand(path: str, flag: str, videos: bool = False) -> list:
     """The image files a `--content` or `--style` value names: itself, a directory's images, a glob's files.
+
+    Args:
+        videos: a directory's videos count too (`--content`: a video is stylized frame by frame).
 
     Raises:
         UsageError: a directory or pattern with no images in it.
     """
     if os.path.isdir(path):
+        extensions = IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ())
         found = [os.path.join(path, name) for name in os.listdir(path)
-                 if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(path, name))]
+                 if name.lower().endswith(extensions) and os.path.isfile(os.path.join(path, name))]
         if not found:
-            raise UsageError(f"{flag}: directory {path} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); "
+            raise UsageError(f"{flag}: directory {path} holds no image files ({', '.join(extensions)}); "
                              "give a directory of images, a glob or a file")
         return sorted(found)
     if _is_pattern(path):
@@ -56,7 +60,7 @@ def expand(path: str, flag: str) -> list:
 
 def all_pairs(content: str, styles: Sequence[str], output_dir: str) -> list:
     """Every content image × every style image, content-major."""
-    contents = expand(content, "--content")
+    contents = expand(content, "--content", videos=True)
     style_paths = [found for style in styles for found in expand(style, "--style")]
     return named([(content_path, style_path) for content_path in contents for style_path in style_paths],
                   output_dir)

@@ -212,19 +212,38 @@ def _main_batch(flag_values, config: StyleConfig, stop_signals: _StopSignals) ->
     to_do = len(api.unfinished(listed, flag_values.overwrite))
     written, failed = 0, 0
     reasons = set()  # a bad image fails every pair it is in: its reason is printed once
-    stylizer = api.Stylizer(config, log=lambda message: print(message, flush=True))
+    log = lambda message: print(message, flush=True)  # noqa: E731
+    videos = [pair for pair in listed if clips.is_video_path(pair.content)]
+    stills = [pair for pair in listed if not clips.is_video_path(pair.content)]
+
+    def skipped(pair, error, kept=""):
+        reason = str(error) if str(error) not in reasons else "as above"
+        reasons.add(str(error))
+        print(f"{NAME}: skipped {pair.content} × {pair.style}: {reason}{kept}", file=sys.stderr, flush=True)
+
     try:
-        for outcome in stylizer.stylize_to_files(listed, flag_values.overwrite, flag_values.contact_sheet,
-                                                 flag_values.logdir, callbacks=[ProgressBar()]):
-            pair = outcome.pair
-            if outcome.error is not None:
+        if stills:
+            stylizer = api.Stylizer(config, log=log)
+            for outcome in stylizer.stylize_to_files(stills, flag_values.overwrite, flag_values.contact_sheet,
+                                                     flag_values.logdir, callbacks=[ProgressBar()]):
+                pair = outcome.pair
+                if outcome.error is not None:
+                    failed += 1
+                    skipped(pair, outcome.error, f"; wrote its last finite image to {pair.output} (--overwrite "
+                                                 "redoes it)" if outcome.written else "")
+                    continue
+                written += 1
+                print(f"wrote {pair.output}", flush=True)
+        for pair in api.unfinished(videos, flag_values.overwrite):
+            progress = _FrameProgress()
+            try:
+                stylize_video(pair.content, pair.style, pair.output, config, log=log, on_frame=progress)
+            except (UsageError, DivergedError) as error:
+                progress.end_line()
                 failed += 1
-                reason = str(outcome.error) if str(outcome.error) not in reasons else "as above"
-                reasons.add(str(outcome.error))
-                kept = (f"; wrote its last finite image to {pair.output} (--overwrite redoes it)"
-                        if outcome.written else "")
-                print(f"{NAME}: skipped {pair.content} × {pair.style}: {reason}{kept}", file=sys.stderr, flush=True)
+                skipped(pair, error)
                 continue
+            progress.end_line()
             written += 1
             print(f"wrote {pair.output}", flush=True)
     except KeyboardInterrupt:  # Interrupted during a step, or a bare one while loading images
