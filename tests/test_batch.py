@@ -16,7 +16,7 @@ from tf_style.errors import DivergedError, UsageError
 from tf_style.objective import Objective
 from tf_style.pyramid import pyramid_of
 from tf_style.optimize import StepReport
-from tf_style.tiles import TileProgress
+from tf_style.tiled_objective import TileProgress
 
 FAST = dict(size=64, steps=3, initial_size=0, precision="float32", progress_every=1)
 

@@ -12,6 +12,7 @@ from tf_style.features import extractor_for
 from tf_style.optimize import Optimization
 from tf_style.objective import objective_for
 from tf_style.targets import batch_targets, style_statistics
+from tf_style.tiled_objective import TiledObjective, TileProgress
 
 HEIGHT, WIDTH = 192, 256  # the issue's exactness test: 256 px in tiles of 64 px (4 x 3 tiles)
 
@@ -88,7 +89,7 @@ def test_the_tiled_loss_and_gradient_are_the_untiled_ones(extractor, style_loss,
         terms = objective_for(config).losses(extractor, image, targets)
         total = tf.reduce_sum(terms["total"])
     gradient = tape.gradient(total, image)
-    tiled_terms, tiled_gradient = tiles.TiledObjective(extractor, objective_for(config), grid).losses_and_gradient(
+    tiled_terms, tiled_gradient = TiledObjective(extractor, objective_for(config), grid).losses_and_gradient(
         image, tiled_targets)
     for name in ("content", "style", "tv", "total"):
         np.testing.assert_allclose(tiled_terms[name], terms[name], rtol=1e-4, err_msg=name)
@@ -133,7 +134,7 @@ def test_the_tiled_gradient_of_a_scaled_loss_is_the_scaled_untiled_gradient(extr
     with tf.GradientTape() as tape:
         total = tf.reduce_sum(objective_for(config).losses(extractor, image, targets)["total"])
     gradient = tape.gradient(total, image)
-    _, scaled_gradient = tiles.TiledObjective(extractor, objective_for(config), grid).losses_and_gradient(
+    _, scaled_gradient = TiledObjective(extractor, objective_for(config), grid).losses_and_gradient(
         image, tiled_targets, loss_scale=1024.0)
     assert float(tf.norm(scaled_gradient - 1024.0 * gradient) / tf.norm(1024.0 * gradient)) < 1e-4
 
@@ -167,7 +168,7 @@ def test_tiled_steps_trace_their_functions_once(precision):
 
 def test_the_progress_of_a_step_names_the_pass_and_the_tile():
     """4 tiles: the statistics pass runs all four, the gradient pass the three that did not differentiate."""
-    described = [tiles.TileProgress(1, 1, done, 7, 0.0).describe() for done in range(1, 8)]
+    described = [TileProgress(1, 1, done, 7, 0.0).describe() for done in range(1, 8)]
     assert described == [f"statistics pass, tile {tile}/4" for tile in range(1, 5)] + [
         f"gradient pass, tile {tile}/3" for tile in range(1, 4)]
 

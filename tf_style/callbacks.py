@@ -10,7 +10,7 @@ import tensorflow as tf
 from tf_style import images
 from tf_style.errors import WriteError
 from tf_style.optimize import Callback, StepReport
-from tf_style.tiles import TileProgress
+from tf_style.tiled_objective import TileProgress
 
 
 class ProgressBar:

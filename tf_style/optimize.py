@@ -19,12 +19,14 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import core, tiles as tiling
+from tf_style import core
 from tf_style.checkpoint import RunCheckpoints
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError, Interrupted
 from tf_style.features import FeatureExtractor
 from tf_style.objective import Objective, objective_for
+from tf_style.tiled_objective import TiledObjective, tile_progress_reporter
+from tf_style.tiles import TileGrid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +120,7 @@ class Optimization:
         config: the options (weights, learning rate, averaging, ...).
         jit_compile: compile the train step with XLA.
         indices: the `index` of each image in the reports; default 0 .. B-1.
-        tiles: compute each step's loss and gradient tile by tile on this grid (`tf_style.tiles`): the same
+        tiles: compute each step's loss and gradient tile by tile on this grid (`tf_style.tiled_objective`): the same
             objective with only one tile's activations in memory; None: the whole image in one traced step.
             The targets' content features must then be the whole image's.
         objective: the loss terms (`tf_style.objective`); None: the ones `config` asks for.
@@ -126,7 +128,7 @@ class Optimization:
 
     def __init__(self, extractor: FeatureExtractor, targets: dict, initial_images: np.ndarray,
                  config: StyleConfig, jit_compile: bool = False, indices: Sequence[int] = None,
-                 tiles: Optional[tiling.TileGrid] = None, objective: Optional[Objective] = None):
+                 tiles: Optional[TileGrid] = None, objective: Optional[Objective] = None):
         self.extractor = extractor
         self.objective = objective or objective_for(config)
         self.targets = targets
@@ -145,7 +147,7 @@ class Optimization:
         if tiles is None:
             self.train_step = tf.function(self._train_step, jit_compile=jit_compile)
         else:
-            self._tiled_objective = tiling.TiledObjective(extractor, self.objective, tiles)
+            self._tiled_objective = TiledObjective(extractor, self.objective, tiles)
             self._apply_gradient_traced = tf.function(self._apply_gradient)
             self.train_step = self._tiled_train_step
 
@@ -257,7 +259,7 @@ class Optimization:
                 if self.tiles is None:
                     step_losses = self.train_step(self.targets)
                 else:
-                    step_losses = self.train_step(self.targets, tiling.tile_progress_reporter(
+                    step_losses = self.train_step(self.targets, tile_progress_reporter(
                         callbacks, step, total_steps, start_time, self.indices[0]))
                 is_last = step == last_step
                 checkpoint_now = checkpoints is not None and (is_last or step % checkpoints.every == 0)
