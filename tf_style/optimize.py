@@ -156,8 +156,8 @@ class Optimization:
         the train step again (a trace takes seconds; a batch run meets each shape many times)."""
         self.targets = targets
         self.indices = list(range(len(initial_images))) if indices is None else list(indices)
-        self.image.assign(initial_images)
-        self._assign(core.start_level(tf.convert_to_tensor(self.image), core.fresh_adam_state(self.image)))
+        start = tf.convert_to_tensor(initial_images, tf.float32)
+        self._assign(core.start_level(start, core.fresh_adam_state(start)))
         self.steps_done.assign(0)
 
     def _tiled_train_step(self, targets: dict, on_tile=None) -> dict:

@@ -365,9 +365,16 @@ class SplitAtShots(beam.DoFn):
         if not self._overwrite and FileSystems.exists(pair.output):
             self._skipped.inc()
             return
+        num_frames = 0
+
+        def counted(frames):
+            nonlocal num_frames
+            for num_frames, frame in enumerate(frames, start=1):
+                yield frame
+
         try:
-            boundaries = shots.shot_boundaries(pair.content)
-            num_frames = sum(1 for _ in clips.read_frames(pair.content))
+            # One pass over the clip: the cuts, and the frames counted as they go by.
+            boundaries = shots.shot_boundaries(counted(clips.read_frames(pair.content)))
         except UsageError as error:
             self._failed.inc()
             yield beam.pvalue.TaggedOutput(_FAILED, _failure_record(pair, error))

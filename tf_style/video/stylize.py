@@ -65,7 +65,8 @@ class FrameReport:
 
 @dataclasses.dataclass(frozen=True)
 class EarlierFrame:
-    """A frame already done: its photo and its result at the output size, float32 [H, W, 3]."""
+    """A frame already done: its photo and its result at the output size, float32 [H, W, 3] (the result None
+    for a resumed frame too far back to be looked at)."""
 
     content: np.ndarray
     result: np.ndarray
@@ -113,6 +114,8 @@ class VideoStylizer:
             DivergedError: a frame's optimization diverged; the frames before it are in `frames_dir`.
         """
         done = set(clips.existing_frames(frames_dir))
+        # A frame to stylize looks back at most this far, so a resumed frame before it is never read back.
+        first_read_back = clips.first_missing_frame(frames_dir) - max(LONG_TERM_OFFSETS)
         earlier = collections.deque(maxlen=max(LONG_TERM_OFFSETS))
         start_time = time.perf_counter()
         count = first_index
@@ -124,7 +127,8 @@ class VideoStylizer:
                 earlier.clear()
             resumed = index in done
             if resumed:
-                result = images.load_image(clips.frame_path(frames_dir, index), "stylized frame")
+                result = (images.load_image(clips.frame_path(frames_dir, index), "stylized frame")
+                          if index >= first_read_back else None)
             else:
                 result = self.stylize_frame(content, style, list(earlier), callbacks)
                 clips.save_frame(frames_dir, index, result)
@@ -218,8 +222,10 @@ def encode_frames(frames_dir: str, count: int, output: str, content: str) -> Non
     if missing:
         raise UsageError(f"{frames_dir} lacks frame {missing[0]} of {count}; run the stylization again to make it")
     frame_rate = clips.probe(content).frame_rate or FALLBACK_FRAME_RATE
-    height, width = images.load_image(clips.frame_path(frames_dir, 0), "stylized frame").shape[:2]
-    with clips.VideoWriter(output, frame_rate, width, height, audio_from=content) as writer:
-        for index in range(count):
-            writer.write(images.load_image(clips.frame_path(frames_dir, index), "stylized frame"))
+    frames = (images.load_image(clips.frame_path(frames_dir, index), "stylized frame") for index in range(count))
+    first = next(frames)
+    with clips.VideoWriter(output, frame_rate, first.shape[1], first.shape[0], audio_from=content) as writer:
+        writer.write(first)
+        for frame in frames:
+            writer.write(frame)
     shutil.rmtree(frames_dir)
