@@ -57,13 +57,22 @@ def cat_clip(num_frames: int, height: int, width: int) -> list:
     return frames
 
 
-def measures(results: list, inputs: list, style_loss) -> dict:
-    """Warping error over the clip and mean style loss of float32 [H, W, 3] results of the input frames."""
-    warping = metrics.WarpingError()
-    for index in range(1, len(results)):
+def input_flows(inputs: list) -> list:
+    """For each frame after the first, (its backward flow, its consistency weights), estimated on the input
+    frames: what the warping error of any results of them is measured along."""
+    flows = []
+    for index in range(1, len(inputs)):
         backward = flow.optical_flow(inputs[index], inputs[index - 1])
         forward = flow.optical_flow(inputs[index - 1], inputs[index])
-        warping.add(results[index - 1], results[index], backward, flow.consistency_weights(forward, backward))
+        flows.append((backward, flow.consistency_weights(forward, backward)))
+    return flows
+
+
+def measures(results: list, flows: list, style_loss) -> dict:
+    """Warping error over the clip along the input's `flows` and mean style loss of float32 [H, W, 3] results."""
+    warping = metrics.WarpingError()
+    for index, (backward, weights) in enumerate(flows, start=1):
+        warping.add(results[index - 1], results[index], backward, weights)
     return {"warping_error": warping.value, "style_loss": float(np.mean([style_loss(result) for result in results]))}
 
 
@@ -91,7 +100,8 @@ def run(clip_name: str, num_frames: int, size: int, config: StyleConfig, strip: 
         return float(style_term.loss(extractor(result[None]), result[None], style_targets)[0])
 
     report = {"clip": clip_name, "frames": num_frames, "size": f"{width}x{height}"}
-    report["input"] = measures(contents, contents, style_loss)
+    flows = input_flows(contents)
+    report["input"] = measures(contents, flows, style_loss)
 
     results, seconds = [], []
     independent_results = results
@@ -99,7 +109,7 @@ def run(clip_name: str, num_frames: int, size: int, config: StyleConfig, strip: 
         start = time.perf_counter()
         results.append(independent.stylize(content, style))
         seconds.append(time.perf_counter() - start)
-    report["independent"] = {**measures(results, contents, style_loss), "first_frame_seconds": seconds[0],
+    report["independent"] = {**measures(results, flows, style_loss), "first_frame_seconds": seconds[0],
                              "later_frame_seconds": float(np.mean(seconds[1:]))}
 
     video = VideoStylizer(config, log=None)
@@ -110,7 +120,7 @@ def run(clip_name: str, num_frames: int, size: int, config: StyleConfig, strip: 
         seconds.append(time.perf_counter() - start)
         results.append(result)
         earlier = (earlier + [EarlierFrame(content, result)])[-max(LONG_TERM_OFFSETS):]
-    report["video"] = {**measures(results, contents, style_loss), "first_frame_seconds": seconds[0],
+    report["video"] = {**measures(results, flows, style_loss), "first_frame_seconds": seconds[0],
                        "later_frame_seconds": float(np.mean(seconds[1:]))}
     if strip:
         save_strip(strip, [contents, independent_results, results], every=max(1, num_frames // 4))
