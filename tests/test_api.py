@@ -7,7 +7,6 @@ from PIL import Image
 import tf_style
 from conftest import gradient_image, stripes_image
 from tf_style import color
-from tf_style.api import _start_image
 from tf_style.pyramid import pyramid_of
 from tf_style.config import StyleConfig
 from tf_style.optimize import Optimization
@@ -116,30 +115,6 @@ def test_no_averaging_outputs_the_last_iterate(extractor):
     optimization = _optimization(extractor, average_decay=0.0)
     final = optimization.run(2)
     np.testing.assert_array_equal(final, optimization.image.numpy())
-
-
-@pytest.mark.parametrize("init", ["noise", "style_noise"])
-def test_noise_starts_are_reproducible_with_a_seed(init):
-    content, style = gradient_image(24, 32), stripes_image(32, 32)
-    first = _start_image(StyleConfig(init=init, seed=3), content, [style])
-    again = _start_image(StyleConfig(init=init, seed=3), content, [style])
-    other = _start_image(StyleConfig(init=init, seed=4), content, [style])
-    np.testing.assert_array_equal(first, again)
-    assert not np.array_equal(first, other)
-    assert first.shape == content.shape and first.min() >= 0 and first.max() <= 255
-
-
-def test_style_colors_start_has_the_styles_mean_colour():
-    content, style = gradient_image(48, 64), stripes_image(64, 64)
-    start = _start_image(StyleConfig(init="style_colors"), content, [style])
-    np.testing.assert_allclose(start.reshape(-1, 3).mean(0), style.reshape(-1, 3).mean(0), atol=6.0)
-
-
-def test_init_from_a_file_is_resized_to_the_output(tmp_path):
-    path = tmp_path / "start.png"
-    Image.fromarray(np.full((100, 80, 3), 9, np.uint8)).save(path)
-    start = _start_image(StyleConfig(init=str(path)), gradient_image(48, 64), [stripes_image(32, 32)])
-    assert start.shape == (48, 64, 3)
 
 
 @pytest.mark.parametrize("style_loss, padding", [("wasserstein", "reflect"), ("gram", "zero")])

@@ -135,7 +135,7 @@ def test_batches_of_one_shape_share_one_trace_and_start_afresh():
     style = stripes_image(64, 64)
     stylizer = api.Stylizer(batch_size=1, log=None, **FAST)
     results = stylizer.stylize_batch([(content, style) for content in contents])
-    [optimization] = stylizer._schedule().optimizations._by_shape.values()
+    [optimization] = stylizer.coarse_to_fine.optimizations._by_shape.values()
     assert optimization.train_step.experimental_get_tracing_count() == 1
     # The third batch restarted the first one's optimization: it must end where a fresh one does.
     np.testing.assert_allclose(results[2].image, tf_style.stylize(contents[2], style, log=None, **FAST), atol=0.5)

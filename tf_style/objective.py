@@ -41,7 +41,7 @@ class Term:
         raise NotImplementedError
 
     def targets_at(self, targets, height: int, width: int):
-        """Targets that the term's caller brings at the output size (see `CoarseToFine.run`), at a scale of
+        """Targets that the term's caller brings at the output size (see `schedule.Batch`), at a scale of
         height x width. The content and style terms' targets are made at each scale instead
         (`tf_style.targets`); a term that brings its own resizes them here."""
         raise NotImplementedError(f"the {self.name} term makes no targets of its own")

@@ -2,6 +2,7 @@
 set of options share work.
 """
 
+import dataclasses
 import gc
 import time
 from typing import Optional, Sequence
@@ -17,6 +18,43 @@ from tf_style.features import FeatureExtractor
 from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
 from tf_style.objective import Objective, Term, objective_for
 from tf_style.targets import StyleStatistics, batch_targets, region_statistics, style_statistics
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """What one coarse-to-fine run optimizes: images of one size, each with its styles.
+
+    Attributes:
+        content_images: float32 [B, H, W, 3] at the output size.
+        style_images: for each content image, its style images, float32 [h, w, 3] each, as large as they will be
+            seen at the last level.
+        start_images: float32 [B, H, W, 3], the starts of the first level (resized to it), and where each later
+            level takes the detail it adds to the upsampled result (`config.scale_detail`).
+        indices: the `index` of each image in the reports.
+        style_keys: a hashable name for each image's styles, under which their statistics at each level are kept
+            for later runs (`CoarseToFine`).
+        tile_size: run the levels larger than this tile by tile (`tf_style.tiles`; one image only), and see the
+            styles larger than it tile by tile; 0: no tiles.
+        content_masks: float32 [R, H, W] in [0, 1] at the output size, the same for every image: each of an
+            image's R styles paints its own region (`tf_style.masks`; no tiles); None: the styles blend.
+        style_masks: with `content_masks`, for each content image, a float32 [h, w] mask of each of its style
+            images' size (or None), the part of the style its region takes; `style_keys` name the styles with
+            these. None: all of each style.
+        extra_terms: loss terms besides the config's (`tf_style.objective`; the video's temporal term), each
+            bringing its targets: `extra_targets` {term name: targets at the output size}, which the term resizes
+            to each level (`Term.targets_at`).
+    """
+
+    content_images: np.ndarray
+    style_images: Sequence[Sequence[np.ndarray]]
+    start_images: np.ndarray
+    indices: Sequence[int]
+    style_keys: Sequence
+    tile_size: int = 0
+    content_masks: Optional[np.ndarray] = None
+    style_masks: Optional[Sequence[Sequence[Optional[np.ndarray]]]] = None
+    extra_terms: Sequence[Term] = ()
+    extra_targets: dict = dataclasses.field(default_factory=dict)
 
 
 class OptimizationCache:
@@ -75,35 +113,13 @@ class CoarseToFine:
         self._style_statistics = {}  # (style key, long side) -> StyleStatistics
         self.optimizations = OptimizationCache(capacity=2 * len(self.pyramid))
 
-    def run(self, content_images: np.ndarray, style_images: Sequence[Sequence[np.ndarray]],
-            start_images: np.ndarray, callbacks: Sequence[Callback] = (), indices: Sequence[int] = None,
-            style_keys: Sequence = None, keep_optimizations: bool = False, tile_size: int = 0,
-            content_masks: Optional[np.ndarray] = None,
-            style_masks: Optional[Sequence[Sequence[Optional[np.ndarray]]]] = None,
-            extra_terms: Sequence[Term] = (), extra_targets: Optional[dict] = None) -> np.ndarray:
-        """Optimizes a batch at each scale, starting each scale from the last one's results.
+    def run(self, batch: Batch, callbacks: Sequence[Callback] = (), keep_optimizations: bool = False) -> np.ndarray:
+        """Optimizes a batch at each level, starting each level from the last one's results.
 
         Args:
-            content_images: float32 [B, H, W, 3] at the output size.
-            style_images: for each content image, its style images, float32 [h, w, 3] each, as large as they
-                will be seen at the final scale.
-            start_images: float32 [B, H, W, 3], the starts of the first scale (resized to it), and where each
-                later scale takes the detail it adds to the upsampled result (`config.scale_detail`).
-            indices: the `index` of each image in the reports; default 0 .. B-1.
-            style_keys: a hashable name for each image's styles, under which their statistics at each scale
-                are kept for later runs; None computes them for this run only.
+            batch: the images, their styles and what else the run takes (`Batch`).
             keep_optimizations: keep this run's optimizations for later runs of the same shape (a batch run);
                 a single run would only hold on to their memory.
-            tile_size: run the scales larger than this tile by tile (`tf_style.tiles`; one image only), and see
-                the styles larger than it tile by tile; 0: no tiles.
-            content_masks: float32 [R, H, W] in [0, 1] at the output size, the same for every image: each of an
-                image's R styles paints its own region (`tf_style.masks`; no tiles); None: the styles blend.
-            style_masks: with `content_masks`, for each content image, a float32 [h, w] mask of each of its style
-                images' size (or None), the part of the style its region takes; `style_keys` name the styles
-                with these. None: all of each style.
-            extra_terms: loss terms besides the config's (`tf_style.objective`; the video's temporal term), each
-                bringing its targets: `extra_targets` {term name: targets at the output size}, which the term
-                resizes to each scale (`Term.targets_at`).
 
         Returns:
             float32 [B, H, W, 3] in [0, 255].
@@ -113,12 +129,11 @@ class CoarseToFine:
             OutOfMemory: TensorFlow could not allocate a step's tensors.
         """
         config = self.config
+        content_images = batch.content_images
         height, width = content_images.shape[1:3]
         levels = self.pyramid
-        style_keys = style_keys if style_keys is not None else [object() for _ in style_images]
-        objective = objective_for(config).with_terms(*extra_terms)
-        brought_targets = {term.name: (term, (extra_targets or {})[term.name]) for term in extra_terms}
-        images = start_images
+        objective = self.objective_of(batch)
+        images = batch.start_images
         finished_images = None  # the results of the last finished scale, for an early stop in the next
         first_step = 1
         start_time = time.perf_counter()
@@ -128,17 +143,15 @@ class CoarseToFine:
                 if len(content_images) != 1:
                     raise ValueError(f"checkpoints hold one image's run; got a batch of {len(content_images)}")
                 checkpoints = RunCheckpoints(config.checkpoint_dir, run_fingerprint(
-                    config, content_images[0], style_images[0], start_images[0], self.extractor.compute_dtype,
-                    self.jit_compile, content_masks, style_masks[0] if style_masks else None),
+                    config, content_images[0], batch.style_images[0], batch.start_images[0],
+                    self.extractor.compute_dtype, self.jit_compile, batch.content_masks,
+                    batch.style_masks[0] if batch.style_masks else None),
                     config.checkpoint_every)
                 resume = checkpoints.latest()
             for level in levels:
                 # Resuming skips the levels finished before the checkpoint; its own level starts from it.
                 if resume is None or level.index >= resume.scale_index:
-                    optimization = self._optimization_at(level, images, content_images, style_images,
-                                                         start_images, style_keys, indices, keep_optimizations,
-                                                         tile_size, content_masks, style_masks, objective,
-                                                         brought_targets)
+                    optimization = self.optimization_at(level, batch, images, objective, keep_optimizations)
                     if adam_state is not None:
                         optimization.warm_start(level.adam_state_from(adam_state, *optimization.image.shape[1:3]))
                     if checkpoints is not None:
@@ -170,38 +183,52 @@ class CoarseToFine:
                               "that other processes hold") from None
         return images
 
-    def _optimization_at(self, level: pyramid.Level, images: np.ndarray, content_images: np.ndarray,
-                         style_images: Sequence[Sequence[np.ndarray]], start_images: np.ndarray, style_keys,
-                         indices: Sequence[int], keep: bool, tile_size: int, content_masks: Optional[np.ndarray],
-                         style_masks, objective: Objective, brought_targets: dict) -> Optimization:
-        """The optimization at one level, starting from `images` (the last level's results) moved up to it;
-        `brought_targets` {term name: (term, its targets at the output size)}."""
+    def objective_of(self, batch: Batch) -> Objective:
+        """The objective of a batch's run: the config's terms and the batch's own (`Batch.extra_terms`)."""
+        return objective_for(self.config).with_terms(*batch.extra_terms)
+
+    def optimization_at(self, level: pyramid.Level, batch: Batch, images: Optional[np.ndarray] = None,
+                        objective: Optional[Objective] = None, keep: bool = False) -> Optimization:
+        """The optimization of `batch` at one level, starting from `images` (the last level's results, or None
+        for the batch's starts) moved up to it; `objective` is `objective_of(batch)` if None. With `keep`, an
+        untiled optimization comes from (and stays in) the cache of optimizations by shape."""
         config = self.config
-        height, width = level.size_of(*content_images.shape[1:3])
-        grid = self.tile_grid(height, width, tile_size)
-        if grid is not None and len(content_images) != 1:
-            raise ValueError(f"a tiled optimization holds one image; got a batch of {len(content_images)}")
-        if grid is not None and content_masks is not None:
-            raise ValueError("region masks need an untiled optimization (tf_style.api refuses tiles with masks)")
-        if content_masks is not None:
-            style_masks = style_masks or [[None] * len(styles) for styles in style_images]
-            content_masks = masks.resize_masks(content_masks, height, width)
-        statistics = [self._statistics_at(key, styles, level, tile_size,
-                                          style_masks[index] if content_masks is not None else None)
-                      for index, (key, styles) in enumerate(zip(style_keys, style_images))]
-        targets = batch_targets(self.extractor, _at_size(content_images, height, width), statistics, config, grid,
-                                content_masks)
-        targets.update({name: term.targets_at(brought, height, width)
-                        for name, (term, brought) in brought_targets.items()})
-        start = level.start(images, start_images, config.scale_detail)
+        objective = objective if objective is not None else self.objective_of(batch)
+        height, width = level.size_of(*batch.content_images.shape[1:3])
+        grid = self.tile_grid(height, width, batch.tile_size)
+        targets = self.targets_at(level, batch)
+        start = level.start(batch.start_images if images is None else images, batch.start_images,
+                            config.scale_detail)
         if keep and grid is None:
             return self.optimizations.optimization(self.extractor, objective, targets, start, config,
-                                                   self.jit_compile, indices)
-        return Optimization(self.extractor, targets, start, config, jit_compile=self.jit_compile, indices=indices,
-                            tiles=grid, objective=objective)
+                                                   self.jit_compile, batch.indices)
+        return Optimization(self.extractor, targets, start, config, jit_compile=self.jit_compile,
+                            indices=batch.indices, tiles=grid, objective=objective)
+
+    def targets_at(self, level: pyramid.Level, batch: Batch) -> dict:
+        """{term name: targets} of `batch` at one level (tile by tile where the level runs in tiles)."""
+        height, width = level.size_of(*batch.content_images.shape[1:3])
+        grid = self.tile_grid(height, width, batch.tile_size)
+        content_masks = batch.content_masks
+        if grid is not None and len(batch.content_images) != 1:
+            raise ValueError(f"a tiled optimization holds one image; got a batch of {len(batch.content_images)}")
+        if grid is not None and content_masks is not None:
+            raise ValueError("region masks need an untiled optimization (tf_style.api refuses tiles with masks)")
+        style_masks = None
+        if content_masks is not None:
+            style_masks = batch.style_masks or [[None] * len(styles) for styles in batch.style_images]
+            content_masks = masks.resize_masks(content_masks, height, width)
+        statistics = [self._statistics_at(key, styles, level, batch.tile_size,
+                                          style_masks[index] if style_masks is not None else None)
+                      for index, (key, styles) in enumerate(zip(batch.style_keys, batch.style_images))]
+        targets = batch_targets(self.extractor, _at_size(batch.content_images, height, width), statistics,
+                                self.config, grid, content_masks)
+        targets.update({term.name: term.targets_at(batch.extra_targets[term.name], height, width)
+                        for term in batch.extra_terms})
+        return targets
 
     def tile_grid(self, height: int, width: int, tile_size: int) -> Optional[tiles.TileGrid]:
-        """The tiles of a height x width scale at `tile_size` (see `run`), or None where it runs untiled."""
+        """The tiles of a height x width level at `tile_size` (see `Batch`), or None where it runs untiled."""
         if not tile_size or max(height, width) <= tile_size:
             return None
         return tiles.tile_grid(height, width, tile_size, tiles.margin_of(self.config))
