@@ -21,6 +21,7 @@ SavedModel costs (`measure_served`), against the same run through the CLI.
 """
 
 import concurrent.futures
+import dataclasses
 import gc
 import importlib.util
 import json
@@ -46,15 +47,13 @@ with native_stderr_silenced():
     import tensorflow as tf
 
     from benchmarks import pytorch_peer
-    from tf_style import api, convolution, export_stylizer, images, tiles, vgg
+    from tf_style import api, convolution, export_stylizer, images, planner, vgg
     from tf_style.cli.flags import STYLE_OPTIONS, FlagSpec, config_from, define
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.config import StyleConfig
     from tf_style.device import cpu_has_fast_bfloat16, plan_compute
-    from tf_style.features import extractor_for
-    from tf_style.optimize import Optimization
     from tf_style.pyramid import pyramid_of
-    from tf_style.targets import batch_targets, compute_targets, region_statistics, style_statistics
+    from tf_style.targets import compute_targets
 
 NAME = "benchmarks.bench"
 REGIONS_NAME = "tf_style plan, two regions (masks)"
@@ -173,7 +172,9 @@ def measure_peaks(precisions: Sequence[str] = ("float32", "bfloat16"), num_steps
 
 
 class TfStyleStep:
-    """tf_style's train step at one size, built exactly as `stylize()` builds it.
+    """tf_style's train step at one size, built by the library's own factories, as `stylize()` builds its last
+    level's: a `Stylizer` plans and loads the pairs (`planner`), and its coarse-to-fine runner makes the
+    optimization of the last level (`CoarseToFine.optimization_at`).
 
     Args:
         size: long side; the content is 4:3.
@@ -192,28 +193,31 @@ class TfStyleStep:
                  two_regions: bool = False):
         content, style = sample_images(size)
         self.batch_size = batch_size
-        region_masks = None
-        if two_regions:
-            region_masks = np.zeros((2, *content.shape[:2]), np.float32)
-            region_masks[0, :content.shape[0] // 3] = 1.0
-            region_masks[1] = 1.0 - region_masks[0]
-        self.config = StyleConfig(size=size, precision=precision, tile_size=tile_size,
-                                  content_masks=None if region_masks is None else tuple(255 * region_masks))
-        self.plan = plan_compute(self.config.precision, self.config.xla)
-        self.conv_kernels = conv_kernels or self.plan.conv_kernels
-        self.extractor = extractor_for(self.config, self.plan.dtype_policy, self.conv_kernels)
         self.height, self.width = content.shape[:2]
-        self.grid = tiles.tile_grid(self.height, self.width, tile_size, tiles.margin_of(self.config)) \
-            if tile_size else None
+        styles, region_masks = style, None
         if two_regions:
-            style_targets = region_statistics(self.extractor, [style, style[:, ::-1]], [None, None], self.config)
-        else:
-            style_targets = style_statistics(self.extractor, [style], self.config, tile_size=tile_size)
-        contents = np.stack([content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)])
-        targets = batch_targets(self.extractor, contents, [style_targets] * batch_size, self.config, self.grid,
-                                content_masks=region_masks)
-        self.optimization = Optimization(self.extractor, targets, contents, self.config,
-                                         jit_compile=self.plan.jit_compile, tiles=self.grid)
+            styles = [style, style[:, ::-1]]
+            region_masks = np.zeros((2, self.height, self.width), np.float32)
+            region_masks[0, :self.height // 3] = 1.0
+            region_masks[1] = 1.0 - region_masks[0]
+        config = StyleConfig(size=size, precision=precision, tile_size=tile_size,
+                             content_masks=None if region_masks is None else tuple(region_masks))
+        plan = plan_compute(config.precision, config.xla)
+        self.plan = plan if conv_kernels is None else dataclasses.replace(plan, conv_kernels=conv_kernels)
+        self.stylizer = api.Stylizer(config, log=None, plan=self.plan)
+        contents = [content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)]
+        batch = planner.batch_of(self.stylizer.planner.prepared_pairs([(each, styles) for each in contents]))
+        schedule = self.stylizer.coarse_to_fine
+        self.grid = schedule.tile_grid(self.height, self.width, batch.tile_size)
+        self.optimization = schedule.optimization_at(schedule.pyramid.levels[-1], batch)
+
+    @property
+    def config(self) -> StyleConfig:
+        return self.stylizer.config
+
+    @property
+    def extractor(self):
+        return self.stylizer.extractor
 
     def __call__(self) -> float:
         return float(self.optimization.train_step(self.optimization.targets)["total"][0])
