@@ -126,9 +126,20 @@ def run_steps(state: LevelState, num_steps, losses_and_gradient: Callable, adam:
 
     _, state, losses = tf.while_loop(
         lambda index, *_: index < num_steps, body,
-        (tf.constant(0), state, {name: tf.zeros([tf.shape(state.images)[0]]) for name in loss_names}),
+        (tf.constant(0), state, no_losses(loss_names, tf.shape(state.images)[0])),
         shape_invariants=(tf.TensorShape([]),
                           LevelState(any_images, any_images, AdamState(any_images, any_images, tf.TensorShape([]))),
-                          {name: tf.TensorShape(None) for name in loss_names}),
+                          any_losses(loss_names)),
         parallel_iterations=1)
     return state, losses
+
+
+def no_losses(loss_names, batch_size) -> dict:
+    """{name: zeros [batch_size]}, the losses a loop carries before its first step."""
+    return {name: tf.zeros([batch_size]) for name in loss_names}
+
+
+def any_losses(loss_names) -> dict:
+    """A loop's shape invariants of the losses: [B] each, which TensorFlow cannot infer through their reductions
+    over a dynamic rank."""
+    return {name: tf.TensorShape(None) for name in loss_names}

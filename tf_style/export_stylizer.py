@@ -232,13 +232,12 @@ class ExportedStylizer(tf.Module):
             return index + 1, result, adam_state, losses
 
         any_images = tf.TensorShape([1, None, None, 3])
-        initial_losses = self._no_losses()
         _, result, _, losses = tf.while_loop(
             lambda index, *_: index < tf.size(scale_sizes), scale,
-            (tf.constant(0), start_images, core.fresh_adam_state(start_images), initial_losses),
+            (tf.constant(0), start_images, core.fresh_adam_state(start_images), core.no_losses(self._objective.names, 1)),
             shape_invariants=(tf.TensorShape([]), any_images,
                               core.AdamState(any_images, any_images, tf.TensorShape([])),
-                              self._any_losses()),
+                              core.any_losses(self._objective.names)),
             parallel_iterations=1)
         return result[0], losses
 
@@ -261,15 +260,6 @@ class ExportedStylizer(tf.Module):
         """The objective's losses with the request's weights: {term: [1]}."""
         return self._objective.losses(self._extractor, images, targets,
                                       {"style": style_weight, "content": content_weight})
-
-    def _no_losses(self) -> dict:
-        """{term: zeros [1]}, the losses a loop carries before its first step."""
-        return {term: tf.zeros([1]) for term in self._objective.names}
-
-    def _any_losses(self) -> dict:
-        """The loop's shape invariants of the losses: [1] each, which TensorFlow cannot infer through their
-        reductions over a dynamic rank."""
-        return {term: tf.TensorShape(None) for term in self._objective.names}
 
 
 def export_stylizer(export_dir: str, version: Optional[int] = None, config: Optional[StyleConfig] = None,
