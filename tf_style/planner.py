@@ -212,9 +212,9 @@ class Planner:
             style_sizes: each style's (height, width) as given.
             style_long_side: the long side the styles are asked to be seen at, at the last level.
         """
-        first_scale = pyramid.pyramid_of(self.config).first.scale_factor
+        first_level = pyramid.pyramid_of(self.config).first
         for style, size in zip(styles, style_sizes):
-            asked = scaled_size(*size, max(1, round(style_long_side * first_scale)))
+            asked = scaled_size(*size, first_level.style_long_side_of(style_long_side))
             name = describe(style)
             if min(asked) < vgg.MIN_INPUT_SIDE and name not in self._upscaled_styles:
                 self._upscaled_styles.add(name)

@@ -54,7 +54,12 @@ class Level:
     def style_size_of(self, height: int, width: int) -> tuple:
         """(height, width) at this level of a style seen at height x width at the last level: scaled as the
         result is, but never under `vgg.MIN_INPUT_SIDE` on a side (`config.style_seen_size`)."""
-        return style_seen_size(height, width, max(1, round(max(height, width) * self.scale_factor)))
+        return style_seen_size(height, width, self.style_long_side_of(max(height, width)))
+
+    def style_long_side_of(self, long_side: int) -> int:
+        """The long side a style seen with `long_side` at the last level is asked to have at this level (before
+        `style_size_of` enlarges a style too small for the network)."""
+        return max(1, round(long_side * self.scale_factor))
 
     def start(self, images, start_images, scale_detail: float) -> np.ndarray:
         """The images a level starts from: the last level's results `images` [B, h, w, 3] at this level's
