@@ -89,3 +89,8 @@ def test_a_bad_pairs_file_is_a_usage_error(tmp_path, text, message):
         pairs.read_pairs_file(str(listing), "out")
     with pytest.raises(UsageError, match="cannot be read"):
         pairs.read_pairs_file(str(tmp_path / "missing.txt"), "out")
+
+
+def test_is_video_path():
+    assert all(map(pairs.is_video_path, ["a.mp4", "b.MOV", "c/d.mkv", "e.webm", "f.avi", "g.m4v"]))
+    assert not any(map(pairs.is_video_path, ["a.png", "b.jpg", "c.gif", "mp4", "d.mp4.png"]))

@@ -324,11 +324,6 @@ def test_a_missing_extra_says_how_to_install_it(module, monkeypatch):
         extra.opencv() if module == "cv2" else extra.ffmpeg_executable()
 
 
-def test_is_video_path():
-    assert all(map(clips.is_video_path, ["a.mp4", "b.MOV", "c/d.mkv", "e.webm", "f.avi", "g.m4v"]))
-    assert not any(map(clips.is_video_path, ["a.png", "b.jpg", "c.gif", "mp4", "d.mp4.png"]))
-
-
 def test_frame_folder(frames, tmp_path):
     directory = tmp_path / "frames"
     assert clips.existing_frames(directory) == [] and clips.first_missing_frame(directory) == 0

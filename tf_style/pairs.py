@@ -10,10 +10,14 @@ import os
 from typing import Sequence
 
 from tf_style.errors import UsageError
-from tf_style.video.clips import VIDEO_EXTENSIONS, is_video_path
 
 # What a directory listing takes as images; anything else in the directory (notes, sidecars) is not an input.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# What ffmpeg and OpenCV decode and users call videos. Not .gif: a GIF given as a content image is read today
+# as a still picture (its first frame), and sending it down the video path instead would change what an
+# existing command does; an animated GIF converts with `ffmpeg -i in.gif out.mp4`.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+
 # Characters that make a path a glob pattern (as `glob` reads them).
 GLOB_CHARACTERS = "*?["
 
@@ -25,6 +29,11 @@ class Pair:
     content: str
     style: str
     output: str
+
+
+def is_video_path(path) -> bool:
+    """Whether a path names a video, by its extension (case-insensitive): one of `VIDEO_EXTENSIONS`."""
+    return os.path.splitext(os.fspath(path))[1].lower() in VIDEO_EXTENSIONS
 
 
 def is_batch(content: str, styles: Sequence[str], pairs_file: str = None) -> bool:

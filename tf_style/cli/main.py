@@ -100,7 +100,7 @@ def _main(argv, flag_values, stop_signals: _StopSignals) -> int:
 
 def _main_single(flag_values, config: StyleConfig, stop_signals: _StopSignals) -> int:
     content, style = flag_values.content, flag_values.style
-    if clips.is_video_path(content):
+    if batch_pairs.is_video_path(content):
         return _main_video(flag_values, config, stop_signals)
     output = flag_values.output or cli_flags.default_output(content, style)
     images.check_output_path(output)
@@ -213,8 +213,8 @@ def _main_batch(flag_values, config: StyleConfig, stop_signals: _StopSignals) ->
     written, failed = 0, 0
     reasons = set()  # a bad image fails every pair it is in: its reason is printed once
     log = lambda message: print(message, flush=True)  # noqa: E731
-    videos = [pair for pair in listed if clips.is_video_path(pair.content)]
-    stills = [pair for pair in listed if not clips.is_video_path(pair.content)]
+    videos = [pair for pair in listed if batch_pairs.is_video_path(pair.content)]
+    stills = [pair for pair in listed if not batch_pairs.is_video_path(pair.content)]
 
     def skipped(pair, error, kept=""):
         reason = str(error) if str(error) not in reasons else "as above"

@@ -16,5 +16,5 @@ Conventions shared by the modules:
 - Frame indices count from 0.
 
 OpenCV and imageio-ffmpeg (the `video` extra) are imported only here, and only when first used, so that the
-rest of the package, and `clips.is_video_path`, work without them.
+rest of the package, and `pairs.is_video_path`, work without them.
 """

@@ -23,11 +23,6 @@ from tf_style.errors import UsageError, WriteError
 from tf_style.images import save_image
 from tf_style.video.extra import ffmpeg_executable, opencv
 
-# What ffmpeg and OpenCV decode and users call videos. Not .gif: a GIF given as a content image is read today
-# as a still picture (its first frame), and sending it down the video path instead would change what an
-# existing command does; an animated GIF converts with `ffmpeg -i in.gif out.mp4`.
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
-
 # Containers that take H.264 video and AAC audio (WebM takes neither, AVI no AAC worth playing).
 OUTPUT_VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv")
 
@@ -73,11 +68,6 @@ def uint8_frame(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return frame
     return np.clip(np.rint(frame.astype(np.float32)), 0, 255).astype(np.uint8)
-
-
-def is_video_path(path) -> bool:
-    """Whether a path names a video, by its extension (case-insensitive): one of `VIDEO_EXTENSIONS`."""
-    return os.path.splitext(os.fspath(path))[1].lower() in VIDEO_EXTENSIONS
 
 
 def probe(path) -> VideoInfo:

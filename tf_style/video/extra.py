@@ -1,6 +1,6 @@
 """The `video` extra: OpenCV and the ffmpeg executable, imported when first needed.
 
-Imported lazily so that `import tf_style.video.clips` (the command line asks `is_video_path` of every input)
+Imported lazily so that `import tf_style.video.clips` (the command line does at every start)
 costs nothing and needs nothing, and a missing extra becomes one line that says how to install it.
 """
 

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from tf_style import images
+from tf_style import images, pairs
 from tf_style.api import Stylizer
 from tf_style.config import StyleConfig, scaled_size
 from tf_style.errors import UsageError
@@ -169,7 +169,7 @@ class VideoStylizer:
 def frames_dir_for(output: str) -> str:
     """Where the frames of a run writing `output` go: the folder `output` itself, or for a video file the
     folder beside it, `<output>.frames`, which holds the run's progress until the video is written."""
-    return output + ".frames" if clips.is_video_path(output) else output
+    return output + ".frames" if pairs.is_video_path(output) else output
 
 
 def stylize_video(content: str, style, output: str, config: Optional[StyleConfig] = None, log=print,
