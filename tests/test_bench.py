@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import bench, pytorch_peer
+from benchmarks import bench, pytorch_peer, steps
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
@@ -18,8 +18,8 @@ def test_conv_flops_count_forward_convolutions_at_their_output_size():
                               "float32")
     # block1_conv1 and block1_conv2 at 8x8, block2_conv1 at 4x4 after the pool.
     expected = 2 * 64 * 9 * (3 * 64 + 64 * 64) + 2 * 16 * 9 * 64 * 128
-    assert bench.conv_flops(extractor.model, 8, 8) == expected
-    assert bench.step_flops(extractor.model, 8, 8) == 2 * expected
+    assert steps.conv_flops(extractor.model, 8, 8) == expected
+    assert steps.step_flops(extractor.model, 8, 8) == 2 * expected
 
 
 def test_time_steps_times_fewer_steps_over_budget():
