@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from tf_style.cli.startup import native_stderr_silenced
 from tf_style.errors import UsageError
@@ -45,7 +45,9 @@ with native_stderr_silenced():
     import tensorflow as tf
 
     from benchmarks import pytorch_peer
+    from benchmarks.peaks import PEAK_CONV_SHAPE, PEAK_MATMUL_SIZE, measure_peaks, peak_dtype
     from benchmarks.steps import FLOP_COUNTING, NaiveEagerStep, TfStyleStep, TutorialStep, sample_images
+    from benchmarks.timing import measure_step, time_steps
     from tf_style import api, convolution, export_stylizer, images, vgg
     from tf_style.cli.flags import STYLE_OPTIONS, FlagSpec, config_from, define
     from tf_style.cli.support import Program, require_no_arguments
@@ -56,101 +58,10 @@ with native_stderr_silenced():
 NAME = "benchmarks.bench"
 REGIONS_NAME = "tf_style plan, two regions (masks)"
 
-
-# Operand sizes of the peak measurements: a square matmul, and a VGG-like 3x3 convolution.
-PEAK_MATMUL_SIZE = 2048
-PEAK_CONV_SHAPE = (1, 128, 128, 256)
-
 MEMORY_METHOD = (
     "each size in a fresh child process (multiprocessing, spawn): peak RSS (VmHWM) after importing TensorFlow "
     "and loading the images (start), and after building tf_style's step with the chosen plan and running "
     "3 steps (peak)")
-
-
-def time_steps(step: Callable[[], object], num_steps: int, warmup_steps: int = 3,
-               budget_seconds: Optional[float] = None) -> dict:
-    """Runs `step` (which must wait for its result) `warmup_steps` times untimed, then times it.
-
-    Args:
-        step: one step; it must return only when the work is done (e.g. read a value back).
-        num_steps: how many steps to time.
-        warmup_steps: untimed steps first (tracing, oneDNN primitive caches).
-        budget_seconds: if set, time fewer steps (at least 2) when `num_steps` of the last warm-up step's
-            length would exceed it.
-
-    Returns:
-        {"seconds_per_step": median, "timed_steps": how many were timed, "step_seconds": each one,
-         "cores_used": CPU seconds of this process per wall second while timing}.
-    """
-    last_warmup_seconds = 0.0
-    for _ in range(warmup_steps):
-        start = time.perf_counter()
-        step()
-        last_warmup_seconds = time.perf_counter() - start
-    if budget_seconds is not None and last_warmup_seconds > 0:
-        num_steps = max(min(2, num_steps), min(num_steps, int(budget_seconds / last_warmup_seconds)))
-    durations = []
-    cpu_start = time.process_time()
-    for _ in range(num_steps):
-        start = time.perf_counter()
-        step()
-        durations.append(time.perf_counter() - start)
-    # Below the number of cores, other work on the machine took some of them (or the step does not use them).
-    cores_used = (time.process_time() - cpu_start) / sum(durations) if sum(durations) > 0 else 0.0
-    return {"seconds_per_step": statistics.median(durations), "timed_steps": num_steps,
-            "step_seconds": durations, "cores_used": cores_used}
-
-
-def measure_peaks(precisions: Sequence[str] = ("float32", "bfloat16"), num_steps: int = 10,
-                  warmup_steps: int = 3) -> dict:
-    """The machine's GFLOP/s for a square matmul and a 3x3 convolution, per dtype (the convolution also through
-    PyTorch, when it is installed).
-
-    Returns:
-        {dtype: {"matmul_gflops", "conv_gflops", ["pytorch_conv_gflops",] "peak_gflops" (the largest)}}.
-    """
-    peaks = {}
-    generator = tf.random.Generator.from_seed(0)
-    for dtype in precisions:
-        matrix = tf.cast(generator.normal((PEAK_MATMUL_SIZE, PEAK_MATMUL_SIZE)), dtype)
-        batch, height, width, channels = PEAK_CONV_SHAPE
-        activations = tf.cast(generator.normal(PEAK_CONV_SHAPE), dtype)
-        kernel = tf.cast(generator.normal((3, 3, channels, channels)), dtype)
-        matmul = time_steps(lambda: tf.matmul(matrix, matrix)[0, 0].numpy(), num_steps, warmup_steps)
-        conv = time_steps(lambda: tf.nn.conv2d(activations, kernel, 1, "SAME")[0, 0, 0, 0].numpy(), num_steps,
-                          warmup_steps)
-        matmul_gflops = 2 * PEAK_MATMUL_SIZE ** 3 / matmul["seconds_per_step"] / 1e9
-        conv_gflops = 2 * batch * height * width * 9 * channels * channels / conv["seconds_per_step"] / 1e9
-        peaks[dtype] = {"matmul_gflops": matmul_gflops, "conv_gflops": conv_gflops,
-                        "peak_gflops": max(matmul_gflops, conv_gflops)}
-        if pytorch_peer.available():
-            # The fastest convolution the machine has may be another library's.
-            pytorch_gflops = pytorch_peer.conv_gflops(PEAK_CONV_SHAPE, dtype == "bfloat16", num_steps, warmup_steps)
-            peaks[dtype]["pytorch_conv_gflops"] = pytorch_gflops
-            peaks[dtype]["peak_gflops"] = max(peaks[dtype]["peak_gflops"], pytorch_gflops)
-    return peaks
-
-
-def peak_dtype(dtype_policy: str) -> str:
-    """The dtype whose peak bounds a Keras dtype policy's convolutions: "mixed_bfloat16" -> "bfloat16"."""
-    return keras.DTypePolicy(dtype_policy).compute_dtype
-
-
-def measure_step(name: str, build: Callable[[], object], dtype: str, peaks: dict, num_steps: int,
-                 warmup_steps: int, budget_seconds: Optional[float]) -> dict:
-    """Builds a step (TfStyleStep, TutorialStep or NaiveEagerStep), times it, and rates it against the peak."""
-    step = build()
-    timing = time_steps(step, num_steps, warmup_steps, budget_seconds)
-    flops = step.flops()
-    batch_size = getattr(step, "batch_size", 1)
-    achieved_gflops = flops / timing["seconds_per_step"] / 1e9
-    # A traced step holds its model in a reference cycle: free it before the next, possibly larger, one.
-    del step
-    keras.backend.clear_session()
-    gc.collect()
-    return {"name": name, "dtype": dtype, **timing, "batch_size": batch_size,
-            "seconds_per_image_step": timing["seconds_per_step"] / batch_size, "gflop_per_step": flops / 1e9,
-            "achieved_gflops": achieved_gflops, "fraction_of_peak": achieved_gflops / peaks[dtype]["peak_gflops"]}
 
 
 def peak_rss_mb() -> float:

@@ -16,8 +16,9 @@ from tf_style.cli.startup import native_stderr_silenced
 from tf_style.errors import UsageError
 
 with native_stderr_silenced():
-    from benchmarks.bench import processor_name, parse_sizes, peak_rss_mb, time_steps, write_json
+    from benchmarks.bench import processor_name, parse_sizes, peak_rss_mb, write_json
     from benchmarks.steps import TfStyleStep, sample_images
+    from benchmarks.timing import time_steps
     from tf_style import memory
     from tf_style.cli.flags import FlagSpec
     from tf_style.cli.support import Program, require_no_arguments

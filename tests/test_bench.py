@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import bench, pytorch_peer, steps
+from benchmarks import bench, peaks, pytorch_peer, steps, timing
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
@@ -24,15 +24,15 @@ def test_conv_flops_count_forward_convolutions_at_their_output_size():
 
 def test_time_steps_times_fewer_steps_over_budget():
     calls = []
-    timing = bench.time_steps(lambda: calls.append(1), num_steps=4, warmup_steps=2)
-    assert len(calls) == 6 and timing["timed_steps"] == 4 and len(timing["step_seconds"]) == 4
-    slow = bench.time_steps(lambda: sum(range(200_000)), num_steps=10, warmup_steps=1, budget_seconds=1e-9)
+    timed = timing.time_steps(lambda: calls.append(1), num_steps=4, warmup_steps=2)
+    assert len(calls) == 6 and timed["timed_steps"] == 4 and len(timed["step_seconds"]) == 4
+    slow = timing.time_steps(lambda: sum(range(200_000)), num_steps=10, warmup_steps=1, budget_seconds=1e-9)
     assert slow["timed_steps"] == 2
 
 
 def test_peak_dtype_of_policies():
-    assert bench.peak_dtype("mixed_bfloat16") == "bfloat16"
-    assert bench.peak_dtype("float32") == "float32"
+    assert peaks.peak_dtype("mixed_bfloat16") == "bfloat16"
+    assert peaks.peak_dtype("float32") == "float32"
 
 
 def test_tiny_benchmark_writes_every_number(tmp_path):
