@@ -20,15 +20,12 @@ It prints a table and writes the numbers as JSON. `--served` measures instead wh
 SavedModel costs (`measure_served`), against the same run through the CLI.
 """
 
-import concurrent.futures
 import gc
 import importlib.util
 import json
 import math
-import multiprocessing
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,8 +42,9 @@ with native_stderr_silenced():
     import tensorflow as tf
 
     from benchmarks import pytorch_peer
+    from benchmarks.peak_rss import MEMORY_METHOD, measure_memory
     from benchmarks.peaks import PEAK_CONV_SHAPE, PEAK_MATMUL_SIZE, measure_peaks, peak_dtype
-    from benchmarks.steps import FLOP_COUNTING, NaiveEagerStep, TfStyleStep, TutorialStep, sample_images
+    from benchmarks.steps import FLOP_COUNTING, NaiveEagerStep, TfStyleStep, TutorialStep
     from benchmarks.timing import measure_step, time_steps
     from tf_style import api, convolution, export_stylizer, images, vgg
     from tf_style.cli.flags import STYLE_OPTIONS, FlagSpec, config_from, define
@@ -57,45 +55,6 @@ with native_stderr_silenced():
 
 NAME = "benchmarks.bench"
 REGIONS_NAME = "tf_style plan, two regions (masks)"
-
-MEMORY_METHOD = (
-    "each size in a fresh child process (multiprocessing, spawn): peak RSS (VmHWM) after importing TensorFlow "
-    "and loading the images (start), and after building tf_style's step with the chosen plan and running "
-    "3 steps (peak)")
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB.
-
-    Linux: VmHWM of /proc/self/status, the peak of this process image only. Not ru_maxrss: a child started by
-    fork and exec inherits its parent's peak in it.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    # ru_maxrss is in KiB on Linux, in bytes on macOS.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1024)
-
-
-def _memory_in_this_process(size: int) -> dict:
-    sample_images(size)
-    start_mb = peak_rss_mb()
-    step = TfStyleStep(size)
-    for _ in range(3):
-        step()
-    return {"size": size, "pixels": step.height * step.width, "start_rss_mb": start_mb,
-            "peak_rss_mb": peak_rss_mb()}
-
-
-def measure_memory(size: int) -> dict:
-    """Peak RSS of tf_style's step at `size`, in a fresh child process (see MEMORY_METHOD)."""
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
-        return executor.submit(_memory_in_this_process, size).result()
 
 
 def preset_flags(preset: str) -> list:
