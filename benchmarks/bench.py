@@ -42,6 +42,7 @@ with native_stderr_silenced():
     import tensorflow as tf
 
     from benchmarks import pytorch_peer
+    from benchmarks.cli_runs import last_error_line, preset_flags, time_preset
     from benchmarks.peak_rss import MEMORY_METHOD, measure_memory
     from benchmarks.peaks import PEAK_CONV_SHAPE, PEAK_MATMUL_SIZE, measure_peaks, peak_dtype
     from benchmarks.steps import FLOP_COUNTING, NaiveEagerStep, TfStyleStep, TutorialStep
@@ -55,37 +56,6 @@ with native_stderr_silenced():
 
 NAME = "benchmarks.bench"
 REGIONS_NAME = "tf_style plan, two regions (masks)"
-
-
-def preset_flags(preset: str) -> list:
-    """The flags a flagfile holds, nested flagfiles expanded, in order (for absl the last one wins)."""
-    from absl import flags
-
-    return flags.FlagValues().read_flags_from_files([f"--flagfile={preset}"])
-
-
-def last_error_line(completed: subprocess.CompletedProcess) -> str:
-    """What a failed child process said last on stderr (its one-line error), or its exit status."""
-    error_lines = completed.stderr.strip().splitlines()
-    return error_lines[-1] if error_lines else f"exit status {completed.returncode}"
-
-
-def time_preset(preset: str, size: int, extra_args: Sequence[str] = ()) -> dict:
-    """Wall time of `python -m tf_style.main --flagfile=<preset> --size=<size>`, start-up included."""
-    arguments = ["-m", "tf_style.main", f"--flagfile={preset}", f"--size={size}"]
-    flags_used = preset_flags(preset)  # read now: the file may change while the run takes minutes
-    with tempfile.TemporaryDirectory() as output_dir:
-        output = f"--output={os.path.join(output_dir, 'q.png')}"
-        start = time.perf_counter()
-        completed = subprocess.run([sys.executable, *arguments, output, *extra_args], capture_output=True,
-                                   text=True)
-        wall_seconds = time.perf_counter() - start
-    result = {"preset": preset, "size": size, "flags": flags_used,
-              "command": " ".join(["python", *arguments, "--output=<tmp>/q.png", *extra_args]),
-              "wall_seconds": wall_seconds, "returncode": completed.returncode}
-    if completed.returncode != 0:
-        result["error"] = last_error_line(completed)
-    return result
 
 
 # One served stylization, in a fresh interpreter that imports TensorFlow only (-I), as a server holds the model:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import bench, peaks, pytorch_peer, steps, timing
+from benchmarks import bench, cli_runs, peaks, pytorch_peer, steps, timing
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
@@ -82,7 +82,7 @@ def test_tiny_benchmark_writes_every_number(tmp_path):
 def test_preset_is_timed_through_the_cli(tmp_path):
     preset = tmp_path / "tiny.cfg"
     preset.write_text("# a two-step preset\n--steps=2\n")
-    timing = bench.time_preset(str(preset), 64)
+    timing = cli_runs.time_preset(str(preset), 64)
     assert timing["returncode"] == 0, timing.get("error")
     assert timing["wall_seconds"] > 0 and timing["flags"] == ["--steps=2"]
     assert timing["command"].startswith("python -m tf_style.main --flagfile=")
