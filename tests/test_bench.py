@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import bench, cli_runs, peaks, pytorch_peer, steps, timing
+from benchmarks import bench, cli_runs, peaks, pytorch_peer, report, steps, timing
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
@@ -39,7 +39,7 @@ def test_tiny_benchmark_writes_every_number(tmp_path):
     results = bench.run_benchmark([64], num_steps=1, warmup_steps=1, preset=None, batch_size=2, peer_size=64,
                                   peer_rounds=1, progress=lambda message: None)
     path = tmp_path / "out" / "bench.json"
-    bench.write_json(str(path), results)
+    report.write_json(str(path), results)
     written = json.loads(path.read_text())
     assert os.listdir(path.parent) == ["bench.json"]
 
@@ -59,7 +59,7 @@ def test_tiny_benchmark_writes_every_number(tmp_path):
         assert set(written["pytorch"]["ratios"]) == {"tf_style float32 (its plan) / PyTorch float32",
                                                      f"tf_style plan / PyTorch {_peer_precision()}"}
         assert all(peak["pytorch_conv_gflops"] > 0 for peak in written["peaks"].values())
-        assert "against PyTorch at 64x48, interleaved" in bench.format_report(results)
+        assert "against PyTorch at 64x48, interleaved" in report.format_report(results)
     else:
         assert written["pytorch"] is None
         assert any(reason.startswith("the comparison with PyTorch: torch is not installed")
@@ -75,8 +75,8 @@ def test_tiny_benchmark_writes_every_number(tmp_path):
     assert memory["size"] == 64 and memory["pixels"] == 64 * 48
     assert memory["peak_rss_mb"] >= memory["start_rss_mb"] > 0
 
-    report = bench.format_report(written)
-    assert written["plan"]["reason"] in report and "of peak" in report and "peak memory" in report
+    table = report.format_report(written)
+    assert written["plan"]["reason"] in table and "of peak" in table and "peak memory" in table
 
 
 def test_preset_is_timed_through_the_cli(tmp_path):
