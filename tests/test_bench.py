@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import bench, cli_runs, peaks, pytorch_peer, report, steps, timing
+from benchmarks import bench, cli_runs, peaks, pytorch_peer, report, served, steps, timing
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
@@ -166,10 +166,10 @@ def test_tiny_tiling_benchmark_measures_untiled_and_tiled_in_child_processes(tmp
 
 
 def test_served_row_at_a_tiny_size_records_every_number():
-    results = bench.measure_served([64], extra_flags=["--initial_size=0", "--steps=2"], progress=lambda message: None)
+    results = served.measure_served([64], extra_flags=["--initial_size=0", "--steps=2"], progress=lambda message: None)
     [entry] = results["sizes"]
     assert entry["size"] == 64 and entry["steps_over_all_scales"] == 2
     assert "served_error" not in entry and entry["cli"]["returncode"] == 0, entry
     for key in ("export_seconds", "load_seconds", "first_request_seconds", "second_request_seconds"):
         assert entry[key] > 0, key
-    assert "1st request" in bench.format_served(results)
+    assert "1st request" in served.format_served(results)
