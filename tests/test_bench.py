@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import bench, cli_runs, peaks, pytorch_peer, report, served, steps, timing
+from benchmarks import bench, cli_runs, peaks, pytorch_peer, report, served, steps, throughput, timing
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
@@ -105,7 +105,7 @@ def test_a_bad_flag_is_a_one_line_usage_error():
 def test_throughput_inputs_are_different_photos_of_one_size(tmp_path):
     from PIL import Image
 
-    photos, style = bench.throughput_inputs(str(tmp_path), num_images=3, size=64)
+    photos, style = throughput.throughput_inputs(str(tmp_path), num_images=3, size=64)
     loaded = [np.asarray(Image.open(os.path.join(photos, name))) for name in sorted(os.listdir(photos))]
     assert len(loaded) == 3 and all(photo.shape == (48, 64, 3) for photo in loaded)
     assert not np.array_equal(loaded[0], loaded[1]) and not np.array_equal(loaded[1], loaded[2])
@@ -119,10 +119,10 @@ def test_throughput_report_gives_images_per_minute_of_each_command():
                "cpu_count": 2, "load_average_at_start": 1.0, "load_average_at_end": 2.0, "cli": entry,
                "cli_one_a_step": dict(entry, wall_seconds=144.0, images_per_minute=10.0),
                "beam": dict(entry, wall_seconds=90.0, images_per_minute=16.0)}
-    report = bench.format_throughput(results)
-    assert "batched CLI (4 images a step)" in report and "the same CLI, one image a step" in report
-    assert "Beam DirectRunner, 2 worker processes" in report
-    assert "12.00" in report and "10.00" in report and "16.00" in report
+    table = throughput.format_throughput(results)
+    assert "batched CLI (4 images a step)" in table and "the same CLI, one image a step" in table
+    assert "Beam DirectRunner, 2 worker processes" in table
+    assert "12.00" in table and "10.00" in table and "16.00" in table
 
 
 def test_a_float32_plan_skips_the_float32_row_but_keeps_the_batched_one(monkeypatch):
