@@ -20,13 +20,10 @@ It prints a table and writes the numbers as JSON. `--served` measures instead wh
 SavedModel costs (`measure_served`), against the same run through the CLI.
 """
 
-import gc
 import importlib.util
 import math
 import os
-import statistics
 import sys
-import time
 from typing import Optional, Sequence
 
 from tf_style.cli.startup import native_stderr_silenced
@@ -40,74 +37,19 @@ with native_stderr_silenced():
     from benchmarks.cli_runs import time_preset
     from benchmarks.peak_rss import MEMORY_METHOD, measure_memory
     from benchmarks.peaks import measure_peaks, peak_dtype
+    from benchmarks.pytorch_comparison import compare_with_pytorch
     from benchmarks.report import format_report, processor_name, write_json
     from benchmarks.served import format_served, measure_served
     from benchmarks.steps import FLOP_COUNTING, NaiveEagerStep, TfStyleStep, TutorialStep
     from benchmarks.throughput import format_throughput, measure_throughput
     from benchmarks.timing import measure_step, time_steps
-    from tf_style import convolution, vgg
+    from tf_style import vgg
     from tf_style.cli.flags import FlagSpec
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.device import cpu_has_fast_bfloat16, plan_compute
 
 NAME = "benchmarks.bench"
 REGIONS_NAME = "tf_style plan, two regions (masks)"
-
-
-def compare_with_pytorch(size: int, rounds: int = 10, warmup_steps: int = 3,
-                         progress=lambda message: None) -> dict:
-    """tf_style's steps and PyTorch's at one size, timed interleaved: one step of each in turn, `rounds` times.
-
-    The machine's speed drifts from minute to minute (shared hardware), so only steps timed in the same rounds
-    are compared. Measured: tf_style's plan and PyTorch in the same precision (bfloat16 autocast where the plan
-    is bfloat16), and float32 with the plan's convolution kernels and with each way (`convolution.KERNELS`) for
-    all but the first convolution.
-
-    Returns:
-        {"size", "rounds", "plan", "seconds_per_step": {name: median}, "ratios": {comparison: tf_style / PyTorch},
-         "float32_kernel_plans": {"<first>/<rest>": float32 s/step}}.
-    """
-    plan = plan_compute("auto", "auto")
-    bfloat16_plan = plan.dtype_policy == "mixed_bfloat16"
-    builders = {f"tf_style plan ({plan.dtype_policy})": lambda: TfStyleStep(size, "auto")}
-    float32_plan = plan_compute("float32", "auto")
-    kernel_plans = list(dict.fromkeys([float32_plan.conv_kernels] + [
-        convolution.KernelPlan(float32_plan.conv_kernels.first, way) for way in convolution.KERNELS]))
-    for kernels in kernel_plans:
-        builders[_float32_name(kernels)] = lambda kernels=kernels: TfStyleStep(size, "float32", conv_kernels=kernels)
-    builders["PyTorch float32 channels_last"] = lambda: pytorch_peer.PyTorchStep(size)
-    if bfloat16_plan:
-        builders["PyTorch bfloat16 autocast"] = lambda: pytorch_peer.PyTorchStep(size, bfloat16=True)
-    steps = {}
-    for name, build in builders.items():
-        progress(f"{size} px: building {name}")
-        steps[name] = build()
-        for _ in range(warmup_steps):
-            steps[name]()
-    durations = {name: [] for name in steps}
-    for round_index in range(rounds):
-        progress(f"{size} px: interleaved round {round_index + 1} of {rounds}")
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            durations[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in durations.items()}
-    float32_name = _float32_name(float32_plan.conv_kernels)
-    plan_name = f"tf_style plan ({plan.dtype_policy})"
-    ratios = {"tf_style float32 (its plan) / PyTorch float32": medians[float32_name]
-              / medians["PyTorch float32 channels_last"]}
-    peer_name = "PyTorch bfloat16 autocast" if bfloat16_plan else "PyTorch float32 channels_last"
-    ratios[f"tf_style plan / {peer_name}"] = medians[plan_name] / medians[peer_name]
-    del steps
-    keras.backend.clear_session()
-    gc.collect()
-    return {"size": size, "rounds": rounds, "plan": plan.reason, "seconds_per_step": medians, "ratios": ratios,
-            "float32_kernel_plans": {f"{kernels.first}/{kernels.rest}": medians[_float32_name(kernels)]
-                                     for kernels in kernel_plans}}
-
-
-def _float32_name(kernels) -> str:
-    return f"tf_style float32, convolutions {kernels.first}/{kernels.rest}"
 
 
 def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int = 3,
