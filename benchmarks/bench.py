@@ -1,23 +1,25 @@
 """Benchmark of the train step (issue 5, "close to the machine's limit per step"): `python -m benchmarks.bench`,
-run from the repository's root.
+run from the repository's root. This module holds the flags and `run_benchmark`; each measurement lives in its
+own module.
 
 In one run it measures, at each size (long side, 4:3 images):
 - seconds per step of tf_style's own train step, built as `stylize()` builds it, with the chosen compute plan
-  and with float32;
+  and with float32 (`steps.TfStyleStep`, timed by `timing`);
 - the same with two region masks (`--content_masks`: the top third and the rest, one style each), for what
   guided Gram matrices cost;
 - the same for two baselines: the TensorFlow tutorial recipe ("Neural style transfer": VGG19, float32,
-  `tf.function` without XLA, Adam(0.02) on a [0, 1] image) and a naive eager loop that recomputes the targets
-  every step with tf_style's extractor;
-- the analytical FLOPs of a step and the machine's measured matmul and convolution GFLOP/s, so that each step
-  time is also a fraction of the peak of its precision;
-- the peak resident memory of tf_style's step, each size in a fresh child process;
-- the wall time of a preset (`flags/quality.cfg`) at 512 px through the CLI, start-up included, against the
-  tutorial recipe's 1000 steps, its step timed just before and just after that run;
+  `tf.function` without XLA, Adam(0.02) on a [0, 1] image; `steps.TutorialStep`) and a naive eager loop that
+  recomputes the targets every step with tf_style's extractor (`steps.NaiveEagerStep`);
+- the analytical FLOPs of a step (`steps`) and the machine's measured matmul and convolution GFLOP/s
+  (`peaks`), so that each step time is also a fraction of the peak of its precision;
+- the peak resident memory of tf_style's step, each size in a fresh child process (`peak_rss`);
+- the wall time of a preset (`flags/quality.cfg`) at 512 px through the CLI, start-up included (`cli_runs`),
+  against the tutorial recipe's 1000 steps, its step timed just before and just after that run;
 - with PyTorch installed (`pip install -e '.[bench]'`), tf_style's step against a plain PyTorch loop's on the same
-  CPU, timed interleaved (`compare_with_pytorch`), and PyTorch's convolution in the peak.
-It prints a table and writes the numbers as JSON. `--served` measures instead what one request to the stylizer
-SavedModel costs (`measure_served`), against the same run through the CLI.
+  CPU, timed interleaved (`pytorch_comparison`), and PyTorch's convolution in the peak.
+It prints a table and writes the numbers as JSON (`report`). `--served` measures instead what one request to the
+stylizer SavedModel costs, against the same run through the CLI (`served`); `--throughput`, images per minute of
+the Beam pipeline against the batched CLI (`throughput`).
 """
 
 import importlib.util
