@@ -1,4 +1,4 @@
-"""Benchmark of the train step (issue 5, "close to the machine's limit per step"): `python -m benchmarks.bench`,
+"""Benchmark of the train step (how close to the machine's limit a step runs): `python -m benchmarks.bench`,
 run from the repository's root. This module holds the flags and `run_benchmark`; each measurement lives in its
 own module.
 

@@ -1,4 +1,5 @@
-"""What exactness costs (issue 16): `python -m benchmarks.tiling`, run from the repository's root.
+"""What exactness costs (tiles that give the untiled gradient): `python -m benchmarks.tiling`, run from the
+repository's root.
 
 At each size (long side, 4:3, the bundled pair) it measures tf_style's train step with the chosen compute plan
 untiled and in tiles of --tile_size (`tf_style.tiles`): seconds per step and peak resident memory, each in a

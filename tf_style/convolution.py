@@ -7,7 +7,7 @@ can do the other's work, to float rounding (4e-7 relative in float32):
   kernel's reach, with the kernel flipped in space and its input and output channels swapped;
 - the forward convolution is, the same way, Conv2DBackpropInput run on the input with that flipped kernel.
 Which kernel is faster depends on the CPU, the precision and TensorFlow's build, and not by a little:
-- on one AVX2-only CPU Conv2DBackpropInput took 2.4x Conv2D's time (issue 15: 371 ms against 154 ms at
+- on one AVX2-only CPU Conv2DBackpropInput took 2.4x Conv2D's time (371 ms against 154 ms at
   384x512, 64->64);
 - with oneDNN held to AVX2 on an AVX-512 CPU it is the other way round. Conv2D there hands oneDNN its weights
   in TensorFlow's own layout, which only a generic GEMM kernel takes (285 ms at 192x256, 128->128), while

@@ -232,12 +232,12 @@ class ExportedStylizer(tf.Module):
             return index + 1, result, adam_state, losses
 
         any_images = tf.TensorShape([1, None, None, 3])
+        names = self._objective.names
         _, result, _, losses = tf.while_loop(
             lambda index, *_: index < tf.size(scale_sizes), scale,
-            (tf.constant(0), start_images, core.fresh_adam_state(start_images), core.no_losses(self._objective.names, 1)),
+            (tf.constant(0), start_images, core.fresh_adam_state(start_images), core.no_losses(names, 1)),
             shape_invariants=(tf.TensorShape([]), any_images,
-                              core.AdamState(any_images, any_images, tf.TensorShape([])),
-                              core.any_losses(self._objective.names)),
+                              core.AdamState(any_images, any_images, tf.TensorShape([])), core.any_losses(names)),
             parallel_iterations=1)
         return result[0], losses
 
