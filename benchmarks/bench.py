@@ -23,7 +23,6 @@ the Beam pipeline against the batched CLI (`throughput`).
 """
 
 import importlib.util
-import math
 import os
 import sys
 from typing import Optional, Sequence
@@ -42,10 +41,9 @@ with native_stderr_silenced():
     from benchmarks.pytorch_comparison import compare_with_pytorch
     from benchmarks.report import format_report, processor_name, write_json
     from benchmarks.served import format_served, measure_served
-    from benchmarks.steps import FLOP_COUNTING, NaiveEagerStep, TfStyleStep, TutorialStep
+    from benchmarks.steps import FLOP_COUNTING, NaiveEagerStep, TfStyleStep, TutorialStep, parse_sizes
     from benchmarks.throughput import format_throughput, measure_throughput
     from benchmarks.timing import measure_step, time_steps
-    from tf_style import vgg
     from tf_style.cli.flags import FlagSpec
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.device import cpu_has_fast_bfloat16, plan_compute
@@ -148,23 +146,6 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
         results["preset"]["tutorial_1000_steps_seconds"] = 1000 * (before + after) / 2
     results["machine"]["load_average_at_end"] = os.getloadavg()[0]
     return results
-
-
-def parse_sizes(values: Sequence[str]) -> list:
-    """The --sizes flag's values as long sides in pixels.
-
-    Raises:
-        UsageError: a value is not an integer, or too small for a 4:3 image to reach VGG16's block5.
-    """
-    try:
-        sizes = [int(value) for value in values]
-    except ValueError:
-        raise UsageError(f"--sizes must be integers, got {','.join(values)}") from None
-    smallest = math.ceil(vgg.MIN_INPUT_SIDE * 4 / 3)
-    if not sizes or min(sizes) < smallest:
-        raise UsageError(f"--sizes must each be at least {smallest} (the short side of a 4:3 image must reach "
-                         f"{vgg.MIN_INPUT_SIDE} pixels), got {','.join(values) or 'nothing'}")
-    return sizes
 
 
 FLAGS = (

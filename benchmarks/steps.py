@@ -5,15 +5,17 @@ the library's factories), a naive eager loop (`NaiveEagerStep`) and the TensorFl
 """
 
 import dataclasses
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_style import api, convolution, images, planner
+from tf_style import api, convolution, images, planner, vgg
 from tf_style.config import StyleConfig
 from tf_style.device import plan_compute
+from tf_style.errors import UsageError
 from tf_style.targets import compute_targets
 
 # The layers of the TensorFlow tutorial (VGG19).
@@ -25,6 +27,23 @@ FLOP_COUNTING = (
     "same again for the gradient with respect to the conv's input (the image is what is optimized); no weight "
     "gradients. Gram matrices, pooling, ReLU, losses and Adam are not counted (Grams would add about 6%). The "
     "naive loop is credited with the same work as tf_style's step: recomputing the targets is waste, not work.")
+
+
+def parse_sizes(values: Sequence[str]) -> list:
+    """The --sizes flag's values as long sides in pixels of the sample pair (`sample_images`).
+
+    Raises:
+        UsageError: a value is not an integer, or too small for a 4:3 image to reach VGG16's block5.
+    """
+    try:
+        sizes = [int(value) for value in values]
+    except ValueError:
+        raise UsageError(f"--sizes must be integers, got {','.join(values)}") from None
+    smallest = math.ceil(vgg.MIN_INPUT_SIDE * 4 / 3)
+    if not sizes or min(sizes) < smallest:
+        raise UsageError(f"--sizes must each be at least {smallest} (the short side of a 4:3 image must reach "
+                         f"{vgg.MIN_INPUT_SIDE} pixels), got {','.join(values) or 'nothing'}")
+    return sizes
 
 
 def sample_images(size: int) -> tuple:

@@ -17,10 +17,9 @@ from tf_style.cli.startup import native_stderr_silenced
 from tf_style.errors import UsageError
 
 with native_stderr_silenced():
-    from benchmarks.bench import parse_sizes
     from benchmarks.peak_rss import peak_rss_mb
     from benchmarks.report import processor_name, write_json
-    from benchmarks.steps import TfStyleStep, sample_images
+    from benchmarks.steps import TfStyleStep, parse_sizes, sample_images
     from benchmarks.timing import time_steps
     from tf_style import memory
     from tf_style.cli.flags import FlagSpec

@@ -89,11 +89,11 @@ def test_preset_is_timed_through_the_cli(tmp_path):
 
 
 def test_sizes_are_validated():
-    assert bench.parse_sizes(["256", "512"]) == [256, 512]
+    assert steps.parse_sizes(["256", "512"]) == [256, 512]
     with pytest.raises(UsageError, match="--sizes must be integers"):
-        bench.parse_sizes(["abc"])
+        steps.parse_sizes(["abc"])
     with pytest.raises(UsageError, match="--sizes must each be at least 22"):
-        bench.parse_sizes(["8"])
+        steps.parse_sizes(["8"])
 
 
 def test_a_bad_flag_is_a_one_line_usage_error():
