@@ -25,6 +25,8 @@ loop-carried tensors, not variables: concurrent requests share nothing but the n
 What the export fixes: the network, `learning_rate`, `tv_weight`, the style layers' weights, `style_loss`,
 `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and `average_decay`
 (a preset that sets any of these is an export of its own; the bundled presets differ only in `size` and `steps`).
+The graph does not look for faces (OpenCV's detector is no TensorFlow op): it runs as `face_weight` 0, the
+library's run of a photo without faces.
 The start is the content or, with `init` "noise", the noise that `schedule.noise_start` draws from `seed`, as
 `stylize()` draws it. Where the library reads files with Pillow (EXIF rotation applied) and resizes them with
 Pillow's Lanczos filter (the content to `size`, the style to the size it is seen at), the graph decodes with

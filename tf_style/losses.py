@@ -143,6 +143,27 @@ def content_loss_of_sums(squared_error_sums: dict, target_absolute_sums: dict) -
     return tf.add_n(losses) / len(losses)
 
 
+def masked_content_loss(features: dict, target_features: dict, target_masks: dict) -> tf.Tensor:
+    """`content_loss` inside masks: each layer's squared error weighted by its mask, over the target's absolute
+    sum under the same mask, so the loss does not shrink with the masked area. {layer: [B, H, W, C]}, masks
+    {layer: [B, H, W, 1]} in [0, 1] -> [B]."""
+    return content_loss_of_sums(
+        {name: masked_squared_error_sum(features[name], target, target_masks[name])
+         for name, target in target_features.items()},
+        {name: masked_absolute_sum(target, target_masks[name]) for name, target in target_features.items()})
+
+
+def masked_squared_error_sum(value: tf.Tensor, target: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """`squared_error_sum` with each position weighted by `mask` [B, H, W, 1]: [B, H, W, C] -> [B]."""
+    error = tf.square(tf.cast(value, tf.float32) - tf.cast(target, tf.float32))
+    return tf.reduce_sum(mask * error, axis=[1, 2, 3])
+
+
+def masked_absolute_sum(target: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """`absolute_sum` with each position weighted by `mask` [B, H, W, 1]: [B, H, W, C] -> [B]."""
+    return tf.reduce_sum(mask * tf.abs(tf.cast(target, tf.float32)), axis=[1, 2, 3])
+
+
 def style_loss(features: dict, target_grams: dict, layer_weights: dict) -> tf.Tensor:
     """Weighted sum over style layers of the normalized Gram error: {layer: [B, H, W, C]} -> [B].
 

@@ -98,6 +98,38 @@ class ContentTerm(Term):
         return losses.content_loss_of_sums(sums, absolute_sums)
 
 
+class FaceTerm(Term):
+    """The photo's features inside its faces (`tf_style.faces`): the content loss again, each position weighted
+    by the faces' mask and normalized by the faces' own features (`losses.masked_content_loss`), so that a small
+    face pulls as hard as a large one.
+
+    Targets: {"features": {layer: float32 [B, h, w, C]}, the content images' features; "masks": {layer: float32
+    [B, h, w, 1]}, each image's faces at that layer's size (0 everywhere for an image without faces)}.
+    """
+
+    name = "faces"
+
+    def __init__(self, weight: float, layers: Sequence[str]):
+        super().__init__(weight)
+        self.layers = tuple(layers)
+
+    def loss(self, features, images, targets):
+        return losses.masked_content_loss(features, targets["features"], targets["masks"])
+
+    def tile_targets(self, targets, crop_at):
+        return {part: {name: crop_at(name, target) for name, target in targets[part].items()}
+                for part in ("features", "masks")}
+
+    def tile_sums(self, inner_features, tile_targets):
+        return {name: losses.masked_squared_error_sum(inner_features[name], target, tile_targets["masks"][name])
+                for name, target in tile_targets["features"].items()}
+
+    def loss_of_sums(self, sums, targets, counts):
+        absolute_sums = {name: losses.masked_absolute_sum(target, targets["masks"][name])
+                         for name, target in targets["features"].items()}
+        return losses.content_loss_of_sums(sums, absolute_sums)
+
+
 class _StyleTerm(Term):
     """A style term over `layers`, each weighted by `layer_weights` (`config.balanced_style_layer_weights`)."""
 

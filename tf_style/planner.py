@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, images, masks, memory, pyramid, tiles, vgg
+from tf_style import color, faces, images, masks, memory, pyramid, tiles, vgg
 from tf_style.config import MAX_SEED, StyleConfig, scaled_size, style_seen_size
 from tf_style.device import ComputePlan
 from tf_style.errors import UsageError
@@ -50,6 +50,7 @@ class PreparedPair:
     tile_size: int
     content_masks: Optional[np.ndarray] = None
     style_masks: Optional[list] = None
+    face_mask: Optional[np.ndarray] = None
 
 
 class Planner:
@@ -120,7 +121,8 @@ class Planner:
         """Loads a pair's images at the sizes `plan_pair` gave (`planned`), and its start image."""
         styles = style_list(style)
         height, width, style_shapes = planned.height, planned.width, planned.style_shapes
-        content_image = images.resize(images.load_image(content, "content image"), height, width)
+        photo = images.load_image(content, "content image")
+        content_image = images.resize(photo, height, width)
         style_key = self._style_key(styles)
         if style_key not in self._style_images:
             self._style_images[style_key] = [images.resize(images.load_image(source, "style image"), *shape)
@@ -128,6 +130,8 @@ class Planner:
         style_images = self._style_images[style_key]
         start = start_image(self.config, content_image, style_images)
         prepared = PreparedPair(index, content, content_image, style_images, start, style_key, planned.tile_size)
+        if self.config.face_weight:
+            prepared.face_mask = _face_mask(photo, height, width)
         if self.config.content_masks is not None:
             content_masks, style_masks = self._masks()
             prepared.content_masks = np.stack([masks.resize_masks(mask[None], height, width)[0]
@@ -236,13 +240,31 @@ class Planner:
 def batch_of(prepared: Sequence[PreparedPair], extra_terms: Sequence[Term] = (),
              extra_targets: Optional[dict] = None) -> Batch:
     """The `schedule.Batch` of prepared pairs of one size (`extra_terms`, `extra_targets`: see `Batch`)."""
+    face_masks = None
+    if any(pair.face_mask is not None for pair in prepared):
+        face_masks = np.stack([pair.face_mask if pair.face_mask is not None
+                               else np.zeros(pair.content_image.shape[:2], np.float32) for pair in prepared])
     return Batch(content_images=np.stack([pair.content_image for pair in prepared]),
                  style_images=[pair.style_images for pair in prepared],
                  start_images=np.stack([pair.start_image for pair in prepared]),
                  indices=[pair.index for pair in prepared], style_keys=[pair.style_key for pair in prepared],
                  tile_size=prepared[0].tile_size, content_masks=prepared[0].content_masks,
-                 style_masks=[pair.style_masks for pair in prepared], extra_terms=tuple(extra_terms),
+                 style_masks=[pair.style_masks for pair in prepared], face_masks=face_masks,
+                 extra_terms=tuple(extra_terms),
                  extra_targets=dict(extra_targets or {}))
+
+
+def _face_mask(photo: np.ndarray, height: int, width: int) -> Optional[np.ndarray]:
+    """Where the photo's faces are, at the result's height x width (`faces.face_mask`); None if it has none.
+
+    The faces are searched on the photo as given, where a face has more pixels than in a small result.
+    """
+    boxes = faces.find_faces(photo)
+    if not boxes:
+        return None
+    scale_y, scale_x = height / photo.shape[0], width / photo.shape[1]
+    return faces.face_mask(height, width, [(x * scale_x, y * scale_y, box_width * scale_x, box_height * scale_y)
+                                           for x, y, box_width, box_height in boxes])
 
 
 def tile_size_for(height: int, width: int, style_shapes, config: StyleConfig, plan: ComputePlan) -> int:

@@ -16,8 +16,8 @@ from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory
 from tf_style.features import FeatureExtractor
 from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
-from tf_style.objective import Objective, Term, objective_for
-from tf_style.targets import StyleStatistics, batch_targets, region_statistics, style_statistics
+from tf_style.objective import FaceTerm, Objective, Term, objective_for
+from tf_style.targets import StyleStatistics, batch_targets, face_targets, region_statistics, style_statistics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,9 @@ class Batch:
         style_masks: with `content_masks`, for each content image, a float32 [h, w] mask of each of its style
             images' size (or None), the part of the style its region takes; `style_keys` name the styles with
             these. None: all of each style.
+        face_masks: float32 [B, H, W] in [0, 1] at the output size, where each image's faces are
+            (`tf_style.faces`): the run adds the faces' content term (`objective.FaceTerm`, `config.face_weight`);
+            None: no image has a face, or the term is off.
         extra_terms: loss terms besides the config's (`tf_style.objective`; the video's temporal term), each
             bringing its targets: `extra_targets` {term name: targets at the output size}, which the term resizes
             to each level (`Term.targets_at`).
@@ -53,6 +56,7 @@ class Batch:
     tile_size: int = 0
     content_masks: Optional[np.ndarray] = None
     style_masks: Optional[Sequence[Sequence[Optional[np.ndarray]]]] = None
+    face_masks: Optional[np.ndarray] = None
     extra_terms: Sequence[Term] = ()
     extra_targets: dict = dataclasses.field(default_factory=dict)
 
@@ -184,8 +188,10 @@ class CoarseToFine:
         return images
 
     def objective_of(self, batch: Batch) -> Objective:
-        """The objective of a batch's run: the config's terms and the batch's own (`Batch.extra_terms`)."""
-        return objective_for(self.config).with_terms(*batch.extra_terms)
+        """The objective of a batch's run: the config's terms, the faces' if it has faces, and the batch's own
+        (`Batch.extra_terms`)."""
+        faces = () if batch.face_masks is None else (FaceTerm(self.config.face_weight, self.config.content_layers),)
+        return objective_for(self.config).with_terms(*faces, *batch.extra_terms)
 
     def optimization_at(self, level: pyramid.Level, batch: Batch, images: Optional[np.ndarray] = None,
                         objective: Optional[Objective] = None, keep: bool = False) -> Optimization:
@@ -223,6 +229,8 @@ class CoarseToFine:
                       for index, (key, styles) in enumerate(zip(batch.style_keys, batch.style_images))]
         targets = batch_targets(self.extractor, _at_size(batch.content_images, height, width), statistics,
                                 self.config, grid, content_masks)
+        if batch.face_masks is not None:
+            targets[FaceTerm.name] = face_targets(targets["content"], batch.face_masks)
         targets.update({term.name: term.targets_at(batch.extra_targets[term.name], height, width)
                         for term in batch.extra_terms})
         return targets

@@ -1,7 +1,8 @@
-"""The `video` extra: OpenCV and the ffmpeg executable, imported when first needed.
+"""What video needs beyond TensorFlow: OpenCV (installed with tf_style) and the ffmpeg executable (the `video`
+extra), imported when first needed.
 
-Imported lazily so that `import tf_style.video.clips` (the command line does at every start)
-costs nothing and needs nothing, and a missing extra becomes one line that says how to install it.
+Imported lazily so that `import tf_style.video.clips` (the command line does at every start) costs nothing and
+needs nothing, and a missing package becomes one line that says how to install it.
 """
 
 import os
@@ -24,8 +25,8 @@ def opencv():
     try:
         import cv2
     except ImportError as error:
-        raise UsageError(f"video needs the video extra, and OpenCV is missing ({error}); install it with "
-                         f"{_INSTALL}") from None
+        raise UsageError(f"video needs OpenCV, which tf_style installs, and it is missing ({error}); reinstall "
+                         "tf_style with pip install -e . (or pip install tf_style)") from None
     return cv2
 
 
