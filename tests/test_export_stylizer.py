@@ -28,7 +28,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 import programs
 from bad_inputs import png_header_claiming
 from conftest import gradient_image, stripes_image
-from tf_style import api, export_stylizer, images
+from tf_style import api, export_stylizer, faces, images
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
 from tf_style.convolution import KernelPlan
 from tf_style.errors import UsageError
@@ -36,6 +36,10 @@ from tf_style.errors import UsageError
 OPTIONS = {"size": 64, "initial_size": 48, "initial_steps": 10, "steps": 10}
 EXPORT_SEED = 3
 MAX_PIXELS, MAX_SIZE, MAX_STEPS = 200_000, 128, 60
+ASTRONAUT = os.path.join(api.SAMPLES_DIR, "photos", "astronaut.jpg")
+# A signature called from Python takes every input (TF Serving fills those a request leaves out from the
+# SignatureDef's defaults; tf.saved_model.load's signatures do not).
+NO_FACES = np.zeros((0, 4), np.float32)
 # The largest difference from the library's result, in grey levels of 0..255, and the mean one. Measured on the
 # bundled pair at these options: 0.28 and 0.0038, the final losses 4e-5 apart (relative); at 96 px (scales of
 # 72 and 96): 1.02 and 0.031, 2.2e-4; from NOISE_REQUEST's noise: 0.015 and 0.0006, 1e-7. The first step's
@@ -97,7 +101,7 @@ def small_request(signature: str = "stylize", **inputs) -> tuple:
     else:
         content, style = gradient_image(48, 64), stripes_image(64, 64)
     return signature, {"content": content, "style": style, "size": 48, "steps": 2, "style_weight": 1.0,
-                       "content_weight": 4.0, "init": "content", "seed": 0, **inputs}
+                       "content_weight": 4.0, "init": "content", "seed": 0, "face_boxes": NO_FACES, **inputs}
 
 
 REFUSED = {
@@ -136,6 +140,16 @@ def bundled_pair(size: int) -> tuple:
     content = images.resize(photo, *scaled_size(*photo.shape[:2], size))
     style = images.resize(painting, *style_seen_size(*painting.shape[:2], size))
     return np.rint(content).astype(np.uint8), np.rint(style).astype(np.uint8)
+
+
+def astronaut_pair(size: int) -> tuple:
+    """The bundled astronaut as `stylize()` resizes it to `size` (float pixels, for the pixels signature, which
+    takes them as they are), her face as `stylize()` finds it on the photo (in the resized photo's pixels), and
+    the painting at the size it is seen at."""
+    photo = images.load_image(ASTRONAUT)
+    content = images.resize(photo, *scaled_size(*photo.shape[:2], size))
+    face_boxes = np.array(faces.find_faces(photo), np.float32) * (content.shape[0] / photo.shape[0])
+    return content, face_boxes, bundled_pair(size)[1].astype(np.float32)
 
 
 def signature_def(model_dir: str, signature_name: str):
@@ -207,8 +221,9 @@ def export_and_serve(directory) -> None:
 
     content, style = bundled_pair(OPTIONS["size"])
     noise_content, noise_style = bundled_pair(NOISE_REQUEST["size"])
+    face_content, face_boxes, face_style = astronaut_pair(OPTIONS["size"])
     pair = {"size": OPTIONS["size"], "steps": OPTIONS["steps"], "style_weight": 1.0, "content_weight": 4.0,
-            "init": "content", "seed": EXPORT_SEED}
+            "init": "content", "seed": EXPORT_SEED, "face_boxes": NO_FACES}
     doc_inputs = doc_rest_inputs(model_dir)
     requests = {
         "bundled pair": ("stylize", {**pair, "content": encode_png(content), "style": encode_png(style)}),
@@ -220,6 +235,12 @@ def export_and_serve(directory) -> None:
         "documented body": ("stylize", doc_inputs),
         "documented body at 48 px": ("stylize", {**doc_inputs, "size": 48, "steps": 2}),
         "then a good request": small_request(),
+        # Her face as the library finds it: the faces' term, as stylize() adds it.
+        "astronaut": ("stylize_pixels", {**pair, "content": face_content, "style": face_style,
+                                         "face_boxes": face_boxes}),
+        "astronaut without face boxes": ("stylize_pixels", {**pair, "content": face_content, "style": face_style}),
+        "bad face boxes": ("stylize_pixels", {**pair, "content": face_content, "style": face_style,
+                                              "face_boxes": np.array([[10, 10, 0, 20]], np.float32)}),
     }
     with open(directory / "requests.pickle", "wb") as requests_file:
         pickle.dump(requests, requests_file)
@@ -229,7 +250,8 @@ def export_and_serve(directory) -> None:
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     try:
         expected = {"bundled pair": library_result(content, style, **OPTIONS),
-                    "noise start": library_result(noise_content, noise_style, **{**OPTIONS, **NOISE_REQUEST})}
+                    "noise start": library_result(noise_content, noise_style, **{**OPTIONS, **NOISE_REQUEST}),
+                    "astronaut": library_result(ASTRONAUT, face_style, **OPTIONS)}
         _, stderr = served_process.communicate(timeout=600)
     finally:
         if served_process.poll() is None:
@@ -288,6 +310,16 @@ def test_a_noise_start_is_the_one_stylize_draws_from_the_seed(served, expected):
     assert_close_to_the_library(served["noise start"], expected["noise start"])
 
 
+def test_face_boxes_in_a_request_hold_the_face_as_stylize_does(served, expected):
+    # stylize() finds her face on the photo; a request brings it, and the graph draws the same mask.
+    assert_close_to_the_library(served["astronaut"], expected["astronaut"])
+    assert served["astronaut"]["loss_faces"] > 0
+    # With no boxes the term is there but exactly 0: a photo without faces, as stylize() runs it.
+    without = served["astronaut without face boxes"]
+    assert without["loss_faces"] == 0 and np.abs(without["image"] - served["astronaut"]["image"]).max() > 1
+    assert "face_boxes must be rows of finite" in served["bad face boxes"]
+
+
 def test_requests_over_the_limits_or_malformed_are_invalid_argument_under_a_memory_cap(served):
     for name, (_, message) in REFUSED.items():
         assert isinstance(served[name], str) and message in served[name], (name, served[name])
@@ -304,7 +336,9 @@ def test_the_documented_rest_body_reaches_the_signature(model_dir, served):
 
 def test_the_signature_defs_hold_the_exports_options_as_defaults(model_dir):
     for name in export_stylizer.SIGNATURE_NAMES:
-        defaults = {key: value.item() for key, value in signature_defaults(model_dir, name).items()}
+        defaults = signature_defaults(model_dir, name)
+        assert defaults.pop("face_boxes").shape == (0, 4)  # no faces unless a request brings them
+        defaults = {key: value.item() for key, value in defaults.items()}
         assert defaults == {"size": 64, "steps": 10, "style_weight": 1.0, "content_weight": 4.0, "init": b"content",
                             "seed": EXPORT_SEED}
 
@@ -322,9 +356,10 @@ def test_saved_model_cli_shows_the_signatures(model_dir):
     result = saved_model_cli("show", "--all", "--dir", model_dir)
     assert result.returncode == 0, result.stderr
     options = {"size": ("DT_INT32", "()"), "steps": ("DT_INT32", "()"), "style_weight": ("DT_FLOAT", "()"),
-               "content_weight": ("DT_FLOAT", "()"), "init": ("DT_STRING", "()"), "seed": ("DT_INT64", "()")}
+               "content_weight": ("DT_FLOAT", "()"), "init": ("DT_STRING", "()"), "seed": ("DT_INT64", "()"),
+               "face_boxes": ("DT_FLOAT", "(-1, 4)")}
     outputs = {"image": ("DT_FLOAT", "(-1, -1, 3)"), "image_png_bytes": ("DT_STRING", "()"),
-               **{f"loss_{term}": ("DT_FLOAT", "()") for term in ("content", "style", "tv", "total")}}
+               **{f"loss_{term}": ("DT_FLOAT", "()") for term in ("content", "style", "tv", "faces", "total")}}
     signatures = {}
     for name, body in re.findall(r"signature_def\['(\w+)'\]:\n(.*?)(?=\nsignature_def|\n\S|\Z)", result.stdout,
                                  re.S):
@@ -345,6 +380,7 @@ def test_saved_model_cli_run_stylizes_a_small_image(model_dir, tmp_path):
         return "b'" + "".join(f"\\x{byte:02x}" for byte in data) + "'"
 
     photo = gradient_image(24, 32)
+    # face_boxes left out: the loader fills it from the SignatureDef's default, as TF Serving does.
     expressions = (f"content={literal(encode_png(photo))};style={literal(SMALL_PAINTING)};size=32;steps=1;"
                    "style_weight=1.0;content_weight=4.0;init='content';seed=0")
     result = saved_model_cli("run", "--dir", model_dir, "--tag_set", "serve", "--signature_def", "stylize",

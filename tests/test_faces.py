@@ -45,12 +45,12 @@ def test_a_large_photo_is_searched_smaller_and_its_boxes_are_in_its_own_pixels()
 
 
 def test_the_mask_is_one_on_the_face_and_fades_to_zero_around_it():
-    mask = faces.face_mask(100, 120, [(40, 20, 30, 40)])
+    mask = faces.face_mask(100, 120, [(40, 20, 30, 40)]).numpy()
     assert mask.shape == (100, 120) and mask.dtype == np.float32
     assert mask[40, 55] == 1.0 and mask[0, 0] == 0.0 and mask[95, 5] == 0.0
     column = mask[:, 55]
     assert 0 < column[5] < 1 or 0 < column[8] < 1  # a fade, not a step, above the forehead
-    assert faces.face_mask(10, 10, []).max() == 0.0
+    assert faces.face_mask(10, 10, []).numpy().max() == 0.0
 
 
 def test_the_masked_content_loss_is_the_content_loss_under_a_mask_of_ones_and_ignores_the_rest():

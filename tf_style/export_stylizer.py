@@ -25,8 +25,9 @@ loop-carried tensors, not variables: concurrent requests share nothing but the n
 What the export fixes: the network, `learning_rate`, `tv_weight`, the style layers' weights, `style_loss`,
 `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and `average_decay`
 (a preset that sets any of these is an export of its own; the bundled presets differ only in `size` and `steps`).
-The graph does not look for faces (OpenCV's detector is no TensorFlow op): it runs as `face_weight` 0, the
-library's run of a photo without faces.
+The graph does not look for faces (OpenCV's detector is no TensorFlow op): a request brings them as `face_boxes`
+([N, 4] x, y, width, height in the content's pixels, as `faces.find_faces` gives them; none by default), and the
+faces' term draws its mask from them with the library's `faces.face_mask`.
 The start is the content or, with `init` "noise", the noise that `schedule.noise_start` draws from `seed`, as
 `stylize()` draws it. Where the library reads files with Pillow (EXIF rotation applied) and resizes them with
 Pillow's Lanczos filter (the content to `size`, the style to the size it is seen at), the graph decodes with
@@ -45,20 +46,20 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tf_style import core, export_lib
+from tf_style import core, export_lib, faces
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.features import extractor_for
 from tf_style.pyramid import (pyramid_of, resized, served_level_style_size_of, served_levels, served_size_of,
                               served_style_long_side, served_style_size_of, upsample_with_detail)
 from tf_style.schedule import noise_start
-from tf_style.objective import objective_for
-from tf_style.targets import batch_targets, style_statistics
+from tf_style.objective import FaceTerm, face_term, objective_for
+from tf_style.targets import batch_targets, face_targets, style_statistics
 from tf_style.vgg import MIN_INPUT_SIDE
 
 # A request may ask for a result of at most this long side. One float32 step at 1024x768 holds about 3 GB.
 DEFAULT_MAX_SIZE = 1024
-# ... and for at most this many Adam steps over all its scales (`flags/quality.cfg` takes 431).
+# ... and for at most this many Adam steps over all its scales (`flags/quality.cfg` takes 281).
 DEFAULT_MAX_STEPS = 2000
 
 SIGNATURE_NAMES = ("stylize", "stylize_pixels")
@@ -93,7 +94,10 @@ class ExportedStylizer(tf.Module):
         # In float32 with TensorFlow's own kernels whatever the machine: a served model answers the same on every
         # server, and the library's run with precision="float32" and KernelPlan() is what it is compared with.
         self._extractor = extractor_for(config, "float32")
-        self._objective = objective_for(config)
+        # Every request carries the faces' term if the config has one: with no face boxes its mask is 0 and
+        # its loss and gradient exactly 0, the library's run of a photo without faces.
+        self._faces = bool(config.face_weight)
+        self._objective = objective_for(config).with_terms(*([face_term(config)] if self._faces else []))
         # As export_lib.ExportedFeatureExtractor, for TF Serving's C++ loader (keras-team/keras#19274).
         self.variables_read = [variable.value for variable in self._extractor.model.weights]
         self.max_pixels, self.max_size, self.max_steps = max_pixels, max_size, max_steps
@@ -102,23 +106,26 @@ class ExportedStylizer(tf.Module):
         self._adam = core.Adam(config.learning_rate)
         # Tensors as the functions' defaults: tf.saved_model.save writes them into the SignatureDefs.
         defaults = request_defaults(config)
+        no_faces = tf.zeros([0, 4], tf.float32)  # `face_boxes`: (x, y, width, height) rows, none by default
 
         def stylize(content, style, size=defaults["size"], steps=defaults["steps"],
                     style_weight=defaults["style_weight"], content_weight=defaults["content_weight"],
-                    init=defaults["init"], seed=defaults["seed"]):
+                    init=defaults["init"], seed=defaults["seed"], face_boxes=no_faces):
             """Encoded JPEG or PNG content and style -> {"image_png_bytes", "image", "loss_<term>"}."""
             def decode(data, input_name):
                 return export_lib.decode_image_checked(data, self.max_pixels, input_name)
-            return self._stylize(content, style, decode, size, steps, style_weight, content_weight, init, seed)
+            return self._stylize(content, style, decode, size, steps, style_weight, content_weight, init, seed,
+                                 face_boxes)
 
         def stylize_pixels(content, style, size=defaults["size"], steps=defaults["steps"],
                            style_weight=defaults["style_weight"], content_weight=defaults["content_weight"],
-                           init=defaults["init"], seed=defaults["seed"]):
+                           init=defaults["init"], seed=defaults["seed"], face_boxes=no_faces):
             """[H, W, 3] content and style in [0, 255] -> {"image_png_bytes", "image", "loss_<term>"}."""
             return self._stylize(content, style, self._checked_pixels, size, steps, style_weight, content_weight,
-                                 init, seed)
+                                 init, seed, face_boxes)
 
         option_specs = [tf.TensorSpec([], value.dtype, name=name) for name, value in defaults.items()]
+        option_specs.append(tf.TensorSpec([None, 4], tf.float32, name="face_boxes"))
         self.stylize = tf.function(stylize, input_signature=[
             tf.TensorSpec([], tf.string, name="content"), tf.TensorSpec([], tf.string, name="style"),
             *option_specs])
@@ -148,7 +155,8 @@ class ExportedStylizer(tf.Module):
         with tf.control_dependencies(checks):
             return tf.clip_by_value(image, 0.0, 255.0)
 
-    def _stylize(self, content, style, load, size, steps, style_weight, content_weight, init, seed) -> dict:
+    def _stylize(self, content, style, load, size, steps, style_weight, content_weight, init, seed,
+                 face_boxes) -> dict:
         """Checks the request's options, then loads the images (`load(input, input name)`: bytes or pixels ->
         [H, W, 3]) and runs."""
         option_checks = [
@@ -163,6 +171,10 @@ class ExportedStylizer(tf.Module):
                                                              [style_weight >= 0, content_weight >= 0])),
                                 ["stylize: style_weight", style_weight, "and content_weight", content_weight,
                                  "must be non-negative numbers"]),
+            tf.debugging.Assert(tf.reduce_all(tf.logical_and(tf.math.is_finite(face_boxes), tf.concat(
+                [tf.ones_like(face_boxes[:, :2], tf.bool), face_boxes[:, 2:] > 0], axis=1))),
+                                ["stylize: face_boxes must be rows of finite (x, y, width, height) with a positive "
+                                 "width and height"]),
         ]
         with tf.control_dependencies(option_checks):
             scale_sizes, scale_steps = served_levels(size, steps, self._config)
@@ -176,7 +188,7 @@ class ExportedStylizer(tf.Module):
             content_image = load(content, "content")
             style_image = load(style, "style")
         image, losses = self._coarse_to_fine(content_image, style_image, size, scale_sizes, scale_steps,
-                                             style_weight, content_weight, init, seed)
+                                             style_weight, content_weight, init, seed, face_boxes)
         # The pixels `images.save_image` writes: rounded half to even, as np.rint.
         pixels = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         outputs = {"image": image, "image_png_bytes": tf.io.encode_png(pixels)}
@@ -184,8 +196,9 @@ class ExportedStylizer(tf.Module):
         return outputs
 
     def _coarse_to_fine(self, content, style, size, scale_sizes, scale_steps, style_weight, content_weight, init,
-                        seed):
-        """`CoarseToFine.run` for one [H, W, 3] content and style: (result [H, W, 3], {term: [1]} final losses)."""
+                        seed, face_boxes):
+        """`CoarseToFine.run` for one [H, W, 3] content and style, and the content's faces [N, 4] in its own
+        pixels: (result [H, W, 3], {term: [1]} final losses)."""
         config = self._config
         height, width = served_size_of(tf.shape(content)[0], tf.shape(content)[1], size)
         first_height, first_width = served_size_of(height, width, scale_sizes[0])
@@ -207,6 +220,8 @@ class ExportedStylizer(tf.Module):
             style_images = resized(style[tf.newaxis], style_height, style_width)
         start_images = tf.cond(tf.equal(init, "noise"), lambda: noise_start(height, width, seed)[tf.newaxis],
                                lambda: content_images)
+        to_result = tf.cast(tf.stack([width, height]) / tf.shape(content, out_type=tf.int32)[1::-1], tf.float32)
+        face_masks = faces.face_mask(height, width, face_boxes * tf.tile(to_result, [2]))[tf.newaxis]
 
         def scale(index, images, adam_state, losses):
             long_side = scale_sizes[index]
@@ -216,6 +231,8 @@ class ExportedStylizer(tf.Module):
                                                                                     long_side, size))[0]], config)
             targets = batch_targets(self._extractor, resized(content_images, scale_height, scale_width),
                                     [statistics], config)
+            if self._faces:
+                targets[FaceTerm.name] = face_targets(targets["content"], face_masks)
             if config.scale_detail:
                 start = tf.cond(tf.shape(images)[1] < scale_height,
                                 lambda: upsample_with_detail(images, start_images, scale_height, scale_width,

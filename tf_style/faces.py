@@ -18,6 +18,7 @@ use.
 import functools
 
 import numpy as np
+import tensorflow as tf
 
 # Faces are searched on the photo at most this large (long side, pixels): large enough for a face of a few
 # percent of the picture's height, small enough to take milliseconds on a large photo.
@@ -101,19 +102,22 @@ def _cascade(name: str):
     return cv2.CascadeClassifier(cv2.data.haarcascades + name)
 
 
-def face_mask(height: int, width: int, boxes) -> np.ndarray:
+def face_mask(height, width, boxes) -> tf.Tensor:
     """Where the faces are: float32 [height, width] in [0, 1], 1 inside each face's ellipse, fading to 0 at
     its rim (so the term's pull has no edge for the optimization to draw), 0 elsewhere.
 
+    TensorFlow ops, so that the served graph draws the same mask from the face boxes a request brings.
+
     Args:
-        boxes: faces as `find_faces` gives them, in pixels of a height x width image.
+        height, width: the mask's size (ints, or scalar tensors in a graph).
+        boxes: faces as `find_faces` gives them, in pixels of a height x width image: [N, 4] (x, y, width,
+            height), a list or a tensor; N may be 0.
     """
-    rows, columns = np.mgrid[:height, :width].astype(np.float32)
-    mask = np.zeros((height, width), np.float32)
-    for x, y, box_width, box_height in boxes:
-        center_x, center_y = x + box_width / 2, y + box_height / 2
-        squared_distance = (((columns + 0.5 - center_x) / (_ELLIPSE_WIDTH * box_width)) ** 2
-                            + ((rows + 0.5 - center_y) / (_ELLIPSE_HEIGHT * box_height)) ** 2)
-        fade = (_ZERO_OUTSIDE - squared_distance) / (_ZERO_OUTSIDE - _FULL_INSIDE)
-        mask = np.maximum(mask, np.clip(fade, 0.0, 1.0))
-    return mask
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    rows = tf.cast(tf.range(height), tf.float32)[None, :, None] + 0.5
+    columns = tf.cast(tf.range(width), tf.float32)[None, None, :] + 0.5
+    x, y, box_width, box_height = (each[:, None, None] for each in tf.unstack(boxes, num=4, axis=1))
+    squared_distance = (((columns - (x + box_width / 2)) / (_ELLIPSE_WIDTH * box_width)) ** 2
+                        + ((rows - (y + box_height / 2)) / (_ELLIPSE_HEIGHT * box_height)) ** 2)
+    fade = tf.clip_by_value((_ZERO_OUTSIDE - squared_distance) / (_ZERO_OUTSIDE - _FULL_INSIDE), 0.0, 1.0)
+    return tf.reduce_max(tf.concat([tf.zeros([1, height, width]), fade], axis=0), axis=0)

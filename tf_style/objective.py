@@ -311,6 +311,11 @@ def objective_for(config: StyleConfig) -> Objective:
                       TotalVariationTerm(config.tv_weight)])
 
 
+def face_term(config: StyleConfig) -> FaceTerm:
+    """The faces' term that `config` asks for, added to a run whose photo has faces (`tf_style.faces`)."""
+    return FaceTerm(config.face_weight, config.content_layers)
+
+
 def _positions(features: tf.Tensor) -> tf.Tensor:
     """The number of positions of [B, h, w, C] features, float32."""
     return tf.cast(tf.shape(features)[1] * tf.shape(features)[2], tf.float32)

@@ -264,7 +264,7 @@ def _face_mask(photo: np.ndarray, height: int, width: int) -> Optional[np.ndarra
         return None
     scale_y, scale_x = height / photo.shape[0], width / photo.shape[1]
     return faces.face_mask(height, width, [(x * scale_x, y * scale_y, box_width * scale_x, box_height * scale_y)
-                                           for x, y, box_width, box_height in boxes])
+                                           for x, y, box_width, box_height in boxes]).numpy()
 
 
 def tile_size_for(height: int, width: int, style_shapes, config: StyleConfig, plan: ComputePlan) -> int:

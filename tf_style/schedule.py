@@ -16,7 +16,7 @@ from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory
 from tf_style.features import FeatureExtractor
 from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
-from tf_style.objective import FaceTerm, Objective, Term, objective_for
+from tf_style.objective import FaceTerm, Objective, Term, face_term, objective_for
 from tf_style.targets import StyleStatistics, batch_targets, face_targets, region_statistics, style_statistics
 
 
@@ -190,7 +190,7 @@ class CoarseToFine:
     def objective_of(self, batch: Batch) -> Objective:
         """The objective of a batch's run: the config's terms, the faces' if it has faces, and the batch's own
         (`Batch.extra_terms`)."""
-        faces = () if batch.face_masks is None else (FaceTerm(self.config.face_weight, self.config.content_layers),)
+        faces = () if batch.face_masks is None else (face_term(self.config),)
         return objective_for(self.config).with_terms(*faces, *batch.extra_terms)
 
     def optimization_at(self, level: pyramid.Level, batch: Batch, images: Optional[np.ndarray] = None,

@@ -144,14 +144,14 @@ def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
     return {"content": {name: content_features[name] for name in config.content_layers}, "style": style}
 
 
-def face_targets(content_targets: dict, face_masks: np.ndarray) -> dict:
+def face_targets(content_targets: dict, face_masks) -> dict:
     """The targets of the faces' term (`objective.FaceTerm`): the content targets {layer: [B, h, w, C]}, and
-    each image's face mask float32 [B, H, W] averaged down to each layer's positions, [B, h, w, 1]."""
-    masks_at = {}
-    for name, features in content_targets.items():
-        masks_at[name] = tf.image.resize(tf.constant(face_masks[..., None], tf.float32), features.shape[1:3],
-                                         method="area")
-    return {"features": dict(content_targets), "masks": masks_at}
+    each image's face mask float32 [B, H, W] (an array or a tensor) averaged down to each layer's positions,
+    [B, h, w, 1]."""
+    masks = tf.convert_to_tensor(face_masks, tf.float32)[..., tf.newaxis]
+    return {"features": dict(content_targets),
+            "masks": {name: tf.image.resize(masks, tf.shape(features)[1:3], method="area")
+                      for name, features in content_targets.items()}}
 
 
 def compute_targets(extractor: FeatureExtractor, content_image: np.ndarray, style_images: Sequence[np.ndarray],
