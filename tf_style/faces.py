@@ -64,10 +64,12 @@ def find_faces(image: np.ndarray) -> list:
         pixels = cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
                             interpolation=cv2.INTER_AREA)
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    colour = cv2.cvtColor(pixels, cv2.COLOR_RGB2YCrCb)
-    in_colour = np.percentile(np.abs(colour[..., 1:].astype(np.float32) - 128), 99) > _GREY_CHROMA
     found = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
         grey, scaleFactor=_SCALE_FACTOR, minNeighbors=_MIN_NEIGHBORS, minSize=(_MIN_FACE_SIDE, _MIN_FACE_SIDE))
+    if len(found) == 0:  # most photos, and every frame of most videos: no colour conversion for them
+        return []
+    colour = cv2.cvtColor(pixels, cv2.COLOR_RGB2YCrCb)
+    in_colour = np.percentile(np.abs(colour[..., 1:].astype(np.float32) - 128), 99) > _GREY_CHROMA
     kept = [box for box in found if _has_an_eye(grey, box) and (not in_colour or _is_skin(colour, box))]
     boxes = [tuple(round(value / scale) for value in box) for box in kept]
     return sorted(boxes, key=lambda box: box[2] * box[3], reverse=True)

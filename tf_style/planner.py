@@ -69,6 +69,7 @@ class Planner:
         self.config = config
         self.plan = plan
         self._log = log
+        self._first_level = pyramid.pyramid_of(config).first
         self._style_sources = {}  # style key -> the styles it names, kept alive (see `_style_key`)
         self._style_images = {}  # style key -> the styles loaded at the size they are seen, loaded once
         self._upscaled_styles = set()  # the styles said to be seen upscaled at the first levels
@@ -89,7 +90,7 @@ class Planner:
         height, width = scaled_size(*image_size(content, "content image"), config.size)
         if config.content_masks is not None:
             self._check_masks(len(styles), height, width)
-        first_level = pyramid.pyramid_of(config).first
+        first_level = self._first_level
         smallest_side = min(first_level.size_of(height, width))
         if smallest_side < vgg.MIN_INPUT_SIDE:
             raise UsageError(f"--size={config.size} (first scale {first_level.long_side}) makes the result "
@@ -175,16 +176,15 @@ class Planner:
                 raise UsageError(f"--{name} has {len(given)} masks for {num_styles} --style images; give one mask "
                                  "per style, in the same order")
         content_masks, _ = self._masks()
-        first_size = pyramid.pyramid_of(config).first.size_of(height, width)
+        first_size = self._first_level.size_of(height, width)
         for index, mask in enumerate(content_masks):
             self._require_region(mask, first_size, "--content_masks", index, "of the photo")
 
     def _check_style_masks(self, style_shapes: list) -> None:
         """Refuses a style mask that leaves its painting no region at the first level."""
-        first_level = pyramid.pyramid_of(self.config).first
         for index, (mask, shape) in enumerate(zip(self._masks()[1], style_shapes)):
             if mask is not None:
-                first_size = first_level.style_size_of(*shape)
+                first_size = self._first_level.style_size_of(*shape)
                 self._require_region(mask, first_size, "--style_masks", index, "of its painting")
 
     def _require_region(self, mask: np.ndarray, size: tuple, flag: str, index: int, of_what: str) -> None:
@@ -216,9 +216,8 @@ class Planner:
             style_sizes: each style's (height, width) as given.
             style_long_side: the long side the styles are asked to be seen at, at the last level.
         """
-        first_level = pyramid.pyramid_of(self.config).first
         for style, size in zip(styles, style_sizes):
-            asked = scaled_size(*size, first_level.style_long_side_of(style_long_side))
+            asked = scaled_size(*size, self._first_level.style_long_side_of(style_long_side))
             name = describe(style)
             if min(asked) < vgg.MIN_INPUT_SIDE and name not in self._upscaled_styles:
                 self._upscaled_styles.add(name)
