@@ -171,8 +171,8 @@ class ExportedStylizer(tf.Module):
                                                              [style_weight >= 0, content_weight >= 0])),
                                 ["stylize: style_weight", style_weight, "and content_weight", content_weight,
                                  "must be non-negative numbers"]),
-            tf.debugging.Assert(tf.reduce_all(tf.logical_and(tf.math.is_finite(face_boxes), tf.concat(
-                [tf.ones_like(face_boxes[:, :2], tf.bool), face_boxes[:, 2:] > 0], axis=1))),
+            tf.debugging.Assert(tf.logical_and(tf.reduce_all(tf.math.is_finite(face_boxes)),
+                                               tf.reduce_all(face_boxes[:, 2:] > 0)),
                                 ["stylize: face_boxes must be rows of finite (x, y, width, height) with a positive "
                                  "width and height"]),
         ]
@@ -220,8 +220,10 @@ class ExportedStylizer(tf.Module):
             style_images = resized(style[tf.newaxis], style_height, style_width)
         start_images = tf.cond(tf.equal(init, "noise"), lambda: noise_start(height, width, seed)[tf.newaxis],
                                lambda: content_images)
-        to_result = tf.cast(tf.stack([width, height]) / tf.shape(content, out_type=tf.int32)[1::-1], tf.float32)
-        face_masks = faces.face_mask(height, width, face_boxes * tf.tile(to_result, [2]))[tf.newaxis]
+        face_masks = None
+        if self._faces:  # the request's boxes are in the content's pixels: moved to the result's
+            to_result = tf.cast(tf.stack([width, height]) / tf.shape(content, out_type=tf.int32)[1::-1], tf.float32)
+            face_masks = faces.face_mask(height, width, face_boxes * tf.tile(to_result, [2]))[tf.newaxis]
 
         def scale(index, images, adam_state, losses):
             long_side = scale_sizes[index]
