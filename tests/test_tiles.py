@@ -140,12 +140,23 @@ def test_the_tiled_gradient_of_a_scaled_loss_is_the_scaled_untiled_gradient(extr
 
 
 def test_a_tiled_mixed_float16_run_follows_the_untiled_one():
-    """Measured: 1.9 levels apart after 4 steps at a learning rate of 1 (float16 rounding in both)."""
+    """float16 rounds the features and gradients of the two runs differently (the tiles' sums are added in another
+    order). No single pixel has a bound smaller than what Adam allows any pixel: its first steps move each pixel by
+    about the learning rate whichever way its gradient points, so a pixel whose gradient is within rounding of
+    zero may go either way, and which pixels those are depends on the CPU's kernels (measured: 1.2 levels apart
+    at most on an AVX2 CPU, 1.9 on an AMX one, 3.2 on an AVX-512 BF16 one). So the bound on a pixel is the one
+    Adam gives, 2 x steps x learning rate, and what is held is the mean: the tiled run moves the image as the
+    untiled one does, its mean difference a small fraction of the mean movement (measured 0.4% on AVX2). A tiled
+    step that got a term wrong moves every pixel differently."""
     content, style = gradient_image(96, 128), stripes_image(96, 96)
-    options = dict(size=128, initial_size=0, steps=4, precision="mixed_float16", learning_rate=1.0)
+    steps, learning_rate = 4, 1.0
+    options = dict(size=128, initial_size=0, steps=steps, precision="mixed_float16", learning_rate=learning_rate)
     untiled = tf_style.stylize(content, style, **options)
     tiled = tf_style.stylize(content, style, tile_size=64, **options)
-    assert np.isfinite(tiled).all() and np.abs(untiled - tiled).max() <= 3.0
+    assert np.isfinite(tiled).all()
+    difference = np.abs(untiled - tiled)
+    assert difference.max() <= 2 * steps * learning_rate
+    assert difference.mean() <= 0.05 * np.abs(untiled - content.astype(np.float32)).mean()
 
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
