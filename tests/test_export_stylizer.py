@@ -359,7 +359,8 @@ def test_saved_model_cli_shows_the_signatures(model_dir):
                "content_weight": ("DT_FLOAT", "()"), "init": ("DT_STRING", "()"), "seed": ("DT_INT64", "()"),
                "face_boxes": ("DT_FLOAT", "(-1, 4)")}
     outputs = {"image": ("DT_FLOAT", "(-1, -1, 3)"), "image_png_bytes": ("DT_STRING", "()"),
-               **{f"loss_{term}": ("DT_FLOAT", "()") for term in ("content", "style", "tv", "faces", "total")}}
+               **{f"loss_{term}": ("DT_FLOAT", "()") for term in ("content", "style", "tv", "palette", "faces",
+                                                                        "total")}}
     signatures = {}
     for name, body in re.findall(r"signature_def\['(\w+)'\]:\n(.*?)(?=\nsignature_def|\n\S|\Z)", result.stdout,
                                  re.S):

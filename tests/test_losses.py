@@ -215,3 +215,70 @@ def test_wasserstein_matches_the_closed_form_for_a_mean_shift():
     second_moment = tf.reduce_sum(target_mean ** 2) + tf.linalg.trace(target_covariance)[0]
     expected = tf.sqrt((1.0 + 4.0 + 0.25) * second_moment) / 3
     np.testing.assert_allclose(_wasserstein(style + shift, style).numpy(), [expected.numpy()], rtol=2e-3)
+
+
+def test_palette_directions_are_unit_vectors_on_a_hemisphere_starting_with_grey():
+    directions = losses.palette_directions(16).numpy()
+    assert directions.shape == (16, 3)
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(directions[0], [3 ** -0.5] * 3, rtol=1e-6)
+    assert (directions @ np.ones(3) > 0).all()  # one of each opposite pair: the hemisphere around grey
+
+
+def test_quantiles_by_hand():
+    values = tf.constant([[0.0, 10.0, 20.0, 30.0]])
+    # Four values at the midpoints of four quantiles are themselves; two midpoints (1/4 and 3/4) fall halfway
+    # between the first two and the last two.
+    np.testing.assert_allclose(losses.quantiles(values, 4).numpy(), values.numpy())
+    np.testing.assert_allclose(losses.quantiles(values, 2).numpy(), [[5.0, 25.0]])
+    # Eight midpoints: positions (i + 1/2) / 8 * 4 - 1/2, clipped to the ends.
+    np.testing.assert_allclose(losses.quantiles(values, 8).numpy(),
+                               [[0.0, 2.5, 7.5, 12.5, 17.5, 22.5, 27.5, 30.0]])
+
+
+def test_the_transport_map_by_hand():
+    # Source quantiles 0, 10, 20 go to 100, 200, 400; between them linearly, beyond them to the outermost.
+    values = tf.constant([[[5.0, 15.0, -3.0, 25.0, 10.0]]])
+    mapped = losses.transport_map(values, tf.constant([[[0.0, 10.0, 20.0]]]), tf.constant([[[100.0, 200.0, 400.0]]]))
+    np.testing.assert_allclose(mapped.numpy(), [[[150.0, 300.0, 100.0, 400.0, 200.0]]])
+
+
+def test_the_palette_loss_of_one_colour_against_another_by_hand():
+    painting = tf.fill([1, 40, 60, 3], 1.0) * tf.constant([200.0, 40.0, 30.0])
+    photo = tf.fill([2, 30, 20, 3], 1.0) * tf.constant([90.0, 100.0, 110.0])
+    directions = losses.palette_directions(losses.PALETTE_DIRECTIONS).numpy()
+    expected = np.mean((directions @ np.array([90.0 - 200.0, 100.0 - 40.0, 110.0 - 30.0])) ** 2)
+    loss = losses.palette_loss(photo, losses.palette_quantiles(painting)).numpy()
+    np.testing.assert_allclose(loss, [expected, expected], rtol=1e-5)
+
+
+def test_the_palette_loss_sees_colours_not_where_they_are():
+    # A painting's own pixels in another order, and the painting at another size, have its palette.
+    painting = tf.random.stateless_uniform([1, 64, 48, 3], seed=[7, 8], maxval=255.0)
+    shuffled = tf.reshape(tf.random.experimental.stateless_shuffle(tf.reshape(painting, [-1, 3]), seed=[9, 10]),
+                          [1, 48, 64, 3])
+    palette = losses.palette_quantiles(painting)
+    mismatch = losses.palette_loss(painting * 0.5, palette)[0]
+    assert losses.palette_loss(painting, palette)[0] < 1e-3 * mismatch
+    assert losses.palette_loss(shuffled, palette)[0] < 1e-2 * mismatch
+    larger = tf.image.resize(painting, [128, 96], method="nearest")
+    assert losses.palette_loss(larger, palette)[0] < 1e-2 * mismatch
+
+
+def test_the_palette_loss_of_a_large_image_is_measured_on_a_view_of_bounded_size():
+    images = tf.random.stateless_uniform([1, 300, 1000, 3], seed=[1, 1], maxval=255.0)
+    view = losses.palette_view(images, losses.PALETTE_LONG_SIDE)
+    assert tuple(view.shape) == (1, 77, losses.PALETTE_LONG_SIDE, 3)
+    small = tf.random.stateless_uniform([1, 30, 50, 3], seed=[1, 2], maxval=255.0)
+    np.testing.assert_allclose(losses.palette_view(small, losses.PALETTE_LONG_SIDE).numpy(), small.numpy(),
+                               atol=1e-4)
+
+
+def test_the_palette_gradient_pulls_each_pixel_towards_the_colour_of_its_rank():
+    # A grey ramp under a red palette: every pixel's gradient says "redder" (less of the loss with more red).
+    ramp = tf.Variable(tf.tile(tf.linspace(50.0, 150.0, 32)[None, :, None, None], [1, 1, 32, 3]))
+    red = tf.fill([1, 32, 32, 3], 1.0) * tf.constant([220.0, 30.0, 30.0])
+    with tf.GradientTape() as tape:
+        loss = losses.palette_loss(ramp, losses.palette_quantiles(red))
+    gradient = tape.gradient(loss, ramp).numpy()
+    assert (gradient[..., 0] < 0).all() and (gradient[..., 1] > 0).all() and (gradient[..., 2] > 0).all()

@@ -85,6 +85,10 @@ class StyleConfig:
         "detector), normalized by their area so that a small face keeps its eyes, nose and mouth as well as a "
         "large one; the rest of the photo is painted as without it. 0 turns it off.")
     tv_weight: float = _option(2.0, "Weight of the total-variation loss (smoothness); 0 turns it off.")
+    palette_weight: float = _option(
+        4.0, "Weight of the palette loss, which pulls the distribution of the result's colours to the painting's "
+        "(a sliced Wasserstein distance; each pixel keeps its rank, so light and dark stay where they are). Raise it "
+        "for more of the painting's colours; 0 turns it off. Not used with --content_masks.")
     content_layers: tuple = _option(DEFAULT_CONTENT_LAYERS, "VGG layers for the content loss, from: "
                                     f"{', '.join(vgg.VGG19.conv_layers)} (VGG16 has no block3-5_conv4).",
                                     builds_the_network=True)
@@ -187,7 +191,7 @@ class StyleConfig:
             raise UsageError(f"--save_every must be 0 (never) or a positive number of steps, got {self.save_every}")
         if not _is_finite_number(self.learning_rate) or self.learning_rate <= 0:
             raise UsageError(f"--learning_rate must be a positive number, got {self.learning_rate}")
-        for name in ("content_weight", "style_weight", "face_weight", "tv_weight", "temporal_weight"):
+        for name in ("content_weight", "style_weight", "face_weight", "tv_weight", "palette_weight", "temporal_weight"):
             value = getattr(self, name)
             if not _is_finite_number(value) or value < 0:
                 raise UsageError(f"--{name} must be a non-negative number, got {value}")

@@ -8,8 +8,8 @@ Signatures (tag `serve`):
   (the seed's is `--seed`, or 0 without one: a served request gives the same result every time, where the
   command line draws a seed). Outputs: `image_png_bytes` (string scalar, the result as a PNG file; TF
   Serving's REST API base64-encodes an output whose name ends in `_bytes`), `image` (float32 [H, W, 3] RGB in
-  [0, 255]) and the final step's weighted losses `loss_total`, `loss_content`, `loss_style`, `loss_tv`
-  (float32 scalars).
+  [0, 255]) and the final step's weighted losses `loss_total`, `loss_content`, `loss_style`, `loss_tv`,
+  `loss_palette` (float32 scalars).
 - `stylize_pixels`: the same, with `content` and `style` as float32 [H, W, 3] RGB tensors in [0, 255].
 
 Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the levels of
@@ -22,9 +22,10 @@ result `core.result`. The loss is `objective.objective_for(config)`'s terms on t
 float32 and with TensorFlow's own convolution kernels. The image, Adam's moments and the average are
 loop-carried tensors, not variables: concurrent requests share nothing but the network's weights.
 
-What the export fixes: the network, `learning_rate`, `tv_weight`, the style layers' weights, `style_loss`,
-`style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and `average_decay`
-(a preset that sets any of these is an export of its own; the bundled presets differ only in `size` and `steps`).
+What the export fixes: the network, `learning_rate`, `tv_weight`, `palette_weight`, the style layers' weights,
+`style_loss`, `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and
+`average_decay` (a preset that sets any of these is an export of its own; the bundled presets differ only in
+`size` and `steps`).
 The graph does not look for faces (OpenCV's detector is no TensorFlow op): a request brings them as `face_boxes`
 ([N, 4] x, y, width, height in the content's pixels, as `faces.find_faces` gives them; none by default), and the
 faces' term draws its mask from them with the library's `faces.face_mask`.

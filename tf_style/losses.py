@@ -32,6 +32,12 @@ _EPSILON = 1e-8
 # Newton-Schulz iterations for the per-step covariance square root of the Wasserstein style loss.
 STEP_SQRT_ITERATIONS = 8
 
+# The palette term's measure (`palette_loss`): how many directions in RGB it compares the colours along, how many
+# quantiles of each a painting's palette is kept as, and the long side the image is seen at.
+PALETTE_DIRECTIONS = 16
+PALETTE_QUANTILES = 256
+PALETTE_LONG_SIDE = 256
+
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     """Channel co-activations averaged over positions, in float32: [B, H, W, C] -> [B, C, C].
@@ -316,3 +322,106 @@ def wasserstein_style_loss_of_moments(means: dict, covariances: dict, target_mea
         per_channel_distance = tf.sqrt(tf.maximum(squared_distance, 0.0) * second_moment + _EPSILON) / num_channels
         losses.append(layer_weights[name] * per_channel_distance)
     return tf.add_n(losses)
+
+
+def palette_directions(count: int) -> tf.Tensor:
+    """`count` unit directions in RGB spread evenly over a hemisphere (a Fibonacci lattice), the first one
+    grey (1, 1, 1) / sqrt(3): float32 [count, 3]. Fixed, so that a run is reproducible; a direction and its
+    opposite see the same distribution, so a hemisphere covers every one."""
+    indices = tf.range(count, dtype=tf.float32)
+    heights = 1.0 - indices / count  # cos of the angle from grey, in (0, 1]
+    radii = tf.sqrt(1.0 - tf.square(heights))
+    angles = indices * 2.399963229728653  # the golden angle, in radians
+    local = tf.stack([radii * tf.cos(angles), radii * tf.sin(angles), heights], axis=1)
+    # Rotate the lattice's pole (0, 0, 1) onto grey: an orthonormal basis whose third axis is grey.
+    basis = tf.constant([[1 / 2**0.5, -1 / 2**0.5, 0.0],
+                         [1 / 6**0.5, 1 / 6**0.5, -2 / 6**0.5],
+                         [1 / 3**0.5, 1 / 3**0.5, 1 / 3**0.5]])
+    return tf.linalg.matmul(local, basis)
+
+
+def palette_view(images: tf.Tensor, max_long_side: int) -> tf.Tensor:
+    """Images shrunk (antialiased) so that the long side is at most `max_long_side`: [B, H, W, 3] -> [B, h, w, 3].
+    A palette is a property of regions, not of single pixels; at a bounded size its cost does not grow with the
+    image, and its gradient still reaches every pixel."""
+    images = tf.cast(images, tf.float32)
+    size = tf.cast(tf.shape(images)[1:3], tf.float32)
+    scale = tf.minimum(1.0, max_long_side / tf.reduce_max(size))
+    view_size = tf.maximum(1, tf.cast(tf.round(size * scale), tf.int32))
+    return tf.image.resize(images, view_size, method="bilinear", antialias=True)
+
+
+def palette_projections(view: tf.Tensor, directions: tf.Tensor) -> tf.Tensor:
+    """The colours of each image projected on each direction, in pixel order: [B, h, w, 3], [K, 3] ->
+    [B, K, h * w]."""
+    shape = tf.shape(view)
+    pixels = tf.reshape(view, [shape[0], shape[1] * shape[2], 3])
+    return tf.transpose(tf.linalg.matmul(pixels, directions, transpose_b=True), [0, 2, 1])
+
+
+def quantiles(sorted_values: tf.Tensor, count) -> tf.Tensor:
+    """`count` quantiles, at the midpoints (i + 1/2) / count, of values sorted along the last axis, by linear
+    interpolation: [..., N] -> [..., count]."""
+    size = tf.shape(sorted_values)[-1]
+    positions = ((tf.range(count, dtype=tf.float32) + 0.5) / tf.cast(count, tf.float32) * tf.cast(size, tf.float32)
+                 - 0.5)
+    positions = tf.clip_by_value(positions, 0.0, tf.cast(size - 1, tf.float32))
+    below = tf.cast(tf.floor(positions), tf.int32)
+    above = tf.minimum(below + 1, size - 1)
+    fraction = positions - tf.floor(positions)
+    return ((1.0 - fraction) * tf.gather(sorted_values, below, axis=-1)
+            + fraction * tf.gather(sorted_values, above, axis=-1))
+
+
+def transport_map(values: tf.Tensor, source_quantiles: tf.Tensor, target_quantiles: tf.Tensor) -> tf.Tensor:
+    """Where the monotone map that carries one distribution onto another in one dimension takes `values`:
+    linear between matching quantiles, constant beyond the outermost. values [B, K, N], quantiles [B, K, Q] (the
+    target's may be [1, K, Q]) -> [B, K, N]."""
+    target_quantiles = tf.broadcast_to(target_quantiles, tf.shape(source_quantiles))
+    count = tf.shape(source_quantiles)[-1]
+    above = tf.clip_by_value(tf.searchsorted(source_quantiles, values, side="left"), 1, count - 1)
+    below = above - 1
+
+    def at(quantile_values, indices):
+        return tf.gather(quantile_values, indices, batch_dims=2)
+
+    fraction = tf.clip_by_value(tf.math.divide_no_nan(values - at(source_quantiles, below),
+                                                      at(source_quantiles, above) - at(source_quantiles, below)),
+                                0.0, 1.0)
+    return at(target_quantiles, below) + fraction * (at(target_quantiles, above) - at(target_quantiles, below))
+
+
+def palette_quantiles(images: tf.Tensor) -> tf.Tensor:
+    """A palette: the colours of images along each of `palette_directions(PALETTE_DIRECTIONS)`, at
+    `PALETTE_QUANTILES` quantiles: [B, H, W, 3] in [0, 255] -> [B, K, Q] in grey levels."""
+    directions = palette_directions(PALETTE_DIRECTIONS)
+    projections = palette_projections(palette_view(images, PALETTE_LONG_SIDE), directions)
+    return quantiles(tf.sort(projections, axis=-1), PALETTE_QUANTILES)
+
+
+def palette_loss(images: tf.Tensor, target_quantiles: tf.Tensor) -> tf.Tensor:
+    """How far the colours of images are from a palette: along each direction, the mean squared distance, in grey
+    levels, from each pixel's projection to where the monotone transport map onto the palette takes it (a sliced
+    2-Wasserstein distance, squared; Rabin et al. 2011), the map held fixed in the gradient as in Risser et al.
+    (2017)'s histogram loss.
+
+    A Gram matrix of shallow features constrains colours only through their second moments, mixed with the
+    texture's; this compares the whole distribution of colours along each direction, so a painting's palette is
+    taken as a painting's (a few dominant hues) rather than as an average tint. The map is monotone, so the
+    photo's light and dark stay where they are, and linear between quantiles, so pixels of nearly the same colour
+    go to nearly the same colour. Pulling each pixel to the painting's colour of its exact rank instead (sorting
+    both) hands nearly equal pixels (a flat sky's) colours in an order that rounding decides: the served graph,
+    which adds the same sums in another order, then ended 4.6 grey levels from `stylize()` at 64 px (mean 0.35)
+    where with the map it ends 0.25 away (mean 0.009), as without a palette term.
+
+    Args:
+        images: [B, H, W, 3] in [0, 255], seen as `palette_quantiles` sees them.
+        target_quantiles: the palette, `palette_quantiles` of the painting, [1 or B, K, Q].
+    Returns:
+        [B]
+    """
+    directions = palette_directions(PALETTE_DIRECTIONS)
+    projections = palette_projections(palette_view(images, PALETTE_LONG_SIDE), directions)
+    own_quantiles = quantiles(tf.sort(projections, axis=-1), PALETTE_QUANTILES)
+    destinations = tf.stop_gradient(transport_map(projections, own_quantiles, target_quantiles))
+    return tf.reduce_mean(tf.square(projections - destinations), axis=[1, 2])

@@ -208,6 +208,19 @@ class TotalVariationTerm(Term):
         return losses.total_variation_loss(images)
 
 
+class PaletteTerm(Term):
+    """The painting's palette: the sliced Wasserstein distance between the image's colours and the painting's
+    (`losses.palette_loss`).
+
+    Targets: float32 [B, K, Q], each image's style's palette (`losses.palette_quantiles`).
+    """
+
+    name = "palette"
+
+    def loss(self, features, images, targets):
+        return losses.palette_loss(images, targets)
+
+
 class TemporalTerm(Term):
     """Temporal consistency for video (Ruder et al. 2016): the squared difference, in grey levels, between the
     image and earlier results carried onto it along the optical flow, where the flow can be trusted.
@@ -299,7 +312,7 @@ class Objective:
 
 def objective_for(config: StyleConfig) -> Objective:
     """The terms that `config` asks for: content, style (Gram, Wasserstein, or with `content_masks` guided by
-    the regions) and TV."""
+    the regions), TV, and the palette unless its weight is 0 or regions take their styles' palettes apart."""
     style_arguments = (config.style_weight, config.style_layers, config.balanced_style_layer_weights)
     if config.content_masks is not None:
         style = GuidedStyleTerm(*style_arguments)
@@ -307,8 +320,10 @@ def objective_for(config: StyleConfig) -> Objective:
         style = WassersteinStyleTerm(*style_arguments)
     else:
         style = GramStyleTerm(*style_arguments)
+    palette = ([PaletteTerm(config.palette_weight)]
+               if config.palette_weight and config.content_masks is None else [])
     return Objective([ContentTerm(config.content_weight, config.content_layers), style,
-                      TotalVariationTerm(config.tv_weight)])
+                      TotalVariationTerm(config.tv_weight), *palette])
 
 
 def face_term(config: StyleConfig) -> FaceTerm:

@@ -30,12 +30,14 @@ class StyleStatistics(NamedTuple):
         region_present: with region masks, {layer: float32 [1, R]}: 1 where the style of region r has
             statistics at that layer (a style mask can leave none at a deep layer), else 0; then `grams` are
             {layer: [1, R, C, C]}, one per region. Empty without region masks.
+        palette: float32 [1, K, Q], the style's colours (`losses.palette_quantiles`); None with region masks.
     """
 
     grams: dict
     means: dict
     covariance_roots: dict
     region_present: dict = {}
+    palette: Optional[tf.Tensor] = None
 
 
 def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndarray], config: StyleConfig,
@@ -77,7 +79,10 @@ def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndar
                 w * (cov + (m - means[name])[:, :, None] * (m - means[name])[:, None, :])
                 for w, (_, m, cov) in zip(weights, layer_moments)])
             roots[name] = losses.sqrtm_eigh(covariance)
-    return StyleStatistics(grams, means, roots)
+    # The blend of palettes that are quantile functions is their weighted mean: in one dimension, the
+    # Wasserstein barycentre of the styles' colours.
+    palette = tf.add_n([w * losses.palette_quantiles(image[None]) for w, image in zip(weights, style_images)])
+    return StyleStatistics(grams, means, roots, palette=palette)
 
 
 def region_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndarray],
@@ -116,8 +121,9 @@ def _moments(features: tf.Tensor, with_mean_and_covariance: bool) -> tuple:
 def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
                   statistics: Sequence[StyleStatistics], config: StyleConfig,
                   grid: tiles.TileGrid = None, content_masks: Optional[np.ndarray] = None) -> dict:
-    """The targets of a batch's content and style terms (`tf_style.objective`): {"content": {layer: float32
-    [B, h, w, C]}, the features of float32 [B, H, W, 3] images; "style": each image's statistics, stacked}.
+    """The targets of a batch's content, style and palette terms (`tf_style.objective`): {"content": {layer:
+    float32 [B, h, w, C]}, the features of float32 [B, H, W, 3] images; "style": each image's statistics,
+    stacked; "palette": each image's style's palette, [B, K, Q], without region masks}.
 
     Args:
         grid: compute the content features tile by tile (`tf_style.tiles`); None: the whole image at once.
@@ -133,15 +139,17 @@ def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
         layers = getattr(statistics[0], field)
         return {name: tf.concat([getattr(each, field)[name] for each in statistics], axis=0) for name in layers}
 
+    targets = {"content": {name: content_features[name] for name in config.content_layers}}
     if content_masks is None:
-        style = ({"means": stacked("means"), "covariance_roots": stacked("covariance_roots")}
-                 if config.style_loss == "wasserstein" else {"grams": stacked("grams")})
+        targets["style"] = ({"means": stacked("means"), "covariance_roots": stacked("covariance_roots")}
+                            if config.style_loss == "wasserstein" else {"grams": stacked("grams")})
+        targets["palette"] = tf.concat([each.palette for each in statistics], axis=0)
     else:
         present = stacked("region_present")
         seen = masks.layer_masks(content_masks, config.network, config.style_layers, config.mask_mode)
-        style = {"grams": stacked("grams"),
-                 "masks": {name: seen[name][None] * present[name][:, :, None, None] for name in config.style_layers}}
-    return {"content": {name: content_features[name] for name in config.content_layers}, "style": style}
+        targets["style"] = {"grams": stacked("grams"), "masks": {
+            name: seen[name][None] * present[name][:, :, None, None] for name in config.style_layers}}
+    return targets
 
 
 def face_targets(content_targets: dict, face_masks) -> dict:
