@@ -45,6 +45,8 @@ _UNINTERRUPTED = {}  # results of uninterrupted runs, by options
     (dict(steps=3, initial_size=32, initial_steps=3), 5),  # scales 32, 45, 64 px: in the middle of the second
     (dict(steps=3, initial_size=32, initial_steps=3), 3),  # at the end of the first scale, before the second starts
     (dict(steps=4, size=128, tile_size=64), 2),  # in tiles: 2 x 2 of 64 px
+    # L-BFGS's history is checkpointed with the image: the resumed steps take the curvature the run had learnt.
+    (dict(steps=3, initial_size=32, initial_steps=3, optimizer="lbfgs"), 5),
 ])
 def test_a_resumed_run_ends_with_the_same_image_as_an_uninterrupted_one(tmp_path, options, stop_at):
     content, style = gradient_image(48, 64), stripes_image(64, 64)

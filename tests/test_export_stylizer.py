@@ -392,6 +392,18 @@ def test_saved_model_cli_run_stylizes_a_small_image(model_dir, tmp_path):
     assert np.abs(image - photo).mean() > 0.5  # painted, not the photo given back
 
 
+def test_a_served_lbfgs_run_paints_what_stylize_paints():
+    """--optimizer=lbfgs exports too: the served graph's while_loop carries L-BFGS's history as it carries Adam's
+    moments (in process: the served process above tests what a SavedModel is)."""
+    options = {"size": 48, "initial_size": 0, "initial_steps": None, "steps": 8, "optimizer": "lbfgs"}
+    content, style = bundled_pair(48)
+    stylizer = export_stylizer.ExportedStylizer(StyleConfig(**options), MAX_PIXELS, MAX_SIZE, MAX_STEPS)
+    answer = stylizer.stylize_pixels(tf.constant(content, tf.float32), tf.constant(style, tf.float32), 48, 8, 1.0,
+                                     4.0, "content", 0, tf.constant(NO_FACES))
+    assert_close_to_the_library({name: value.numpy() for name, value in answer.items()},
+                                library_result(content, style, **options))
+
+
 @pytest.mark.parametrize("options, message", [({"init": "style_colors"}, "starts from the content or from noise"),
                                               ({"original_colors": True}, "the result's own colours")])
 def test_the_python_api_refuses_what_the_graph_cannot_do(options, message, tmp_path):

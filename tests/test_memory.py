@@ -27,6 +27,16 @@ def test_the_memory_estimate_grows_with_the_pixels_and_the_layers():
     assert memory.activations_per_pixel(vgg.VGG16, ("block2_conv1",)) == 64 + 64 + 128 / 4
 
 
+def test_lbfgs_history_is_counted_at_the_output_size_untiled_and_tiled():
+    """16 more float32 RGB images than Adam's state (an iterate, a gradient and 2 x 8 changes, less 2 moments)."""
+    extra = 16 * 12 * 768 * 1024
+    adam = memory.estimate_peak_bytes(768, 1024, vgg.VGG16, LAYERS, "float32")
+    assert memory.estimate_peak_bytes(768, 1024, vgg.VGG16, LAYERS, "float32", optimizer="lbfgs") == adam + extra
+    tiled = [memory.estimate_tiled_peak_bytes(768, 1024, 256, 32, vgg.VGG16, LAYERS, DEFAULT_CONTENT_LAYERS, "float32",
+                                              optimizer) for optimizer in ("adam", "lbfgs")]
+    assert tiled[1] == tiled[0] + extra
+
+
 def test_a_2048_pixel_result_fits_in_24_gib():
     for dtype in ("float32", "bfloat16"):
         memory.require_fits(1536, 2048, [(1280, 2048)], vgg.VGG16, LAYERS, dtype, available=22 * GiB)

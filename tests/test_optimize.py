@@ -99,16 +99,18 @@ def test_warm_start_carries_adams_moments_rescaled_to_the_larger_scale(extractor
     small_targets = compute_targets(extractor, gradient_image(24, 32), stripes_image(32, 32), CONFIG)
     small = Optimization(extractor, small_targets, gradient_image(24, 32)[None], CONFIG)
     small.run(3)
-    small.first_moment.assign(tf.fill(small.first_moment.shape, 0.5))
-    small.second_moment.assign(tf.fill(small.second_moment.shape, 0.25))
+    small_state = small.optimizer_variables
+    small_state.first_moment.assign(tf.fill(small_state.first_moment.shape, 0.5))
+    small_state.second_moment.assign(tf.fill(small_state.second_moment.shape, 0.25))
     large = Optimization(extractor, targets, gradient_image(48, 64)[None], CONFIG)
-    large.warm_start(core.upsampled_adam_state(small.adam_state(), 48, 64))
+    large.warm_start(core.Adam(1.0).carried_up(small.optimizer_state(), 48, 64))
     # Four times the pixels: a mean loss's gradient per pixel is a quarter, its square a sixteenth.
-    np.testing.assert_allclose(large.first_moment.numpy(), np.full((1, 48, 64, 3), 0.5 / 4), rtol=1e-5)
-    np.testing.assert_allclose(large.second_moment.numpy(), np.full((1, 48, 64, 3), 0.25 / 16), rtol=1e-5)
-    assert int(large.iterations.numpy()) == 3
+    large_state = large.optimizer_variables
+    np.testing.assert_allclose(large_state.first_moment.numpy(), np.full((1, 48, 64, 3), 0.5 / 4), rtol=1e-5)
+    np.testing.assert_allclose(large_state.second_moment.numpy(), np.full((1, 48, 64, 3), 0.25 / 16), rtol=1e-5)
+    assert int(large_state.iterations.numpy()) == 3
     large.run(2)
-    assert int(large.iterations.numpy()) == 5 and large.train_step.experimental_get_tracing_count() == 1
+    assert int(large_state.iterations.numpy()) == 5 and large.train_step.experimental_get_tracing_count() == 1
 
 
 def test_compute_plan_follows_the_cpu(monkeypatch, tmp_path):

@@ -23,6 +23,7 @@ POOLING_MODES = ("max", "avg")
 INIT_MODES = ("content", "noise", "style_noise", "style_colors")
 PADDING_MODES = ("zero", "replicate", "reflect")
 STYLE_LOSSES = ("gram", "wasserstein")
+OPTIMIZERS = ("adam", "lbfgs")
 XLA_MODES = ("auto", "true", "false")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 MASK_MODES = ("inside", "simple")
@@ -75,8 +76,13 @@ class StyleConfig:
     flag table says the same) says what it does. Values are validated on construction."""
 
     size: int = _option(512, "Long side of the result in pixels.")
-    steps: int = _option(25, "Adam steps at the last scale (or the only one).")
-    learning_rate: float = _option(5.0, "Adam step size, in pixel values (the image is in [0, 255]).")
+    steps: int = _option(25, "Optimizer steps (evaluations of the network and its gradient) at the last scale (or "
+                         "the only one).")
+    optimizer: str = _option("adam", "adam, or lbfgs (limited-memory BFGS without line search, as "
+                             "jcjohnson/neural-style runs it: the output is its last iterate, not an average).",
+                             choices=OPTIMIZERS)
+    learning_rate: float = _option(5.0, "Step size, in pixel values (the image is in [0, 255]): Adam's, or the "
+                                   "size of L-BFGS's first step at each scale.")
     content_weight: float = _option(4.0, "Weight of the content loss, whose pull grows with the result's drift "
                                          "from the photo. Raise it to keep more of the photo.")
     style_weight: float = _option(1.0, "Weight of the style loss. Raise it for more paint.")
@@ -87,7 +93,8 @@ class StyleConfig:
     tv_weight: float = _option(2.0, "Weight of the total-variation loss (smoothness); 0 turns it off.")
     palette_weight: float = _option(
         4.0, "Weight of the palette loss, which pulls the distribution of the result's colours to the painting's "
-        "(a sliced Wasserstein distance; each pixel keeps its rank, so light and dark stay where they are). Raise it "
+        "(a sliced Wasserstein distance; a monotone map along each colour direction, so light and dark stay in "
+        "order). Raise it "
         "for more of the painting's colours; 0 turns it off. Not used with --content_masks.")
     content_layers: tuple = _option(DEFAULT_CONTENT_LAYERS, "VGG layers for the content loss, from: "
                                     f"{', '.join(vgg.VGG19.conv_layers)} (VGG16 has no block3-5_conv4).",
@@ -121,18 +128,19 @@ class StyleConfig:
         "mask only downsampled with the pooling).", choices=MASK_MODES)
     initial_size: int = _option(128, "Long side of the first scale of a coarse-to-fine run; scales grow by at "
                                 "most sqrt(2) up to --size. 0: one scale at --size.")
-    initial_steps: Optional[int] = _option(100, "Adam steps at the first scale; the scales between take a "
+    initial_steps: Optional[int] = _option(100, "Steps at the first scale; the scales between take a "
                                            "geometric interpolation of --initial_steps and --steps (the same "
                                            "value as --steps: that many at each scale).")
     warm_start_optimizer: bool = _option(
         True, "Start Adam at each scale after the first from the previous scale's moments, upsampled (less noise "
-        "at the start of a scale); --nowarm_start_optimizer starts it from zero.")
+        "at the start of a scale); --nowarm_start_optimizer starts it from zero. L-BFGS starts each scale afresh.")
     scale_detail: float = _option(
         1.0, "Each scale after the first starts from the previous result upsampled plus this much of the photo's "
         "(the start image's) detail at the new scale; 0: the bare upsampled result, which grows a grid-like "
         "texture.")
     average_decay: float = _option(0.99, "The output is an exponential moving average of the image with this "
-                                   "decay (removes Adam's pixel noise); 0 outputs the last step's image.")
+                                   "decay (removes Adam's pixel noise); 0 outputs the last step's image, as "
+                                   "--optimizer=lbfgs always does.")
     original_colors: bool = _option(False, "Keep the content's colours; take only the luminance from the result.",
                                     changes_the_result=False)
     weights: str = _option("imagenet", "The network and its weights: imagenet (VGG19 trained on ImageNet, as Gatys "
@@ -208,6 +216,7 @@ class StyleConfig:
                     f"--style_layer_weights must be non-negative numbers, not all zero, got {list(weights)}")
             object.__setattr__(self, "style_layer_weights", tuple(float(w) for w in weights))
         _require_choice("style_loss", self.style_loss, STYLE_LOSSES)
+        _require_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.style_blend_weights is not None:
             blend = tuple(self.style_blend_weights)
             if any(not _is_finite_number(w) or w < 0 for w in blend) or sum(blend) <= 0:

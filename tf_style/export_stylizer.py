@@ -15,14 +15,14 @@ Signatures (tag `serve`):
 Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the levels of
 `pyramid.pyramid_of(config)` and their steps, computed in the graph from the request's `size` and `steps`
 (`pyramid.served_levels`); the style seen at each scale's size; each scale started from the last result
-upsampled plus the photo's detail, with Adam's state carried up (`core.upsampled_adam_state`); each scale's steps are
-`core.run_steps`, a `tf.while_loop` around `core.step`, the very step the library's train step calls, and its
+upsampled plus the photo's detail, with the optimizer's state carried up (`carried_up`: Adam's moments
+rescaled, L-BFGS afresh); each scale's steps are `core.run_steps`, a `tf.while_loop` around `core.step`, the very step the library's train step calls, and its
 result `core.result`. The loss is `objective.objective_for(config)`'s terms on targets from
 `targets.style_statistics` and `targets.batch_targets`, with the network of `features.extractor_for`, in
-float32 and with TensorFlow's own convolution kernels. The image, Adam's moments and the average are
+float32 and with TensorFlow's own convolution kernels. The image, the optimizer's state and the average are
 loop-carried tensors, not variables: concurrent requests share nothing but the network's weights.
 
-What the export fixes: the network, `learning_rate`, `tv_weight`, `palette_weight`, the style layers' weights,
+What the export fixes: the network, `optimizer`, `learning_rate`, `tv_weight`, `palette_weight`, the style layers' weights,
 `style_loss`, `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and
 `average_decay` (a preset that sets any of these is an export of its own; the bundled presets differ only in
 `size` and `steps`).
@@ -60,7 +60,7 @@ from tf_style.vgg import MIN_INPUT_SIDE
 
 # A request may ask for a result of at most this long side. One float32 step at 1024x768 holds about 3 GB.
 DEFAULT_MAX_SIZE = 1024
-# ... and for at most this many Adam steps over all its scales (`flags/quality.cfg` takes 281).
+# ... and for at most this many steps over all its scales (`flags/quality.cfg` takes 281).
 DEFAULT_MAX_STEPS = 2000
 
 SIGNATURE_NAMES = ("stylize", "stylize_pixels")
@@ -104,7 +104,7 @@ class ExportedStylizer(tf.Module):
         self.max_pixels, self.max_size, self.max_steps = max_pixels, max_size, max_steps
         # A style of a normal shape is seen with its long side at `size` * `style_scale`.
         self.max_style_pixels = max(MIN_INPUT_SIDE, round(max_size * max(1.0, config.style_scale))) ** 2
-        self._adam = core.Adam(config.learning_rate)
+        self._optimizer = core.optimizer_named(config.optimizer, config.learning_rate)
         # Tensors as the functions' defaults: tf.saved_model.save writes them into the SignatureDefs.
         defaults = request_defaults(config)
         no_faces = tf.zeros([0, 4], tf.float32)  # `face_boxes`: (x, y, width, height) rows, none by default
@@ -226,7 +226,9 @@ class ExportedStylizer(tf.Module):
             to_result = tf.cast(tf.stack([width, height]) / tf.shape(content, out_type=tf.int32)[1::-1], tf.float32)
             face_masks = faces.face_mask(height, width, face_boxes * tf.tile(to_result, [2]))[tf.newaxis]
 
-        def scale(index, images, adam_state, losses):
+        optimizer = self._optimizer
+
+        def scale(index, images, optimizer_state, losses):
             long_side = scale_sizes[index]
             scale_height, scale_width = served_size_of(height, width, long_side)
             statistics = style_statistics(
@@ -244,28 +246,28 @@ class ExportedStylizer(tf.Module):
             else:
                 start = resized(images, scale_height, scale_width)
             if config.warm_start_optimizer:
-                adam_state = tf.cond(index > 0, lambda: core.upsampled_adam_state(adam_state, scale_height,
+                optimizer_state = tf.cond(index > 0, lambda: optimizer.carried_up(optimizer_state, scale_height,
                                                                                   scale_width),
-                                     lambda: core.fresh_adam_state(start))
+                                          lambda: optimizer.fresh_state(start))
             else:
-                adam_state = core.fresh_adam_state(start)
-            result, adam_state, losses = self._optimize(start, adam_state, targets, scale_steps[index],
-                                                        style_weight, content_weight)
-            return index + 1, result, adam_state, losses
+                optimizer_state = optimizer.fresh_state(start)
+            result, optimizer_state, losses = self._optimize(start, optimizer_state, targets, scale_steps[index],
+                                                             style_weight, content_weight)
+            return index + 1, result, optimizer_state, losses
 
         any_images = tf.TensorShape([1, None, None, 3])
         names = self._objective.names
         _, result, _, losses = tf.while_loop(
             lambda index, *_: index < tf.size(scale_sizes), scale,
-            (tf.constant(0), start_images, core.fresh_adam_state(start_images), core.no_losses(names, 1)),
-            shape_invariants=(tf.TensorShape([]), any_images,
-                              core.AdamState(any_images, any_images, tf.TensorShape([])), core.any_losses(names)),
+            (tf.constant(0), start_images, optimizer.fresh_state(start_images), core.no_losses(names, 1)),
+            shape_invariants=(tf.TensorShape([]), any_images, optimizer.state_shapes(any_images),
+                              core.any_losses(names)),
             parallel_iterations=1)
         return result[0], losses
 
-    def _optimize(self, images, adam_state, targets, num_steps, style_weight, content_weight):
-        """`Optimization.run` for `num_steps` steps from `images` [1, h, w, 3] and `core.AdamState`: (the
-        level's result, Adam's state, {term: [1]} the last losses), by `core.run_steps`."""
+    def _optimize(self, images, optimizer_state, targets, num_steps, style_weight, content_weight):
+        """`Optimization.run` for `num_steps` steps from `images` [1, h, w, 3] and the optimizer's state: (the
+        level's result, the optimizer's state, {term: [1]} the last losses), by `core.run_steps`."""
         def losses_and_gradient(images):
             with tf.GradientTape() as tape:
                 tape.watch(images)
@@ -273,10 +275,10 @@ class ExportedStylizer(tf.Module):
                 total = tf.reduce_sum(losses["total"])
             return losses, tape.gradient(total, images)
 
-        decay = self._config.average_decay
-        state, losses = core.run_steps(core.start_level(images, adam_state), num_steps, losses_and_gradient,
-                                       self._adam, decay, self._objective.names)
-        return core.result(state, num_steps, decay), state.adam, losses
+        decay = core.output_decay(self._optimizer, self._config.average_decay)
+        state, losses = core.run_steps(core.start_level(images, optimizer_state), num_steps, losses_and_gradient,
+                                       self._optimizer, decay, self._objective.names)
+        return core.result(state, num_steps, decay), state.optimizer_state, losses
 
     def _weighted_losses(self, images, targets, style_weight, content_weight) -> dict:
         """The objective's losses with the request's weights: {term: [1]}."""

@@ -30,6 +30,7 @@ import os
 from typing import Optional, Sequence
 
 from tf_style import vgg
+from tf_style.core import LBFGS
 from tf_style.errors import UsageError
 
 # Resident memory of the process with TensorFlow loaded and VGG16 built, before any image-sized tensor.
@@ -50,6 +51,10 @@ FORWARD_ONLY_FRACTION = 0.5
 # docs/print-size.md.
 TILED_IMAGE_BYTES_PER_PIXEL = 320
 
+# Float32 RGB images (12 bytes a pixel) an optimizer keeps beyond what the figures above were calibrated with,
+# Adam's two moments: L-BFGS keeps its last iterate and gradient and two histories of changes instead.
+EXTRA_STATE_IMAGES = {"adam": 0, "lbfgs": 2 + 2 * LBFGS.history_size - 2}
+
 
 def activations_per_pixel(network: vgg.Network, layer_names: Sequence[str]) -> float:
     """VGG activation values per input pixel, through the deepest of `layer_names`.
@@ -62,7 +67,7 @@ def activations_per_pixel(network: vgg.Network, layer_names: Sequence[str]) -> f
 
 
 def estimate_peak_bytes(height: int, width: int, network: vgg.Network, layer_names: Sequence[str], compute_dtype: str,
-                        style_shapes: Sequence[tuple] = (), batch_size: int = 1) -> int:
+                        style_shapes: Sequence[tuple] = (), batch_size: int = 1, optimizer: str = "adam") -> int:
     """Estimated peak resident memory of a stylization at `height` x `width` (the largest scale).
 
     Args:
@@ -71,9 +76,11 @@ def estimate_peak_bytes(height: int, width: int, network: vgg.Network, layer_nam
         compute_dtype: "float32", "bfloat16" or "float16", or a Keras dtype policy ("mixed_bfloat16").
         style_shapes: (height, width) of each style image as the network sees it at the largest scale.
         batch_size: how many images of this size are optimized together.
+        optimizer: `config.optimizer`, whose state is kept at the output size.
     """
     return int(BASE_BYTES + _bytes_per_pixel(network, layer_names, compute_dtype)
-               * _train_step_pixels(height, width, style_shapes, batch_size))
+               * _train_step_pixels(height, width, style_shapes, batch_size)
+               + 12 * EXTRA_STATE_IMAGES[optimizer] * batch_size * height * width)
 
 
 def _bytes_per_pixel(network: vgg.Network, layer_names: Sequence[str], compute_dtype: str) -> float:
@@ -87,13 +94,14 @@ def _train_step_pixels(height: int, width: int, style_shapes: Sequence[tuple], b
 
 
 def estimate_tiled_peak_bytes(height: int, width: int, tile_size: int, margin: int, network: vgg.Network,
-                              layer_names: Sequence[str], content_layers: Sequence[str], compute_dtype: str) -> int:
+                              layer_names: Sequence[str], content_layers: Sequence[str], compute_dtype: str,
+                              optimizer: str = "adam") -> int:
     """Estimated peak resident memory of a run at `height` x `width` optimized in tiles of `tile_size` with
     `margin`: the full-size state, and the train step of the largest padded tile (a tile is within 16 px of
     `tile_size`; the margin is cut where the image ends)."""
     padded_pixels = (min(height, tile_size + 16 + 2 * margin) * min(width, tile_size + 16 + 2 * margin))
-    return int(BASE_BYTES + _tiled_bytes_per_pixel(network, content_layers) * height * width
-               + _bytes_per_pixel(network, layer_names, compute_dtype) * padded_pixels)
+    return int(BASE_BYTES + (_tiled_bytes_per_pixel(network, content_layers) + 12 * EXTRA_STATE_IMAGES[optimizer])
+               * height * width + _bytes_per_pixel(network, layer_names, compute_dtype) * padded_pixels)
 
 
 def _tiled_bytes_per_pixel(network: vgg.Network, content_layers: Sequence[str]) -> float:
@@ -105,8 +113,7 @@ def _tiled_bytes_per_pixel(network: vgg.Network, content_layers: Sequence[str]) 
 
 def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network,
                      layer_names: Sequence[str], content_layers: Sequence[str], compute_dtype: str, tile_size: int,
-                     margin: int,
-                     available: Optional[int] = None) -> int:
+                     margin: int, available: Optional[int] = None, optimizer: str = "adam") -> int:
     """The tile size a run at `height` x `width` uses, refusing with one sentence one that would not fit.
 
     Args:
@@ -124,7 +131,7 @@ def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], net
     compute_dtype = compute_dtype.removeprefix("mixed_")
     available = available_bytes() if available is None else available
     tiled_bytes = lambda size: estimate_tiled_peak_bytes(  # noqa: E731
-        height, width, size, margin, network, layer_names, content_layers, compute_dtype)
+        height, width, size, margin, network, layer_names, content_layers, compute_dtype, optimizer)
     if tile_size and max(height, width) > tile_size:
         if available is None or tiled_bytes(tile_size) <= available:
             return tile_size
@@ -132,7 +139,8 @@ def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], net
                          f"{tiled_bytes(tile_size) / 1e9:.1f} GB of memory in {compute_dtype} (estimated), but "
                          f"{available / 1e9:.1f} GB are available; use a smaller --tile_size, or --tile_size=0 for "
                          "the largest tiles that fit")
-    untiled_bytes = estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes)
+    untiled_bytes = estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes,
+                                        optimizer=optimizer)
     if available is None or untiled_bytes <= available:
         return 0
     for candidate in range((max(height, width) - 1) // 16 * 16, 63, -16):
@@ -140,7 +148,8 @@ def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], net
             return candidate
     # Even the smallest tiles do not fit: the full-size state grows with the pixels, so the largest size that
     # fits scales with the square root of what is left for it.
-    full_size_bytes = _tiled_bytes_per_pixel(network, content_layers) * height * width
+    full_size_bytes = ((_tiled_bytes_per_pixel(network, content_layers) + 12 * EXTRA_STATE_IMAGES[optimizer])
+                       * height * width)
     left = available - (tiled_bytes(64) - full_size_bytes)
     shrink = min(1.0, max(0.0, left) / full_size_bytes) ** 0.5
     raise UsageError(f"a {width}x{height} result needs about {tiled_bytes(64) / 1e9:.1f} GB of memory in "
@@ -199,7 +208,7 @@ def _cgroup_limit() -> Optional[int]:
 
 def largest_batch_that_fits(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network,
                             layer_names: Sequence[str], compute_dtype: str, limit: int,
-                            available: Optional[int] = None) -> int:
+                            available: Optional[int] = None, optimizer: str = "adam") -> int:
     """How many images of this size, up to `limit`, fit in memory together (at least 1: one image is the
     caller's to refuse with `require_fits`)."""
     available = available_bytes() if available is None else available
@@ -208,13 +217,14 @@ def largest_batch_that_fits(height: int, width: int, style_shapes: Sequence[tupl
     compute_dtype = compute_dtype.removeprefix("mixed_")
     batch_size = limit
     while batch_size > 1 and estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes,
-                                                 batch_size) > available:
+                                                 batch_size, optimizer) > available:
         batch_size -= 1
     return batch_size
 
 
 def require_fits(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network,
-                 layer_names: Sequence[str], compute_dtype: str, available: Optional[int] = None) -> None:
+                 layer_names: Sequence[str], compute_dtype: str, available: Optional[int] = None,
+                 optimizer: str = "adam") -> None:
     """Refuses, with one sentence, a stylization whose estimated peak memory exceeds what is available.
 
     Args:
@@ -225,7 +235,8 @@ def require_fits(height: int, width: int, style_shapes: Sequence[tuple], network
     """
     compute_dtype = compute_dtype.removeprefix("mixed_")
     available = available_bytes() if available is None else available
-    needed = estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes)
+    needed = estimate_peak_bytes(height, width, network, layer_names, compute_dtype, style_shapes,
+                                 optimizer=optimizer)
     if available is None or needed <= available:
         return
     # Every image scales with --size, so the largest size that fits scales with the square root.

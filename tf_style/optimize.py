@@ -105,13 +105,16 @@ class LossScale:
 
 
 class Optimization:
-    """Adam on a `tf.Variable` batch of images of one size, with a train step traced once for that size.
+    """Adam or L-BFGS (`config.optimizer`) on a `tf.Variable` batch of images of one size, with a train step
+    traced once for that size.
 
-    The images of a batch do not interact: the loss is a sum of per-image losses and Adam works per pixel, so
-    each image follows the path it would follow alone, while one step keeps both cores busy for all of them.
+    The images of a batch do not interact: the loss is a sum of per-image losses and both optimizers work per
+    image, so each image follows the path it would follow alone, while one step keeps both cores busy for all
+    of them.
 
-    The output is an exponential moving average of the iterates (bias-corrected, as Adam's moments are):
-    Adam keeps jittering pixels by about the learning rate, and the average removes that noise.
+    Adam's output is an exponential moving average of the iterates (bias-corrected, as Adam's moments are):
+    Adam keeps jittering pixels by about the learning rate, and the average removes that noise. L-BFGS's is
+    its last iterate.
 
     Args:
         extractor: the VGG feature extractor.
@@ -137,10 +140,13 @@ class Optimization:
         self.image = tf.Variable(initial_images, dtype=tf.float32, name="image")
         self.average = tf.Variable(tf.zeros_like(self.image), name="image_average")
         self.steps_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_done")
-        self.adam = core.Adam(config.learning_rate)
-        self.first_moment = tf.Variable(tf.zeros_like(self.image), trainable=False, name="adam_first_moment")
-        self.second_moment = tf.Variable(tf.zeros_like(self.image), trainable=False, name="adam_second_moment")
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="adam_iterations")
+        self.optimizer = core.optimizer_named(config.optimizer, config.learning_rate)
+        self.average_decay = core.output_decay(self.optimizer, config.average_decay)
+        fresh_state = self.optimizer.fresh_state(self.image)
+        # Named "<optimizer>_<field>" in checkpoints (adam_first_moment, lbfgs_position_changes, ...).
+        self.optimizer_variables = type(fresh_state)(*[
+            tf.Variable(value, trainable=False, name=f"{config.optimizer}_{field}")
+            for field, value in zip(fresh_state._fields, fresh_state)])
         # float16 gradients underflow without loss scaling.
         self.loss_scale = LossScale() if extractor.compute_dtype == "float16" else None
         self.tiles = tiles
@@ -157,7 +163,7 @@ class Optimization:
         self.targets = targets
         self.indices = list(range(len(initial_images))) if indices is None else list(indices)
         start = tf.convert_to_tensor(initial_images, tf.float32)
-        self._assign(core.start_level(start, core.fresh_adam_state(start)))
+        self._assign(core.start_level(start, self.optimizer.fresh_state(start)))
         self.steps_done.assign(0)
 
     def _tiled_train_step(self, targets: dict, on_tile=None) -> dict:
@@ -169,7 +175,7 @@ class Optimization:
         return terms
 
     def _train_step(self, targets: dict) -> dict:
-        """One Adam step; returns the weighted loss terms {name: [B]} before it."""
+        """One step; returns the weighted loss terms {name: [B]} before it."""
         with tf.GradientTape() as tape:
             terms = self.objective.losses(self.extractor, self.image, targets)
             total = tf.reduce_sum(terms["total"])
@@ -179,44 +185,39 @@ class Optimization:
         return terms
 
     def _apply_gradient(self, gradient: tf.Tensor) -> None:
-        """`core.step` on the variables: Adam's update of the image, the clip and the moving average; under
+        """`core.step` on the variables: the optimizer's update of the image, the clip and the moving average; under
         loss scaling, `gradient` is the scaled loss's, and a step whose gradient overflowed is skipped."""
         finite = True
         if self.loss_scale is not None:
             gradient, finite = self.loss_scale.unscaled(gradient)
         if finite:
-            self._assign(core.step(self._level_state(), gradient, self.adam, self.config.average_decay))
+            self._assign(core.step(self._level_state(), gradient, self.optimizer, self.average_decay))
             self.steps_done.assign_add(1)
 
     def _level_state(self) -> core.LevelState:
         return core.LevelState(tf.convert_to_tensor(self.image), tf.convert_to_tensor(self.average),
-                               self.adam_state())
+                               self.optimizer_state())
 
     def _assign(self, state: core.LevelState) -> None:
         self.image.assign(state.images)
         self.average.assign(state.average)
-        self.first_moment.assign(state.adam.first_moment)
-        self.second_moment.assign(state.adam.second_moment)
-        self.iterations.assign(state.adam.iterations)
+        self.warm_start(state.optimizer_state)
 
-    def adam_state(self) -> core.AdamState:
-        """Adam's moments (float32 [B, H, W, 3] each) and step count now, for `warm_start`."""
-        return core.AdamState(tf.convert_to_tensor(self.first_moment), tf.convert_to_tensor(self.second_moment),
-                              tf.convert_to_tensor(self.iterations))
+    def optimizer_state(self) -> tuple:
+        """The optimizer's state now (`core.AdamState` or `core.LBFGSState`), for `warm_start`."""
+        return type(self.optimizer_variables)(*map(tf.convert_to_tensor, self.optimizer_variables))
 
-    def warm_start(self, adam_state: core.AdamState) -> None:
-        """Continues Adam from `adam_state`, the previous level's carried up to this size
-        (`pyramid.Level.adam_state_from`)."""
-        first_moment, second_moment, iterations = adam_state
-        self.first_moment.assign(first_moment)
-        self.second_moment.assign(second_moment)
-        self.iterations.assign(iterations)
+    def warm_start(self, optimizer_state: tuple) -> None:
+        """Continues the optimizer from `optimizer_state`, the previous level's carried up to this size
+        (`optimizer.carried_up`)."""
+        for variable, value in zip(self.optimizer_variables, optimizer_state):
+            variable.assign(value)
 
     def state(self) -> dict:
         """The variables that a checkpoint must hold to continue this optimization exactly."""
-        state = {"image": self.image, "image_average": self.average, "steps_done": self.steps_done,
-                 "adam_first_moment": self.first_moment, "adam_second_moment": self.second_moment,
-                 "adam_iterations": self.iterations}
+        state = {"image": self.image, "image_average": self.average, "steps_done": self.steps_done}
+        state.update({f"{self.config.optimizer}_{field}": variable
+                      for field, variable in zip(self.optimizer_variables._fields, self.optimizer_variables)})
         if self.loss_scale is not None:
             state.update(loss_scale=self.loss_scale.scale, loss_scale_good_steps=self.loss_scale.good_steps)
         return state
@@ -227,7 +228,7 @@ class Optimization:
 
     def result(self) -> np.ndarray:
         """The output images, [B, H, W, 3] (`core.result`)."""
-        return core.result(self._level_state(), self.steps_done, self.config.average_decay).numpy()
+        return core.result(self._level_state(), self.steps_done, self.average_decay).numpy()
 
     def run(self, num_steps: int, callbacks: Sequence[Callback] = (), placement: RunPlacement = RunPlacement(),
             checkpoints: RunCheckpoints = None) -> np.ndarray:

@@ -116,7 +116,8 @@ class Planner:
             return self.config.batch_size
         return memory.largest_batch_that_fits(height, width, style_shapes, self.config.network,
                                               self.config.content_layers + self.config.style_layers,
-                                              self.plan.dtype_policy, self.config.batch_size)
+                                              self.plan.dtype_policy, self.config.batch_size,
+                                              optimizer=self.config.optimizer)
 
     def prepare(self, index: int, content, style, planned: PairPlan) -> PreparedPair:
         """Loads a pair's images at the sizes `plan_pair` gave (`planned`), and its start image."""
@@ -203,7 +204,8 @@ class Planner:
         if self.plan.device == "CPU":
             try:
                 memory.require_fits(height, width, style_shapes, self.config.network,
-                                    self.config.content_layers + self.config.style_layers, self.plan.dtype_policy)
+                                    self.config.content_layers + self.config.style_layers, self.plan.dtype_policy,
+                                    optimizer=self.config.optimizer)
             except UsageError as error:
                 raise UsageError(f"--content_masks need an untiled run, and {error}") from None
         return 0
@@ -281,7 +283,7 @@ def tile_size_for(height: int, width: int, style_shapes, config: StyleConfig, pl
     return memory.choose_tile_size(height, width, style_shapes, config.network,
                                    config.content_layers + config.style_layers,
                                    config.content_layers, plan.dtype_policy, config.tile_size,
-                                   tiles.margin_of(config))
+                                   tiles.margin_of(config), optimizer=config.optimizer)
 
 
 def start_image(config: StyleConfig, content_image: np.ndarray, style_images: list) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The pyramid of a coarse-to-fine run: one `Level` per scale, the one place where each scale's size and steps
-are computed and where the images and Adam's state move up to it.
+are computed and where the images move up to it (the optimizer's state moves up by its own `carried_up`).
 
 Small scales are cheap and give the result the style's large structures (a swirl spanning the sky); each larger
 scale then only has to add detail. The long sides grow from `config.initial_size` to `config.size` by at most
@@ -18,7 +18,6 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tf_style import core
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
 from tf_style.vgg import MIN_INPUT_SIDE
 
@@ -33,7 +32,7 @@ class Level:
     Attributes:
         index: its place, 0 for the first (the smallest).
         long_side: the long side of its images, in pixels.
-        num_steps: the Adam steps run at it.
+        num_steps: the optimizer's steps run at it.
         final_long_side: the long side of the last level, the result's.
     """
 
@@ -69,10 +68,6 @@ class Level:
         if scale_detail and images.shape[1] < height:
             return upsample_with_detail(images, start_images, height, width, scale_detail).numpy()
         return resize_image(images, height, width)
-
-    def adam_state_from(self, adam_state: core.AdamState, height: int, width: int) -> core.AdamState:
-        """Adam's state of the level below, carried up to this level's height x width."""
-        return core.upsampled_adam_state(adam_state, height, width)
 
 
 @dataclasses.dataclass(frozen=True)

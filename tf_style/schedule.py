@@ -142,7 +142,7 @@ class CoarseToFine:
         first_step = 1
         start_time = time.perf_counter()
         try:
-            checkpoints, resume, adam_state = None, None, None
+            checkpoints, resume, optimizer_state = None, None, None
             if config.checkpoint_dir:
                 if len(content_images) != 1:
                     raise ValueError(f"checkpoints hold one image's run; got a batch of {len(content_images)}")
@@ -156,8 +156,9 @@ class CoarseToFine:
                 # Resuming skips the levels finished before the checkpoint; its own level starts from it.
                 if resume is None or level.index >= resume.scale_index:
                     optimization = self.optimization_at(level, batch, images, objective, keep_optimizations)
-                    if adam_state is not None:
-                        optimization.warm_start(level.adam_state_from(adam_state, *optimization.image.shape[1:3]))
+                    if optimizer_state is not None:
+                        optimization.warm_start(optimization.optimizer.carried_up(
+                            optimizer_state, *optimization.image.shape[1:3]))
                     if checkpoints is not None:
                         checkpoints.track(optimization.state(), level.index)
                         if resume is not None and level.index == resume.scale_index:
@@ -167,7 +168,7 @@ class CoarseToFine:
                                              start_time)
                     images = optimization.run(level.num_steps - done, callbacks, placement, checkpoints)
                     finished_images = images
-                    adam_state = optimization.adam_state() if config.warm_start_optimizer else None
+                    optimizer_state = optimization.optimizer_state() if config.warm_start_optimizer else None
                     # The traced step keeps the optimization in a reference cycle: free its tensors now, not
                     # while the next, larger scale is using memory.
                     del optimization
