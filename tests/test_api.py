@@ -88,7 +88,7 @@ def test_blend_weights_must_match_the_styles():
 
 
 def _optimization(extractor, average_decay: float) -> Optimization:
-    config = StyleConfig(size=64, average_decay=average_decay)
+    config = StyleConfig(size=64, optimizer="adam", average_decay=average_decay)
     content = gradient_image(48, 64)
     return Optimization(extractor, compute_targets(extractor, content, stripes_image(64, 64), config), content[None],
                         config)

@@ -14,7 +14,7 @@ from tf_style.optimize import Optimization
 from tf_style.pyramid import resize_image, upsample_with_detail
 from tf_style.targets import compute_targets
 
-CONFIG = StyleConfig(size=64, steps=12, learning_rate=4.0, progress_every=4)
+CONFIG = StyleConfig(size=64, steps=12, optimizer="adam", learning_rate=4.0, progress_every=4)
 
 
 @pytest.fixture(scope="module")

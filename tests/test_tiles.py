@@ -104,7 +104,7 @@ def test_ten_tiled_adam_steps_stay_within_a_level_and_a_half_of_the_untiled_ones
     differ from the untiled ones by about 1e-7) by 3.4. Adam's first steps move a pixel by about the learning rate
     whatever its gradient's size, and a max pooling that picks another pixel of a near tie sends that pixel's
     gradient elsewhere."""
-    config = StyleConfig(learning_rate=1.0)
+    config = StyleConfig(optimizer="adam", learning_rate=1.0)
     targets, tiled_targets, grid, start = _problem(extractor, config)
     untiled = Optimization(extractor, targets, start, config)
     tiled = Optimization(extractor, tiled_targets, start, config, tiles=grid)
@@ -150,7 +150,8 @@ def test_a_tiled_mixed_float16_run_follows_the_untiled_one():
     step that got a term wrong moves every pixel differently."""
     content, style = gradient_image(96, 128), stripes_image(96, 96)
     steps, learning_rate = 4, 1.0
-    options = dict(size=128, initial_size=0, steps=steps, precision="mixed_float16", learning_rate=learning_rate)
+    options = dict(size=128, initial_size=0, steps=steps, precision="mixed_float16", optimizer="adam",
+                   learning_rate=learning_rate)
     untiled = tf_style.stylize(content, style, **options)
     tiled = tf_style.stylize(content, style, tile_size=64, **options)
     assert np.isfinite(tiled).all()
