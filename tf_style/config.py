@@ -78,9 +78,9 @@ class StyleConfig:
     size: int = _option(512, "Long side of the result in pixels.")
     steps: int = _option(25, "Optimizer steps (evaluations of the network and its gradient) at the last scale (or "
                          "the only one).")
-    optimizer: str = _option("adam", "adam, or lbfgs (limited-memory BFGS without line search, as "
-                             "jcjohnson/neural-style runs it: the output is its last iterate, not an average).",
-                             choices=OPTIMIZERS)
+    optimizer: str = _option("lbfgs", "lbfgs (limited-memory BFGS without line search, as jcjohnson/neural-style "
+                             "runs it; its output is its last iterate) or adam (its output the moving average of "
+                             "its iterates, --average_decay).", choices=OPTIMIZERS)
     learning_rate: float = _option(5.0, "Step size, in pixel values (the image is in [0, 255]): Adam's, or the "
                                    "size of L-BFGS's first step at each scale.")
     content_weight: float = _option(4.0, "Weight of the content loss, whose pull grows with the result's drift "

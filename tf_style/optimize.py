@@ -252,9 +252,11 @@ class Optimization:
         total_steps = placement.total_steps or num_steps
         progress_every, save_every = self.config.progress_every, self.config.save_every
         last_step = first_step + num_steps - 1
-        # Steps done before (restored from a checkpoint) count as finished: their result is finite.
+        # Steps done before (restored from a checkpoint) count as finished, if their result is finite.
         steps_before = self.completed_steps()
         last_finite_image = self.result() if steps_before else None
+        if last_finite_image is not None and not np.isfinite(last_finite_image).all():
+            last_finite_image = None
         try:
             for step in range(first_step, last_step + 1):
                 if self.tiles is None:
