@@ -80,7 +80,7 @@ def estimate_peak_bytes(height: int, width: int, network: vgg.Network, layer_nam
     """
     return int(BASE_BYTES + _bytes_per_pixel(network, layer_names, compute_dtype)
                * _train_step_pixels(height, width, style_shapes, batch_size)
-               + 12 * EXTRA_STATE_IMAGES[optimizer] * batch_size * height * width)
+               + _extra_state_bytes_per_pixel(optimizer) * batch_size * height * width)
 
 
 def _bytes_per_pixel(network: vgg.Network, layer_names: Sequence[str], compute_dtype: str) -> float:
@@ -100,15 +100,21 @@ def estimate_tiled_peak_bytes(height: int, width: int, tile_size: int, margin: i
     `margin`: the full-size state, and the train step of the largest padded tile (a tile is within 16 px of
     `tile_size`; the margin is cut where the image ends)."""
     padded_pixels = (min(height, tile_size + 16 + 2 * margin) * min(width, tile_size + 16 + 2 * margin))
-    return int(BASE_BYTES + (_tiled_bytes_per_pixel(network, content_layers) + 12 * EXTRA_STATE_IMAGES[optimizer])
-               * height * width + _bytes_per_pixel(network, layer_names, compute_dtype) * padded_pixels)
+    return int(BASE_BYTES + _tiled_bytes_per_pixel(network, content_layers, optimizer) * height * width
+               + _bytes_per_pixel(network, layer_names, compute_dtype) * padded_pixels)
 
 
-def _tiled_bytes_per_pixel(network: vgg.Network, content_layers: Sequence[str]) -> float:
-    """Full-size bytes per output pixel of a tiled run: the images and the content targets (float32)."""
+def _tiled_bytes_per_pixel(network: vgg.Network, content_layers: Sequence[str], optimizer: str) -> float:
+    """Full-size bytes per output pixel of a tiled run: the images, the optimizer's state and the content
+    targets (float32)."""
     content_values = sum(channels / 4 ** (vgg.block_of(name) - 1)
                          for name, _, channels in network.conv_shapes if name in content_layers)
-    return TILED_IMAGE_BYTES_PER_PIXEL + 4 * content_values
+    return TILED_IMAGE_BYTES_PER_PIXEL + _extra_state_bytes_per_pixel(optimizer) + 4 * content_values
+
+
+def _extra_state_bytes_per_pixel(optimizer: str) -> int:
+    """Bytes per output pixel of `optimizer`'s state beyond Adam's (`EXTRA_STATE_IMAGES`)."""
+    return 12 * EXTRA_STATE_IMAGES[optimizer]
 
 
 def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], network: vgg.Network,
@@ -148,8 +154,7 @@ def choose_tile_size(height: int, width: int, style_shapes: Sequence[tuple], net
             return candidate
     # Even the smallest tiles do not fit: the full-size state grows with the pixels, so the largest size that
     # fits scales with the square root of what is left for it.
-    full_size_bytes = ((_tiled_bytes_per_pixel(network, content_layers) + 12 * EXTRA_STATE_IMAGES[optimizer])
-                       * height * width)
+    full_size_bytes = _tiled_bytes_per_pixel(network, content_layers, optimizer) * height * width
     left = available - (tiled_bytes(64) - full_size_bytes)
     shrink = min(1.0, max(0.0, left) / full_size_bytes) ** 0.5
     raise UsageError(f"a {width}x{height} result needs about {tiled_bytes(64) / 1e9:.1f} GB of memory in "
