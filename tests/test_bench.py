@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import bench, cli_runs, peaks, pytorch_peer, report, served, steps, throughput, timing
+from benchmarks import bench, cli_runs, peaks, pytorch_peer, report, served, steps, throughput, time_by_size, timing
 from tf_style.config import StyleConfig
 from tf_style.device import cpu_has_fast_bfloat16
 from tf_style.errors import UsageError
@@ -91,6 +91,20 @@ def test_preset_is_timed_through_the_cli(tmp_path):
     assert timing["returncode"] == 0, timing.get("error")
     assert timing["wall_seconds"] > 0 and timing["flags"] == ["--steps=2"]
     assert timing["command"].startswith("python -m tf_style.main --flagfile=")
+
+
+def test_time_by_size_plots_the_preset_beside_the_tutorials_1000_steps(tmp_path):
+    preset = tmp_path / "tiny.cfg"
+    preset.write_text("--steps=2\n--initial_size=0\n")
+    plot = tmp_path / "by_size.png"
+    assert time_by_size.main([str(plot), "--sizes", "64", "--preset", str(preset), "--steps", "1",
+                              "--warmup_steps", "1"]) == 0
+    numbers = json.loads((tmp_path / "by_size.json").read_text())
+    (row,) = numbers["rows"]
+    assert row["size"] == 64 and row["preset_seconds"] > 0
+    assert row["tutorial_1000_steps_seconds"] == pytest.approx(500 * sum(row["tutorial_seconds_per_step_around"]))
+    assert row["ratio"] == pytest.approx(row["preset_seconds"] / row["tutorial_1000_steps_seconds"])
+    assert plot.stat().st_size > 0
 
 
 def test_sizes_are_validated():
