@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import bench, cli_runs, peaks, pytorch_peer, report, served, steps, throughput, time_by_size, timing
+from benchmarks import (bench, cli_runs, peaks, preview, pytorch_peer, report, served, steps, throughput, time_by_size,
+                        timing)
 from tf_style.config import StyleConfig
 from tf_style.device import cpu_has_fast_bfloat16
 from tf_style.errors import UsageError
@@ -105,6 +106,22 @@ def test_time_by_size_plots_the_preset_beside_the_tutorials_1000_steps(tmp_path)
     assert row["tutorial_1000_steps_seconds"] == pytest.approx(500 * sum(row["tutorial_seconds_per_step_around"]))
     assert row["ratio"] == pytest.approx(row["preset_seconds"] / row["tutorial_1000_steps_seconds"])
     assert plot.stat().st_size > 0
+
+
+def test_preview_benchmark_compares_the_preview_with_each_print_at_the_previews_size(tmp_path):
+    from tf_style.api import SAMPLE_CONTENT, SAMPLE_STYLE
+
+    sheet = tmp_path / "preview.png"
+    assert preview.main([str(sheet), f"{SAMPLE_CONTENT}:{SAMPLE_STYLE}", "--preview_size", "64",
+                         "--print_sizes", "96", "--extra_flags=--steps=2,--initial_size=0"]) == 0
+    (pair,) = json.loads((tmp_path / "preview.json").read_text())["pairs"]
+    runs = pair["runs"]
+    assert set(runs) == {"preview", "96 px"} and runs["preview"]["size"] == 64
+    for run in runs.values():
+        assert run["seconds"] > 0 and run["paint"] > 0 and run["palette"] > 0
+    assert runs["96 px"]["preview_time_ratio"] == pytest.approx(runs["preview"]["seconds"] / runs["96 px"]["seconds"])
+    assert isinstance(runs["96 px"]["preview_agrees"], bool)
+    assert sheet.stat().st_size > 0
 
 
 def test_sizes_are_validated():
