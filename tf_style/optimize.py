@@ -150,11 +150,13 @@ class Optimization:
         # float16 gradients underflow without loss scaling.
         self.loss_scale = LossScale() if extractor.compute_dtype == "float16" else None
         self.tiles = tiles
+        # Traced without AutoGraph: the step has no Python control flow on tensors, and converting the network's
+        # code took a fifth of a five-scale run's start-up (a trace per scale).
         if tiles is None:
-            self.train_step = tf.function(self._train_step, jit_compile=jit_compile)
+            self.train_step = tf.function(self._train_step, jit_compile=jit_compile, autograph=False)
         else:
             self._tiled_objective = TiledObjective(extractor, self.objective, tiles)
-            self._apply_gradient_traced = tf.function(self._apply_gradient)
+            self._apply_gradient_traced = tf.function(self._apply_gradient, autograph=False)
             self.train_step = self._tiled_train_step
 
     def restart(self, targets: dict, initial_images: np.ndarray, indices: Sequence[int] = None) -> None:
@@ -187,12 +189,15 @@ class Optimization:
     def _apply_gradient(self, gradient: tf.Tensor) -> None:
         """`core.step` on the variables: the optimizer's update of the image, the clip and the moving average; under
         loss scaling, `gradient` is the scaled loss's, and a step whose gradient overflowed is skipped."""
-        finite = True
-        if self.loss_scale is not None:
-            gradient, finite = self.loss_scale.unscaled(gradient)
-        if finite:
-            self._assign(core.step(self._level_state(), gradient, self.optimizer, self.average_decay))
-            self.steps_done.assign_add(1)
+        if self.loss_scale is None:
+            self._take_step(gradient)
+            return
+        gradient, finite = self.loss_scale.unscaled(gradient)
+        tf.cond(finite, lambda: self._take_step(gradient), lambda: None)
+
+    def _take_step(self, gradient: tf.Tensor) -> None:
+        self._assign(core.step(self._level_state(), gradient, self.optimizer, self.average_decay))
+        self.steps_done.assign_add(1)
 
     def _level_state(self) -> core.LevelState:
         return core.LevelState(tf.convert_to_tensor(self.image), tf.convert_to_tensor(self.average),

@@ -81,9 +81,10 @@ class TiledObjective:
         self._counts = {name: float((grid.height // factor(name)) * (grid.width // factor(name)))
                         for name in extractor.layer_names}
         # Each traced for a few tile shapes (inner, edge and corner tiles), then for any shape.
-        self._tile_sums = tf.function(self._sums_of_tile, reduce_retracing=True)
-        self._tile_gradient = tf.function(self._gradient_of_tile, reduce_retracing=True)
-        self._last_tile = tf.function(self._loss_gradients_of_last_tile, reduce_retracing=True)
+        self._tile_sums = tf.function(self._sums_of_tile, reduce_retracing=True, autograph=False)
+        self._tile_gradient = tf.function(self._gradient_of_tile, reduce_retracing=True, autograph=False)
+        self._last_tile = tf.function(self._loss_gradients_of_last_tile, reduce_retracing=True,
+                                      autograph=False)
 
     def losses_and_gradient(self, images: tf.Variable, targets: dict, loss_scale: Optional[tf.Tensor] = None,
                             on_tile: Callable[[int, int], None] = None) -> tuple:
