@@ -1,6 +1,7 @@
 """Does the preview predict the print? `python -m benchmarks.preview OUT.png CONTENT:STYLE [CONTENT:STYLE ...]`.
 
-For each pair it runs, through the CLI and timed (start-up included), `flags/preview.cfg` at 256 px and
+For each pair it runs, through the CLI and timed (start-up included), `flags/preview.cfg` (or each of
+`--previews`) at 256 px and
 `flags/quality.cfg` (the defaults) at 512 and 1024 px, then compares them all at the preview's size (the prints
 downscaled, antialiased), each against the painting seen at that size:
 - `paint`: the style layers' Gram distance to the painting's on ImageNet VGG19, relative to the photo's (lower:
@@ -9,7 +10,7 @@ downscaled, antialiased), each against the painting seen at that size:
   `losses.palette_quantiles`), relative to the photo's.
 A preview predicts a print where both are within 15% of the print's. The network is the one tf_style optimizes,
 so these say how alike the results are, not how good (that is docs/quality.md's independent judge). The sheet
-(OUT.png) shows a row per pair: preview | 512 px | 1024 px, each resized to the same height; the numbers go
+(OUT.png) shows a row per pair: the preview(s) | 512 px | 1024 px, each resized to the same height; the numbers go
 beside it as JSON.
 """
 
@@ -60,7 +61,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", help="the sheet (PNG); the numbers go to the same name with .json")
     parser.add_argument("pairs", nargs="+", help="CONTENT:STYLE image paths")
-    parser.add_argument("--preview", default="flags/preview.cfg")
+    parser.add_argument("--previews", default="flags/preview.cfg", help="preview flagfiles, comma-separated: "
+                        "each is compared with every print")
     parser.add_argument("--preview_size", type=int, default=256)
     parser.add_argument("--print_preset", default="flags/quality.cfg")
     parser.add_argument("--print_sizes", default="512,1024")
@@ -78,31 +80,32 @@ def main(argv=None) -> int:
         for pair in args.pairs:
             content, style = pair.split(":")
             name = f"{os.path.splitext(os.path.basename(content))[0]} x {os.path.splitext(os.path.basename(style))[0]}"
-            runs = [("preview", args.preview, args.preview_size)] + [
-                (f"{size} px", args.print_preset, size) for size in print_sizes]
+            previews = [(f"preview {preset}", preset, args.preview_size) for preset in args.previews.split(",")]
+            runs = previews + [(f"{size} px", args.print_preset, size) for size in print_sizes]
             row = {"pair": name, "runs": {}}
             results = {}
-            for label, preset, size in runs:
-                path = os.path.join(work, f"{len(rows)}_{size}.png")
+            for index, (label, preset, size) in enumerate(runs):
+                path = os.path.join(work, f"{len(rows)}_{index}.png")
                 print(f"{name}: {label} ({preset} at {size} px)", file=sys.stderr, flush=True)
                 run = time_preset(preset, size, [f"--content={content}", f"--style={style}", *extra], path)
                 if run["returncode"] != 0:
                     raise SystemExit(f"{name}: {label} failed: {run['error']}")
                 results[label] = images.load_image(path)
                 row["runs"][label] = {"size": size, "seconds": run["wall_seconds"]}
-            height, width = results["preview"].shape[:2]
+            height, width = results[previews[0][0]].shape[:2]
             photo = images.resize(images.load_image(content), height, width)
             painting = images.resize_long_side(images.load_image(style), max(height, width))
             for label, result in results.items():
                 seen = images.resize(result, height, width)
                 row["runs"][label].update(relative_distances(extractor, layers, photo, painting, seen))
-            preview = row["runs"]["preview"]
-            for label in row["runs"]:
-                if label != "preview":
-                    run = row["runs"][label]
-                    run["preview_time_ratio"] = preview["seconds"] / run["seconds"]
-                    run["preview_agrees"] = all(abs(preview[key] / run[key] - 1) <= AGREEMENT
-                                                for key in ("paint", "palette"))
+            for label, _, _ in previews:
+                preview = row["runs"][label]
+                preview["against"] = {}
+                for size in print_sizes:
+                    printed = row["runs"][f"{size} px"]
+                    agrees = all(abs(preview[key] / printed[key] - 1) <= AGREEMENT for key in ("paint", "palette"))
+                    preview["against"][f"{size} px"] = {"time_ratio": preview["seconds"] / printed["seconds"],
+                                                        "agrees": agrees}
             print(f"{name}: " + "; ".join(f"{label} {run['seconds']:.0f} s paint {run['paint']:.3f} palette "
                                          f"{run['palette']:.3f}" for label, run in row["runs"].items()), flush=True)
             rows.append(row)

@@ -116,11 +116,13 @@ def test_preview_benchmark_compares_the_preview_with_each_print_at_the_previews_
                          "--print_sizes", "96", "--extra_flags=--steps=2,--initial_size=0"]) == 0
     (pair,) = json.loads((tmp_path / "preview.json").read_text())["pairs"]
     runs = pair["runs"]
-    assert set(runs) == {"preview", "96 px"} and runs["preview"]["size"] == 64
+    assert set(runs) == {"preview flags/preview.cfg", "96 px"} and runs["preview flags/preview.cfg"]["size"] == 64
     for run in runs.values():
         assert run["seconds"] > 0 and run["paint"] > 0 and run["palette"] > 0
-    assert runs["96 px"]["preview_time_ratio"] == pytest.approx(runs["preview"]["seconds"] / runs["96 px"]["seconds"])
-    assert isinstance(runs["96 px"]["preview_agrees"], bool)
+    preview_run = runs["preview flags/preview.cfg"]
+    against = preview_run["against"]["96 px"]
+    assert against["time_ratio"] == pytest.approx(preview_run["seconds"] / runs["96 px"]["seconds"])
+    assert isinstance(against["agrees"], bool)
     assert sheet.stat().st_size > 0
 
 
