@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import (bench, cli_runs, peaks, preview, pytorch_peer, report, served, steps, throughput, time_by_size,
+from benchmarks import (bench, cli_runs, peaks, phases, preview, pytorch_peer, report, served, steps, throughput, time_by_size,
                         timing)
 from tf_style.config import StyleConfig
 from tf_style.device import cpu_has_fast_bfloat16
@@ -124,6 +124,16 @@ def test_preview_benchmark_compares_the_preview_with_each_print_at_the_previews_
     assert against["time_ratio"] == pytest.approx(preview_run["seconds"] / runs["96 px"]["seconds"])
     assert isinstance(against["agrees"], bool)
     assert sheet.stat().st_size > 0
+
+
+def test_phases_splits_a_run_into_scales_and_their_set_up(capsys):
+    assert phases.parse_options(["--size=64", "--learning_rate=2.5", "--optimizer=adam"]) == {
+        "size": 64, "learning_rate": 2.5, "optimizer": "adam"}
+    assert phases.scale_phases([(1.0, 0), (1.5, 0), (3.0, 1), (3.2, 1)], 0.0) == [
+        (0, [1.0, 0.5]), (1, [1.5, pytest.approx(0.2)])]
+    assert phases.main(["--size=96", "--initial_size=64", "--initial_steps=3", "--steps=2"]) == 0
+    printed = capsys.readouterr().out
+    assert "scale 0: 3 steps" in printed and "scale 1: 2 steps" in printed and "beyond the evaluations" in printed
 
 
 def test_sizes_are_validated():
