@@ -46,7 +46,7 @@ with native_stderr_silenced():
     from benchmarks.timing import measure_step, time_steps
     from tf_style.cli.flags import FlagSpec
     from tf_style.cli.support import Program, require_no_arguments
-    from tf_style.device import cpu_has_fast_bfloat16, plan_compute
+    from tf_style.network.device import cpu_has_fast_bfloat16, plan_compute
 
 NAME = "benchmarks.bench"
 REGIONS_NAME = "tf_style plan, two regions (masks)"

@@ -28,10 +28,11 @@ with native_stderr_silenced():
 
     from benchmarks.cli_runs import time_preset
     from benchmarks.report import processor_name
-    from tf_style import images, losses
+    from tf_style import images
+    from tf_style.objective import losses
     from tf_style.config import StyleConfig
-    from tf_style.features import build_feature_extractor
-    from tf_style.convolution import KernelPlan
+    from tf_style.network.features import build_feature_extractor
+    from tf_style.network.convolution import KernelPlan
 
 SHEET_HEIGHT = 384
 GAP = 8

@@ -10,8 +10,8 @@ import keras
 
 from benchmarks import pytorch_peer
 from benchmarks.steps import TfStyleStep
-from tf_style import convolution
-from tf_style.device import plan_compute
+from tf_style.network import convolution
+from tf_style.network.device import plan_compute
 
 
 def compare_with_pytorch(size: int, rounds: int = 10, warmup_steps: int = 3,

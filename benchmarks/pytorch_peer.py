@@ -9,8 +9,8 @@ PyTorch is optional (`pip install -e '.[bench]'`, the CPU wheel); `available()` 
 import importlib.util
 import time
 
-from tf_style import vgg
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
+from tf_style.network import vgg
 
 _NETWORK = StyleConfig().network
 _IN_USE = _NETWORK.layers_through_deepest(DEFAULT_CONTENT_LAYERS + DEFAULT_STYLE_LAYERS)

@@ -14,10 +14,11 @@ import tensorflow as tf
 
 from benchmarks.cli_runs import last_error_line, preset_flags, time_preset
 from benchmarks.report import machine_load
-from tf_style import api, export_stylizer
+from tf_style import api
 from tf_style.cli.flags import STYLE_OPTIONS, config_from, define
 from tf_style.config import StyleConfig
-from tf_style.pyramid import pyramid_of
+from tf_style.optimization.pyramid import pyramid_of
+from tf_style.serving import stylizer
 
 # One served stylization, in a fresh interpreter that imports TensorFlow only (-I), as a server holds the model:
 # the load, then the same request twice: the photo, the painting and every option at the export's values (a
@@ -83,12 +84,12 @@ def measure_served(sizes: Sequence[int] = (256, 512), preset: str = "flags/quali
         with tempfile.TemporaryDirectory() as export_dir:
             progress(f"served: exporting the stylizer for {size} px")
             start = time.perf_counter()
-            model_dir = export_stylizer.export_stylizer(export_dir, config=config, max_size=max(sizes),
-                                                        max_steps=max(total_steps, export_stylizer.DEFAULT_MAX_STEPS))
+            model_dir = stylizer.export_stylizer(export_dir, config=config, max_size=max(sizes),
+                                                        max_steps=max(total_steps, stylizer.DEFAULT_MAX_STEPS))
             entry["export_seconds"] = time.perf_counter() - start
             progress(f"served: two requests at {size} px in a fresh process")
             options = {name: value.numpy().decode() if value.dtype == tf.string else value.numpy().item()
-                       for name, value in export_stylizer.request_defaults(config).items()}
+                       for name, value in stylizer.request_defaults(config).items()}
             completed = subprocess.run(
                 [sys.executable, "-I", "-c", _SERVED_REQUEST_SCRIPT, model_dir, api.SAMPLE_CONTENT, api.SAMPLE_STYLE,
                  json.dumps(options)], capture_output=True, text=True)

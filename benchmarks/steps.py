@@ -12,11 +12,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_style import api, convolution, images, planner, vgg
+from tf_style import api, images, planner
 from tf_style.config import StyleConfig
-from tf_style.device import plan_compute
 from tf_style.errors import UsageError
-from tf_style.targets import compute_targets
+from tf_style.network import convolution, vgg
+from tf_style.network.device import plan_compute
+from tf_style.objective.targets import compute_targets
 
 # The layers of the TensorFlow tutorial (VGG19).
 TUTORIAL_CONTENT_LAYERS = ("block5_conv2",)
@@ -88,7 +89,7 @@ class TfStyleStep:
             sample photo).
         conv_kernels: which of TensorFlow's kernels each convolution runs (`convolution.KernelPlan`); None: as
             the plan chooses.
-        tile_size: run the step in tiles of this size (`tf_style.tiles`, one image); 0: untiled.
+        tile_size: run the step in tiles of this size (`tf_style.tiling.tiles`, one image); 0: untiled.
         two_regions: paint the top third and the rest in two styles (the sample painting and its mirror image)
             through region masks, as `--content_masks` does (untiled only).
     """
@@ -112,9 +113,9 @@ class TfStyleStep:
         self.stylizer = api.Stylizer(config, log=None, plan=self.plan)
         contents = [content if index % 2 == 0 else content[:, ::-1] for index in range(batch_size)]
         batch = planner.batch_of(self.stylizer.planner.prepared_pairs([(each, styles) for each in contents]))
-        schedule = self.stylizer.coarse_to_fine
-        self.grid = schedule.tile_grid(self.height, self.width, batch.tile_size)
-        self.optimization = schedule.optimization_at(schedule.pyramid.levels[-1], batch)
+        runner = self.stylizer.coarse_to_fine
+        self.grid = runner.tile_grid(self.height, self.width, batch.tile_size)
+        self.optimization = runner.optimization_at(runner.pyramid.levels[-1], batch)
 
     @property
     def config(self) -> StyleConfig:

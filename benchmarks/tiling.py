@@ -2,7 +2,7 @@
 repository's root.
 
 At each size (long side, 4:3, the bundled pair) it measures tf_style's train step with the chosen compute plan
-untiled and in tiles of --tile_size (`tf_style.tiles`): seconds per step and peak resident memory, each in a
+untiled and in tiles of --tile_size (`tf_style.tiling.tiles`): seconds per step and peak resident memory, each in a
 fresh child process, so that one measurement's memory is not another's. Untiled is measured where its memory
 estimate fits in the memory available; above that, tiled only. The tiled step costs more per step than the
 untiled one (the margins' pixels, and a second forward pass of each tile); the ratio is that cost.

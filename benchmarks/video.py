@@ -26,9 +26,9 @@ import numpy as np
 from tf_style import images
 from tf_style.api import SAMPLE_CONTENT, SAMPLE_STYLE, Stylizer
 from tf_style.config import StyleConfig
-from tf_style.objective import objective_for
-from tf_style.pyramid import style_long_side
-from tf_style.targets import compute_targets
+from tf_style.objective.targets import compute_targets
+from tf_style.objective.terms import objective_for
+from tf_style.optimization.pyramid import style_long_side
 from tf_style.video import flow, metrics, synthetic
 from tf_style.video.stylize import LONG_TERM_OFFSETS, EarlierFrame, VideoStylizer
 

@@ -46,7 +46,7 @@ def extractor():
     """The network `tf_style.stylize` builds with the default options and --precision=float32 on this machine;
     built once per test run (per worker)."""
     from tf_style.config import StyleConfig
-    from tf_style.device import plan_compute
-    from tf_style.features import extractor_for
+    from tf_style.network.device import plan_compute
+    from tf_style.network.features import extractor_for
     plan = plan_compute("float32")
     return extractor_for(StyleConfig(), plan.dtype_policy, plan.conv_kernels)

@@ -7,11 +7,11 @@ from PIL import Image
 import tf_style
 from conftest import gradient_image, stripes_image
 from tf_style import color
-from tf_style.pyramid import pyramid_of
 from tf_style.config import StyleConfig
-from tf_style.optimize import Optimization
-from tf_style.targets import compute_targets
-from tf_style.losses import gram_matrix
+from tf_style.objective.losses import gram_matrix
+from tf_style.objective.targets import compute_targets
+from tf_style.optimization.level import Optimization
+from tf_style.optimization.pyramid import pyramid_of
 
 FAST = dict(size=64, steps=3, progress_every=1, log=None)
 

@@ -10,13 +10,15 @@ from PIL import Image
 import tf_style
 from programs import stylize as run_cli
 from conftest import gradient_image, stripes_image
-from tf_style import api, memory, schedule, vgg
+from tf_style import api, memory
 from tf_style.callbacks import TensorBoardLogger
 from tf_style.errors import DivergedError, UsageError
-from tf_style.objective import Objective
-from tf_style.pyramid import pyramid_of
-from tf_style.optimize import StepReport
-from tf_style.tiled_objective import TileProgress
+from tf_style.network import vgg
+from tf_style.objective.terms import Objective
+from tf_style.optimization import coarse_to_fine
+from tf_style.optimization.level import StepReport
+from tf_style.optimization.pyramid import pyramid_of
+from tf_style.tiling.tiled_objective import TileProgress
 
 FAST = dict(size=64, steps=3, initial_size=0, precision="float32", progress_every=1)
 
@@ -147,8 +149,8 @@ def test_style_statistics_are_computed_once_per_style_and_scale(monkeypatch, tmp
         paths.append(str(tmp_path / name))
         Image.fromarray(image.astype(np.uint8)).save(paths[-1])
     calls = []
-    original = schedule.style_statistics
-    monkeypatch.setattr(schedule, "style_statistics", lambda *args, **kwargs: calls.append(1) or original(
+    original = coarse_to_fine.style_statistics
+    monkeypatch.setattr(coarse_to_fine, "style_statistics", lambda *args, **kwargs: calls.append(1) or original(
         *args, **kwargs))
     styles = [*paths, stripes_image(48, 48)]  # files are known by path, arrays by identity
     contents = [gradient_image(48, 64), gradient_image(64, 48)]

@@ -10,9 +10,9 @@ import programs
 from benchmarks import (bench, cli_runs, peaks, phases, preview, pytorch_peer, report, served, steps, throughput, time_by_size,
                         timing)
 from tf_style.config import StyleConfig
-from tf_style.device import cpu_has_fast_bfloat16
 from tf_style.errors import UsageError
-from tf_style.features import extractor_for
+from tf_style.network.device import cpu_has_fast_bfloat16
+from tf_style.network.features import extractor_for
 
 
 def test_conv_flops_count_forward_convolutions_at_their_output_size():

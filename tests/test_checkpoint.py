@@ -16,11 +16,11 @@ import programs
 import tf_style
 from programs import REPO
 from conftest import gradient_image, stripes_image
-from tf_style import checkpoint, schedule
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError, Interrupted, UsageError
-from tf_style.optimize import Optimization
-from tf_style.targets import compute_targets
+from tf_style.objective.targets import compute_targets
+from tf_style.optimization import checkpoint, coarse_to_fine
+from tf_style.optimization.level import Optimization
 
 # One scale unless a test asks for more: these tests must not follow the tuned defaults of the scales.
 FAST = dict(size=64, initial_size=0, initial_steps=None, progress_every=1, log=None)
@@ -73,7 +73,7 @@ def test_interrupt_before_the_first_step_carries_no_image(monkeypatch, tmp_path)
     def interrupted_while_preparing(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(schedule, "batch_targets", interrupted_while_preparing)
+    monkeypatch.setattr(coarse_to_fine, "batch_targets", interrupted_while_preparing)
     with pytest.raises(Interrupted) as raised:
         tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64), steps=5,
                          checkpoint_dir=str(tmp_path / "checkpoints"), **FAST)
@@ -82,7 +82,7 @@ def test_interrupt_before_the_first_step_carries_no_image(monkeypatch, tmp_path)
 
 
 def test_interrupt_after_a_finished_scale_carries_that_scale_resized(monkeypatch):
-    original = schedule.batch_targets
+    original = coarse_to_fine.batch_targets
     calls = []
 
     def interrupted_at_the_second_scale(*args, **kwargs):
@@ -91,7 +91,7 @@ def test_interrupt_after_a_finished_scale_carries_that_scale_resized(monkeypatch
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(schedule, "batch_targets", interrupted_at_the_second_scale)
+    monkeypatch.setattr(coarse_to_fine, "batch_targets", interrupted_at_the_second_scale)
     with pytest.raises(Interrupted) as raised:
         tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64),
                          **{**FAST, "steps": 2, "initial_size": 32, "initial_steps": 2})
@@ -214,7 +214,7 @@ def test_learning_rates_beyond_the_pixel_range_are_refused():
 _SAVE_FOREVER = textwrap.dedent("""
     import sys
     import tensorflow as tf
-    from tf_style.checkpoint import RunCheckpoints
+    from tf_style.optimization.checkpoint import RunCheckpoints
     variables = {name: tf.Variable(tf.zeros([2048, 1024, 8])) for name in ("image", "image_average")}
     variables["steps_done"] = tf.Variable(0, dtype=tf.int64)
     checkpoints = RunCheckpoints(sys.argv[1], {"run": 1}, every=1)

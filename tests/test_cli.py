@@ -14,9 +14,9 @@ import programs
 from bad_inputs import ACCEPTED, REFUSED, existing_output, png_bytes
 from programs import REPO, in_subprocess
 from programs import stylize as run_cli
-from tf_style import export_stylizer
 from tf_style.cli import flags as cli_flags
 from tf_style.config import StyleConfig
+from tf_style.serving import stylizer
 
 PRESETS = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg")))
 
@@ -142,8 +142,8 @@ def test_the_quality_preset_is_the_defaults():
 
 def test_one_stylizer_export_serves_every_preset():
     # The bundled presets differ only in what a request to the stylizer export sets (docs/serving.md, "Presets").
-    request_options = set(export_stylizer.request_defaults(StyleConfig()))
-    fixed_options = [name for name in StyleConfig.network_options() + export_stylizer.STYLIZER_OPTIONS
+    request_options = set(stylizer.request_defaults(StyleConfig()))
+    fixed_options = [name for name in StyleConfig.network_options() + stylizer.STYLIZER_OPTIONS
                      if name not in request_options]
 
     def fixed_at_export(config: StyleConfig) -> dict:

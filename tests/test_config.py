@@ -2,9 +2,9 @@
 
 import pytest
 
-from tf_style import vgg
 from tf_style.config import STYLE_SCALE_OF_WEIGHTS, StyleConfig, style_seen_size
 from tf_style.errors import UsageError
+from tf_style.network import vgg
 
 
 @pytest.mark.parametrize("changes, flag", [

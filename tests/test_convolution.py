@@ -5,11 +5,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import gradient_image, stripes_image
-from tf_style import convolution, device
 from tf_style.config import StyleConfig
-from tf_style.features import extractor_for
-from tf_style.objective import objective_for
-from tf_style.targets import compute_targets
+from tf_style.network import convolution, device
+from tf_style.network.features import extractor_for
+from tf_style.objective.targets import compute_targets
+from tf_style.objective.terms import objective_for
 
 
 @pytest.mark.parametrize("way", [convolution.FORWARD_KERNEL, convolution.BACKWARD_KERNEL])

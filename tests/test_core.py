@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_style import core
+from tf_style.optimization import core
 
 
 def _gradients(count: int, shape=(1, 6, 5, 3)) -> list:

@@ -24,12 +24,13 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import programs
 from conftest import gradient_image, stripes_image
-from tf_style import export_lib, masks
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
-from tf_style.features import extractor_for
-from tf_style.losses import gram_matrix, guided_gram_matrices
-from tf_style.targets import style_statistics
+from tf_style.network.features import extractor_for
+from tf_style.objective import masks
+from tf_style.objective.losses import gram_matrix, guided_gram_matrices
+from tf_style.objective.targets import style_statistics
+from tf_style.serving import feature_extractor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTENT_LAYERS = ("block2_conv1",)
@@ -109,7 +110,7 @@ def run_export_cli(*args):
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("models") / "tf_style"
-    path = export_lib.export_feature_extractor(str(export_dir), content_layers=CONTENT_LAYERS,
+    path = feature_extractor.export_feature_extractor(str(export_dir), content_layers=CONTENT_LAYERS,
                                                style_layers=STYLE_LAYERS, max_pixels=MAX_PIXELS)
     assert path == str(export_dir / "1")
     return export_dir
@@ -177,7 +178,7 @@ def test_saved_model_cli_shows_the_signatures_with_their_shapes(model_dir):
     grams = {f"{name}_gram": ("DT_FLOAT", f"(-1, {CHANNELS[name]}, {CHANNELS[name]})") for name in STYLE_LAYERS}
     images = {"images": ("DT_FLOAT", "(-1, -1, -1, 3)")}
     signatures = parse_signature_defs(result.stdout)
-    assert {name: signatures[name] for name in export_lib.SIGNATURE_NAMES} == {
+    assert {name: signatures[name] for name in feature_extractor.SIGNATURE_NAMES} == {
         "serving_default": {"inputs": images,
                             "outputs": {name: ("DT_FLOAT", f"(-1, -1, -1, {channels})")
                                         for name, channels in CHANNELS.items()}},
@@ -306,8 +307,8 @@ def test_image_bytes_refuses_bad_images_with_invalid_argument(loaded, case):
 def test_next_version_counts_integer_directories_only(tmp_path):
     for name in ("1", "10", "2", ".11.abc.tmp", "latest", "٣"):
         (tmp_path / name).mkdir()
-    assert export_lib.next_version(str(tmp_path)) == 11
-    assert export_lib.next_version(str(tmp_path / "missing")) == 1
+    assert feature_extractor.next_version(str(tmp_path)) == 11
+    assert feature_extractor.next_version(str(tmp_path / "missing")) == 1
 
 
 def test_a_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -317,7 +318,7 @@ def test_a_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tf.saved_model, "save", save_half_then_fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        export_lib.export_feature_extractor(str(tmp_path / "models"), content_layers=["block1_conv1"],
+        feature_extractor.export_feature_extractor(str(tmp_path / "models"), content_layers=["block1_conv1"],
                                             style_layers=["block1_conv1"])
     assert os.listdir(tmp_path / "models") == []
 
@@ -329,7 +330,7 @@ def test_a_version_written_meanwhile_by_another_export_is_kept(tmp_path, monkeyp
 
     monkeypatch.setattr(tf.saved_model, "save", save_while_another_export_writes_version_1)
     with pytest.raises(UsageError, match="already exists"):
-        export_lib.export_feature_extractor(str(tmp_path / "models"), content_layers=["block1_conv1"],
+        feature_extractor.export_feature_extractor(str(tmp_path / "models"), content_layers=["block1_conv1"],
                                             style_layers=["block1_conv1"])
     assert os.listdir(tmp_path / "models") == ["1"]
     assert os.listdir(tmp_path / "models" / "1") == ["variables"]
@@ -409,7 +410,7 @@ def test_decoding_waits_for_the_header_checks(model_dir):
 def test_the_served_gram_is_the_style_losss_gram_bit_for_bit(tmp_path, extractor):
     # Default options on both sides: the export builds the network `stylize()` builds (padding, pooling,
     # weights), and its `gram` is the statistic the style loss matches, to the last bit in float32.
-    path = export_lib.export_feature_extractor(str(tmp_path / "models"))
+    path = feature_extractor.export_feature_extractor(str(tmp_path / "models"))
     served = tf.saved_model.load(path).signatures["gram"](images=tf.constant(gradient_image(40, 56)[None]))
     config = StyleConfig()
     style_grams = style_statistics(extractor, [gradient_image(40, 56)], config).grams
@@ -437,7 +438,7 @@ def test_ctrl_c_during_an_export_is_one_line_and_writes_nothing(tmp_path, monkey
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export_lib, "export_feature_extractor", interrupted)
+    monkeypatch.setattr(feature_extractor, "export_feature_extractor", interrupted)
     result = run_export_cli(f"--export_dir={tmp_path / 'models'}")
     assert (result.returncode, result.stderr) == (130, "tf_style.export: interrupted; nothing was written\n")
     assert not (tmp_path / "models").exists()

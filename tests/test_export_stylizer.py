@@ -28,10 +28,12 @@ from tensorflow.core.protobuf import saved_model_pb2
 import programs
 from bad_inputs import png_header_claiming
 from conftest import gradient_image, stripes_image
-from tf_style import api, export_stylizer, faces, images
+from tf_style import api, images
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
-from tf_style.convolution import KernelPlan
 from tf_style.errors import UsageError
+from tf_style.network.convolution import KernelPlan
+from tf_style.objective import faces
+from tf_style.serving import stylizer
 
 # Adam: the bounds below are Adam's. L-BFGS's unit steps amplify the rounding further over many steps (measured at
 # these options: 6.6 grey levels apart at most, 0.64 on average, losses 1.7e-3 apart; from NOISE_REQUEST's noise
@@ -339,7 +341,7 @@ def test_the_documented_rest_body_reaches_the_signature(model_dir, served):
 
 
 def test_the_signature_defs_hold_the_exports_options_as_defaults(model_dir):
-    for name in export_stylizer.SIGNATURE_NAMES:
+    for name in stylizer.SIGNATURE_NAMES:
         defaults = signature_defaults(model_dir, name)
         assert defaults.pop("face_boxes").shape == (0, 4)  # no faces unless a request brings them
         defaults = {key: value.item() for key, value in defaults.items()}
@@ -348,7 +350,7 @@ def test_the_signature_defs_hold_the_exports_options_as_defaults(model_dir):
 
 
 def test_a_request_seed_defaults_to_zero_without_an_export_seed():
-    assert export_stylizer.request_defaults(StyleConfig())["seed"].numpy() == export_stylizer.DEFAULT_SEED == 0
+    assert stylizer.request_defaults(StyleConfig())["seed"].numpy() == stylizer.DEFAULT_SEED == 0
 
 
 def saved_model_cli(*args):
@@ -402,8 +404,8 @@ def test_either_optimizer_served_paints_what_stylize_paints(optimizer):
     process above tests what a SavedModel is, with the default optimizer)."""
     options = {"size": 48, "initial_size": 0, "initial_steps": None, "steps": 8, "optimizer": optimizer}
     content, style = bundled_pair(48)
-    stylizer = export_stylizer.ExportedStylizer(StyleConfig(**options), MAX_PIXELS, MAX_SIZE, MAX_STEPS)
-    answer = stylizer.stylize_pixels(tf.constant(content, tf.float32), tf.constant(style, tf.float32), 48, 8, 1.0,
+    exported = stylizer.ExportedStylizer(StyleConfig(**options), MAX_PIXELS, MAX_SIZE, MAX_STEPS)
+    answer = exported.stylize_pixels(tf.constant(content, tf.float32), tf.constant(style, tf.float32), 48, 8, 1.0,
                                      4.0, "content", 0, tf.constant(NO_FACES))
     assert_close_to_the_library({name: value.numpy() for name, value in answer.items()},
                                 library_result(content, style, **options))
@@ -413,7 +415,7 @@ def test_either_optimizer_served_paints_what_stylize_paints(optimizer):
                                               ({"original_colors": True}, "the result's own colours")])
 def test_the_python_api_refuses_what_the_graph_cannot_do(options, message, tmp_path):
     with pytest.raises(UsageError, match=message):
-        export_stylizer.export_stylizer(str(tmp_path / "models"), **options)
+        stylizer.export_stylizer(str(tmp_path / "models"), **options)
     assert not (tmp_path / "models").exists()
 
 

@@ -1,4 +1,4 @@
-"""tf_style.faces and the faces' content term: faces found where there are some and nowhere else, the mask, the
+"""tf_style.objective.faces and the faces' content term: faces found where there are some and nowhere else, the mask, the
 term's loss and its tiled form, and a run that holds a small face."""
 
 import numpy as np
@@ -7,11 +7,13 @@ import tensorflow as tf
 
 import tf_style
 from conftest import gradient_image, stripes_image
-from tf_style import api, faces, images, losses, tiles
+from tf_style import api, images
 from tf_style.config import StyleConfig
-from tf_style.objective import FaceTerm, objective_for
-from tf_style.targets import batch_targets, face_targets, style_statistics
-from tf_style.tiled_objective import TiledObjective
+from tf_style.objective import faces, losses
+from tf_style.objective.targets import batch_targets, face_targets, style_statistics
+from tf_style.objective.terms import FaceTerm, objective_for
+from tf_style.tiling import tiles
+from tf_style.tiling.tiled_objective import TiledObjective
 
 ASTRONAUT = f"{api.SAMPLES_DIR}/photos/astronaut.jpg"
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_style import features, vgg, weights
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
+from tf_style.network import features, vgg, weights
 
 
 def network(layers, dtype_policy: str = "float32", **options):

@@ -4,10 +4,13 @@
   the package: options, errors and the network's facts can be read without loading TensorFlow.
 - absl is imported only by the command-line layer, `tf_style/cli/` (the programs and what they share).
 - apache_beam is imported only by the pipeline, `tf_style/beam/`.
-- OpenCV (cv2) is imported only by `tf_style/video/` and `tf_style/faces.py` (the face detector), and
+- OpenCV (cv2) is imported only by `tf_style/video/` and `tf_style/objective/faces.py` (the face detector), and
   imageio_ffmpeg, the `video` extra, only by `tf_style/video/`.
 - No library module imports the command-line layer or the pipeline; the programs' thin modules
   (`tf_style.main`, ...) import only the command-line layer.
+- The folders stand on one another (`FOLDERS_BELOW`): the network on nothing of the library, tiling on the
+  network, the objective on both, the optimization on all three, serving on the optimization; none of them
+  imports the facade (`api`), the planner, callbacks, images or video.
 """
 
 import ast
@@ -22,10 +25,18 @@ COMMAND_LINE = {"tf_style.cli", "tf_style.cli.flags", "tf_style.cli.support", "t
 # `python -m tf_style.main` and the console scripts: thin modules that hand over to the command-line layer.
 PROGRAMS = {"tf_style.main", "tf_style.export", "tf_style.beam_main"}
 PIPELINE = {"tf_style.beam", "tf_style.beam.pipeline"}
-WITHOUT_TENSORFLOW = {"tf_style.config", "tf_style.errors", "tf_style.vgg", "tf_style.color"}
+WITHOUT_TENSORFLOW = {"tf_style.config", "tf_style.errors", "tf_style.network.vgg", "tf_style.color"}
 VIDEO = "tf_style.video"
 VIDEO_EXTRA = ("cv2", "imageio_ffmpeg")
-FACES = "tf_style.faces"
+FACES = "tf_style.objective.faces"
+# {folder: the folders and top-level modules of the package its modules may import}.
+FOLDERS_BELOW = {
+    "network": {"errors", "files"},
+    "tiling": {"config", "errors", "network"},
+    "objective": {"config", "errors", "network", "tiling"},
+    "optimization": {"config", "errors", "files", "network", "objective", "tiling"},
+    "serving": {"config", "errors", "files", "network", "objective", "optimization"},
+}
 
 
 def _modules() -> dict:
@@ -59,6 +70,13 @@ def _is(imported: str, package: str) -> bool:
     return imported == package or imported.startswith(package + ".")
 
 
+def _room(module: str) -> str:
+    """The folder (or top-level module) of the package a module name belongs to: 'tf_style.network.vgg' ->
+    'network'; None for the package itself and for other packages."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "tf_style" and len(parts) > 1 else None
+
+
 def _reaches(module: str, seen=None) -> set:
     """Every module `module` imports, directly or through modules of the package."""
     seen = set() if seen is None else seen
@@ -73,8 +91,8 @@ def _reaches(module: str, seen=None) -> set:
 def test_the_picture_covers_real_modules():
     assert WITHOUT_TENSORFLOW | COMMAND_LINE | PROGRAMS | PIPELINE <= set(MODULES)
     assert {name for name in MODULES if _is(name, "tf_style.cli")} == COMMAND_LINE
-    assert "cv2" in MODULES["tf_style.video.extra"] and "cv2" in MODULES[FACES]
-    assert "tensorflow" in MODULES["tf_style.features"]  # the reader sees imports at all
+    assert "cv2" in MODULES["tf_style.video.dependencies"] and "cv2" in MODULES[FACES]
+    assert "tensorflow" in MODULES["tf_style.network.features"]  # the reader sees imports at all
 
 
 @pytest.mark.parametrize("module", sorted(WITHOUT_TENSORFLOW))
@@ -110,3 +128,10 @@ def test_library_modules_do_not_import_the_programs_or_the_pipeline(module):
 def test_the_programs_modules_hand_over_to_the_command_line_layer(module):
     package = {name for name in MODULES[module] if name in MODULES}
     assert package and package <= COMMAND_LINE, f"{module} imports {sorted(package - COMMAND_LINE)}"
+
+
+@pytest.mark.parametrize("module", sorted(name for name in MODULES if _room(name) in FOLDERS_BELOW))
+def test_the_folders_import_only_the_folders_below_them(module):
+    room = _room(module)
+    above = {_room(name) for name in MODULES[module]} - FOLDERS_BELOW[room] - {room, None}
+    assert not above, f"{module} imports from {sorted(above)}"

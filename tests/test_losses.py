@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_style import losses
+from tf_style.objective import losses
 
 
 def test_gram_matrix_by_hand():

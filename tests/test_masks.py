@@ -9,11 +9,12 @@ from PIL import Image
 import tf_style
 from conftest import gradient_image, stripes_image
 from programs import stylize as run_cli
-from tf_style import losses, masks, vgg
 from tf_style.config import DEFAULT_STYLE_LAYERS, StyleConfig
 from tf_style.errors import UsageError
-from tf_style.objective import GuidedStyleTerm, Objective
-from tf_style.targets import StyleStatistics, batch_targets
+from tf_style.network import vgg
+from tf_style.objective import losses, masks
+from tf_style.objective.targets import StyleStatistics, batch_targets
+from tf_style.objective.terms import GuidedStyleTerm, Objective
 
 FAST = dict(size=64, steps=3, initial_size=0, progress_every=1, log=None)
 

@@ -4,9 +4,10 @@ import re
 
 import pytest
 
-from tf_style import memory, vgg
+from tf_style import memory
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
 from tf_style.errors import UsageError
+from tf_style.network import vgg
 
 LAYERS = DEFAULT_CONTENT_LAYERS + DEFAULT_STYLE_LAYERS
 GiB = 1 << 30

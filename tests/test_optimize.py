@@ -5,14 +5,16 @@ import pytest
 import tensorflow as tf
 
 from conftest import gradient_image, stripes_image
-from tf_style import core, device, losses
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError
-from tf_style.features import extractor_for
-from tf_style.objective import objective_for
-from tf_style.optimize import Optimization
-from tf_style.pyramid import resize_image, upsample_with_detail
-from tf_style.targets import compute_targets
+from tf_style.network import device
+from tf_style.network.features import extractor_for
+from tf_style.objective import losses
+from tf_style.objective.targets import compute_targets
+from tf_style.objective.terms import objective_for
+from tf_style.optimization import core
+from tf_style.optimization.level import Optimization
+from tf_style.optimization.pyramid import resize_image, upsample_with_detail
 
 CONFIG = StyleConfig(size=64, steps=12, optimizer="adam", learning_rate=4.0, progress_every=4)
 

@@ -45,12 +45,12 @@ def test_the_batch_of_prepared_pairs_runs_to_the_result_of_stylize():
 def test_the_optimization_at_a_level_starts_from_the_batch_at_that_size():
     stylizer = api.Stylizer(log=None, size=64, initial_size=32, steps=2, initial_steps=2)
     batch = batch_of(stylizer.planner.prepared_pairs([(gradient_image(48, 64), stripes_image(64, 64))]))
-    schedule = stylizer.coarse_to_fine
-    first, last = schedule.pyramid.levels[0], schedule.pyramid.levels[-1]
-    assert schedule.optimization_at(first, batch).image.shape == (1, 24, 32, 3)
-    optimization = schedule.optimization_at(last, batch)
+    runner = stylizer.coarse_to_fine
+    first, last = runner.pyramid.levels[0], runner.pyramid.levels[-1]
+    assert runner.optimization_at(first, batch).image.shape == (1, 24, 32, 3)
+    optimization = runner.optimization_at(last, batch)
     np.testing.assert_allclose(optimization.image.numpy(), batch.start_images, atol=1e-4)
-    assert set(optimization.targets) == set(schedule.targets_at(last, batch))
+    assert set(optimization.targets) == set(runner.targets_at(last, batch))
 
 
 @pytest.mark.parametrize("init", ["noise", "style_noise"])

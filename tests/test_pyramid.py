@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_style import pyramid
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
-from tf_style.pyramid import pyramid_of
+from tf_style.optimization import pyramid
+from tf_style.optimization.pyramid import pyramid_of
 
 
 def test_steps_fall_geometrically_from_the_first_level_to_the_last():

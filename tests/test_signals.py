@@ -12,7 +12,7 @@ from PIL import Image
 
 import programs
 from bad_inputs import existing_output, png_bytes
-from tf_style import checkpoint
+from tf_style.optimization import checkpoint
 
 # ---------------------------------------------------------------------------------------------------------
 # Signals.

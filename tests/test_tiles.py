@@ -6,13 +6,14 @@ import tensorflow as tf
 
 import tf_style
 from conftest import gradient_image, stripes_image
-from tf_style import tiles, vgg
 from tf_style.config import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, StyleConfig
-from tf_style.features import extractor_for
-from tf_style.optimize import Optimization
-from tf_style.objective import objective_for
-from tf_style.targets import batch_targets, style_statistics
-from tf_style.tiled_objective import TiledObjective, TileProgress
+from tf_style.network import vgg
+from tf_style.network.features import extractor_for
+from tf_style.objective.targets import batch_targets, style_statistics
+from tf_style.objective.terms import objective_for
+from tf_style.optimization.level import Optimization
+from tf_style.tiling import tiles
+from tf_style.tiling.tiled_objective import TiledObjective, TileProgress
 
 HEIGHT, WIDTH = 192, 256  # the exactness test: 256 px in tiles of 64 px (4 x 3 tiles)
 

@@ -12,7 +12,7 @@ import pytest
 
 from tf_style.errors import UsageError, WriteError
 from tf_style.images import load_image, save_image
-from tf_style.video import clips, extra
+from tf_style.video import clips, dependencies
 from tf_style.video.synthetic import pan_and_zoom
 
 HEIGHT, WIDTH, NUM_FRAMES, FRAME_RATE = 48, 64, 12, 12.0
@@ -20,13 +20,13 @@ PHOTOS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 
 def _ffmpeg(*arguments):
-    subprocess.run([extra.ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *arguments],
+    subprocess.run([dependencies.ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *arguments],
                    check=True)
 
 
 def _duration(path) -> float:
     """The duration ffmpeg reports for a file, in seconds."""
-    report = subprocess.run([extra.ffmpeg_executable(), "-hide_banner", "-nostdin", "-i", path],
+    report = subprocess.run([dependencies.ffmpeg_executable(), "-hide_banner", "-nostdin", "-i", path],
                             capture_output=True, text=True).stderr
     hours, minutes, seconds = re.search(r"Duration: (\d+):(\d+):([\d.]+)", report).groups()
     return 3600 * int(hours) + 60 * int(minutes) + float(seconds)
@@ -293,7 +293,7 @@ def test_a_frame_count_estimated_from_a_longer_audio_track_is_not_truncation(tmp
 
 def test_a_frame_of_another_size_is_named(media, monkeypatch):
     """OpenCV scales every frame to the first one's size itself; a reader that did not would be caught."""
-    cv2 = extra.opencv()
+    cv2 = dependencies.opencv()
 
     class ChangingSize:
         def __init__(self, *arguments):
@@ -321,7 +321,7 @@ def test_a_frame_of_another_size_is_named(media, monkeypatch):
 def test_a_missing_package_says_how_to_install_it(module, how, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
     with pytest.raises(UsageError, match="video needs .*" + re.escape(how)):
-        extra.opencv() if module == "cv2" else extra.ffmpeg_executable()
+        dependencies.opencv() if module == "cv2" else dependencies.ffmpeg_executable()
 
 
 def test_frame_folder(frames, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tf_style.images import load_image
-from tf_style.video import extra
+from tf_style.video import dependencies
 from tf_style.video.flow import consistency_weights, long_term_weights, optical_flow, warp
 from tf_style.video.synthetic import pan_and_zoom, pan_and_zoom_flow
 
@@ -135,7 +135,7 @@ def test_consistency_weights_from_estimated_flows():
 
 def _texture(random, height, width):
     """Blurred noise: detail at every scale DIS looks at, uint8 RGB [height, width, 3]."""
-    texture = extra.opencv().GaussianBlur(random.uniform(0, 255, (height, width, 3)).astype(np.float32), (0, 0), 1.5)
+    texture = dependencies.opencv().GaussianBlur(random.uniform(0, 255, (height, width, 3)).astype(np.float32), (0, 0), 1.5)
     return np.rint(255 * (texture - texture.min()) / (texture.max() - texture.min())).astype(np.uint8)
 
 

@@ -18,8 +18,8 @@ import programs
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.images import load_image
-from tf_style.objective import TemporalTerm
-from tf_style.video import clips, extra, flow, metrics
+from tf_style.objective.terms import TemporalTerm
+from tf_style.video import clips, dependencies, flow, metrics
 from tf_style.video.stylize import EarlierFrame, VideoStylizer, stylize_video
 from tf_style.video.synthetic import pan_and_zoom
 
@@ -46,7 +46,7 @@ def _write(path, frames, audio_from=None) -> str:
 def clip_with_sound(tmp_path_factory) -> str:
     directory = tmp_path_factory.mktemp("clip")
     tone = str(directory / "tone.m4a")
-    subprocess.run([extra.ffmpeg_executable(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+    subprocess.run([dependencies.ffmpeg_executable(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                     "sine=frequency=440:duration=1", "-c:a", "aac", tone], check=True)
     return _write(directory / "pan.mp4", _pan(5), audio_from=tone)
 

@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from tf_style import vgg, weights
 from tf_style.errors import UsageError
+from tf_style.network import vgg, weights
 
 
 @pytest.fixture(scope="module")

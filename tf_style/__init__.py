@@ -23,11 +23,11 @@ _PUBLIC = {
     "PairResult": "tf_style.api",
     "FileResult": "tf_style.api",
     "StyleConfig": "tf_style.config",
-    "StepReport": "tf_style.optimize",
+    "StepReport": "tf_style.optimization.level",
     "UsageError": "tf_style.errors",
     "DivergedError": "tf_style.errors",
     "Interrupted": "tf_style.errors",
-    "export_feature_extractor": "tf_style.export_lib",
+    "export_feature_extractor": "tf_style.serving.feature_extractor",
 }
 __all__ = list(_PUBLIC)
 

@@ -6,7 +6,7 @@ result's files are (`ResultFiles`: the image, its snapshots, its TensorBoard run
 a batch run to files means (skip the results that exist unless `overwrite`) are defined here.
 
 A `Stylizer` is the facade over the three parts of a run: `planner.Planner` plans and loads the pairs (sizes,
-tiles, batches, what to refuse), `schedule.CoarseToFine` runs a batch through the pyramid's levels, and
+tiles, batches, what to refuse), `coarse_to_fine.CoarseToFine` runs a batch through the pyramid's levels, and
 `core.step` is each step (the served SavedModel runs the same step). It holds what several stylizations with
 one set of options share: the network, built once, and each style's statistics at each level, computed once.
 """
@@ -17,18 +17,19 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, images, pyramid
+from tf_style import color, images
 from tf_style import pairs as batch_pairs
 from tf_style.callbacks import ForEachImage, SnapshotSaver, TensorBoardLogger
 from tf_style.config import StyleConfig
-from tf_style.device import ComputePlan, plan_compute
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory, UsageError
-from tf_style.features import FeatureExtractor, extractor_for
 from tf_style.files import require_writable_directory
-from tf_style.objective import Term
-from tf_style.optimize import Callback
+from tf_style.network.device import ComputePlan, plan_compute
+from tf_style.network.features import FeatureExtractor, extractor_for
+from tf_style.objective.terms import Term
+from tf_style.optimization import pyramid
+from tf_style.optimization.coarse_to_fine import CoarseToFine
+from tf_style.optimization.level import Callback
 from tf_style.planner import Planner, PreparedPair, batch_of, describe, style_list
-from tf_style.schedule import CoarseToFine
 
 SAMPLES_DIR = os.path.join(os.path.dirname(__file__), "samples")
 SAMPLE_CONTENT = os.path.join(SAMPLES_DIR, "photos", "tubingen.jpg")
@@ -175,8 +176,8 @@ class Stylizer:
         Args:
             start: float32 [H, W, 3] in [0, 255] at the result's size: where the optimization starts, instead of
                 `config.init` (a video's frame starts from the last result carried along the flow).
-            extra_terms: loss terms besides the config's (`tf_style.objective`), with `extra_targets` {term
-                name: its targets at the result's size, batch 1} (see `schedule.Batch`).
+            extra_terms: loss terms besides the config's (`tf_style.objective.terms`), with `extra_targets` {term
+                name: its targets at the result's size, batch 1} (see `coarse_to_fine.Batch`).
         """
         pair = self.planner.prepare(0, content, style, self.planner.plan_pair(content, style_list(style)))
         if start is not None:
@@ -298,19 +299,19 @@ class Stylizer:
             extra_terms, extra_targets: see `stylize`; runs with them keep their optimizations too (the frames
                 of a video are many runs of one shape).
         """
-        schedule = self.coarse_to_fine
+        runner = self.coarse_to_fine
         height, width = prepared[0].content_image.shape[:2]
         tile_size = prepared[0].tile_size
         if in_batch_run:
             self._log(f"stylizing {len(prepared)} image{'s' * (len(prepared) > 1)} at {width}x{height}: "
                       + ", ".join(describe(pair.content_source) for pair in prepared))
-        grid = schedule.tile_grid(height, width, tile_size)
+        grid = runner.tile_grid(height, width, tile_size)
         if grid is not None:
-            tiled_scales = [size for size in schedule.pyramid.long_sides if size > tile_size]
+            tiled_scales = [size for size in runner.pyramid.long_sides if size > tile_size]
             self._log(f"tf_style: tiled: {grid.describe()} at {width}x{height} (the scales from {tiled_scales[0]} px "
                       f"run in tiles, the same loss and gradient as untiled)")
         batch = batch_of(prepared, extra_terms, extra_targets)
-        results = schedule.run(batch, callbacks, keep_optimizations=in_batch_run or bool(extra_terms))
+        results = runner.run(batch, callbacks, keep_optimizations=in_batch_run or bool(extra_terms))
         return np.stack([self._finish(result, pair) for result, pair in zip(results, prepared)])
 
     def _finish(self, result: np.ndarray, pair: PreparedPair) -> np.ndarray:

@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from tf_style import images
 from tf_style.errors import WriteError
-from tf_style.optimize import Callback, StepReport
-from tf_style.tiled_objective import TileProgress
+from tf_style.optimization.level import Callback, StepReport
+from tf_style.tiling.tiled_objective import TileProgress
 
 
 class ProgressBar:

@@ -12,8 +12,8 @@ import os
 from typing import Optional
 
 from tf_style.errors import UsageError
-from tf_style import vgg
-from tf_style.vgg import MIN_INPUT_SIDE
+from tf_style.network import vgg
+from tf_style.network.vgg import MIN_INPUT_SIDE
 
 DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from tf_style.config import scaled_size
 from tf_style.errors import UsageError
 from tf_style.files import require_writable_directory, write_atomically
-from tf_style.vgg import MIN_INPUT_SIDE
+from tf_style.network.vgg import MIN_INPUT_SIDE
 
 T = TypeVar("T")
 

@@ -29,9 +29,9 @@ count only when that is more than the output's pixels.
 import os
 from typing import Optional, Sequence
 
-from tf_style import vgg
-from tf_style.core import LBFGS
 from tf_style.errors import UsageError
+from tf_style.network import vgg
+from tf_style.optimization.core import LBFGS
 
 # Resident memory of the process with TensorFlow loaded and VGG16 built, before any image-sized tensor.
 BASE_BYTES = 900_000_000
@@ -44,7 +44,7 @@ BYTES_PER_ACTIVATION = {"bfloat16": 8.1, "float16": 8.1, "float32": 12.6}
 # A forward pass alone (the style images) needs this fraction of the train step's bytes per activation.
 FORWARD_ONLY_FRACTION = 0.5
 
-# Bytes per output pixel that a tiled run (`tf_style.tiles`) keeps at the full size whatever its tiles: the
+# Bytes per output pixel that a tiled run (`tf_style.tiling.tiles`) keeps at the full size whatever its tiles: the
 # image variable, its average, Adam's two moments and the summed gradient (float32 RGB, 12 bytes each), the
 # content, start and result images and their resized copies on the host, and the temporaries of Adam's update.
 # The content layers' features come on top (`_tiled_bytes_per_pixel`). Calibrated with the 4096 px run of the

@@ -1,6 +1,6 @@
 """What a run will be, before it runs: each pair's result size, the sizes its styles are seen at, whether it runs in
-tiles, how many pairs go in one step; then the pairs loaded and resized into the `schedule.Batch` that
-`schedule.CoarseToFine` optimizes.
+tiles, how many pairs go in one step; then the pairs loaded and resized into the `coarse_to_fine.Batch` that
+`coarse_to_fine.CoarseToFine` optimizes.
 
 Everything a pair can be refused for (an unreadable image, a size the network cannot see, masks that do not
 match, a run that does not fit in memory) is found here, from the images' headers where it can be, so that a
@@ -13,12 +13,16 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, faces, images, masks, memory, pyramid, tiles, vgg
+from tf_style import color, images, memory
 from tf_style.config import MAX_SEED, StyleConfig, scaled_size, style_seen_size
-from tf_style.device import ComputePlan
 from tf_style.errors import UsageError
-from tf_style.objective import Term
-from tf_style.schedule import Batch, noise_start
+from tf_style.network import vgg
+from tf_style.network.device import ComputePlan
+from tf_style.objective import faces, masks
+from tf_style.objective.terms import Term
+from tf_style.optimization import pyramid
+from tf_style.optimization.coarse_to_fine import Batch, noise_start
+from tf_style.tiling import tiles
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +32,7 @@ class PairPlan:
     Attributes:
         height, width: the result's size.
         style_shapes: (height, width) each style is seen at, at the last level.
-        tile_size: the levels larger than this run in tiles (`tf_style.tiles`); 0: none.
+        tile_size: the levels larger than this run in tiles (`tf_style.tiling.tiles`); 0: none.
     """
 
     height: int
@@ -240,7 +244,7 @@ class Planner:
 
 def batch_of(prepared: Sequence[PreparedPair], extra_terms: Sequence[Term] = (),
              extra_targets: Optional[dict] = None) -> Batch:
-    """The `schedule.Batch` of prepared pairs of one size (`extra_terms`, `extra_targets`: see `Batch`)."""
+    """The `coarse_to_fine.Batch` of prepared pairs of one size (`extra_terms`, `extra_targets`: see `Batch`)."""
     face_masks = None
     if any(pair.face_mask is not None for pair in prepared):
         face_masks = np.stack([pair.face_mask if pair.face_mask is not None

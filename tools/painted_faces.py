@@ -2,7 +2,7 @@
 
 Run from the project's root:
   python tools/painted_faces.py --paintings=PORTRAIT.jpg[,...] [--photos=A.jpg,B.jpg] [--size=512] [-- FLAGS]
-Each photo without a face (by `tf_style.faces.find_faces`, the detector the faces' term uses, with its eye and
+Each photo without a face (by `tf_style.objective.faces.find_faces`, the detector the faces' term uses, with its eye and
 skin checks) is stylized with each painting through the command line (the defaults, plus FLAGS), and the result
 is searched for faces the same way. A face found there was painted in: the deep style layers reproducing the
 portrait's objects instead of its texture. Prints one line a pair and exits 1 if any result has a face; the
@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tf_style import images  # noqa: E402  (after the path set-up, so the checkout's package is the one used)
-from tf_style.faces import find_faces  # noqa: E402
+from tf_style.objective.faces import find_faces  # noqa: E402
 
 
 def stem(path: str) -> str:

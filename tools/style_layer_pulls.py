@@ -20,9 +20,9 @@ sys.path.insert(0, ROOT)
 import tensorflow as tf  # noqa: E402
 
 from tf_style import images, vgg  # noqa: E402  (after the path set-up, so the checkout's package is the one used)
-from tf_style.features import build_feature_extractor  # noqa: E402
-from tf_style.convolution import KernelPlan  # noqa: E402
-from tf_style.losses import gram_matrix, normalized_squared_error  # noqa: E402
+from tf_style.network.features import build_feature_extractor  # noqa: E402
+from tf_style.network.convolution import KernelPlan  # noqa: E402
+from tf_style.objective.losses import gram_matrix, normalized_squared_error  # noqa: E402
 
 
 def layer_pulls(extractor, photo: np.ndarray, painting: np.ndarray) -> dict:

@@ -40,8 +40,8 @@ from tf_style import api, images
 from tf_style.config import StyleConfig, scaled_size
 from tf_style.errors import UsageError, WriteError
 from tf_style.pairs import GLOB_CHARACTERS, Pair, output_name
-from tf_style.video import clips, shots
 from tf_style.pairs import is_video_path
+from tf_style.video import clips, shots
 from tf_style.video.stylize import VideoStylizer, encode_frames, frames_dir_for
 
 METRICS_NAMESPACE = "tf_style"

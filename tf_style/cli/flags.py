@@ -15,9 +15,10 @@ from typing import Optional, Sequence
 
 from absl import flags
 
-from tf_style import api, export_lib, export_stylizer
+from tf_style import api
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
+from tf_style.serving import feature_extractor, stylizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,10 +131,10 @@ REFUSED_BY_PIPELINE = {spec.name: spec.pipeline_refuses for spec in STYLIZE if s
 # What the export program writes (--model).
 EXPORT_MODELS = ("feature_extractor", "stylizer")
 # The flags that only --model=stylizer reads: the options every request runs with, and the requests' limits.
-STYLIZER_EXPORT_ONLY = tuple(spec for spec in STYLE_OPTIONS if spec.name in export_stylizer.STYLIZER_OPTIONS) + (
-    FlagSpec("max_size", "integer", export_stylizer.DEFAULT_MAX_SIZE, "--model=stylizer: the stylize signatures "
+STYLIZER_EXPORT_ONLY = tuple(spec for spec in STYLE_OPTIONS if spec.name in stylizer.STYLIZER_OPTIONS) + (
+    FlagSpec("max_size", "integer", stylizer.DEFAULT_MAX_SIZE, "--model=stylizer: the stylize signatures "
              "refuse a request whose size (the result's long side) is over this."),
-    FlagSpec("max_steps", "integer", export_stylizer.DEFAULT_MAX_STEPS, "--model=stylizer: the stylize signatures "
+    FlagSpec("max_steps", "integer", stylizer.DEFAULT_MAX_STEPS, "--model=stylizer: the stylize signatures "
              "refuse a request whose steps over all scales are more than this."),
 )
 EXPORT = (
@@ -147,7 +148,7 @@ EXPORT = (
     FlagSpec("version", "integer", None, "Version number (subdirectory) to write; it must not exist. Default: "
              "one more than the highest version in --export_dir (1 if none)."),
     *NETWORK_OPTIONS,
-    FlagSpec("max_pixels", "integer", export_lib.DEFAULT_MAX_PIXELS, "The signatures that take encoded images "
+    FlagSpec("max_pixels", "integer", feature_extractor.DEFAULT_MAX_PIXELS, "The signatures that take encoded images "
              "(image_bytes, stylize) refuse one whose header claims more pixels than this, before decoding it."),
     *STYLIZER_EXPORT_ONLY,
 )

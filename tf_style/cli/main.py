@@ -15,7 +15,8 @@ import time
 from tf_style.cli.startup import native_stderr_silenced
 
 with native_stderr_silenced():
-    from tf_style import api, checkpoint, images
+    from tf_style import api, images
+    from tf_style.optimization import checkpoint
     from tf_style import pairs as batch_pairs
     from tf_style.callbacks import ProgressBar
     from tf_style.cli import flags as cli_flags

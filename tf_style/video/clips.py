@@ -21,7 +21,7 @@ import numpy as np
 
 from tf_style.errors import UsageError, WriteError
 from tf_style.images import save_image
-from tf_style.video.extra import ffmpeg_executable, opencv
+from tf_style.video.dependencies import ffmpeg_executable, opencv
 
 # Containers that take H.264 video and AAC audio (WebM takes neither, AVI no AAC worth playing).
 OUTPUT_VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv")

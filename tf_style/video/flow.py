@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from tf_style.video.clips import uint8_frame
-from tf_style.video.extra import opencv
+from tf_style.video.dependencies import opencv
 
 # Ruder et al.'s thresholds (section 3.2), as in their consistencyChecker: a flow that does not return to its
 # start within 1% of the motion plus half a pixel squared marks a disocclusion; a flow gradient above 1% of

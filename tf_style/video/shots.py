@@ -13,7 +13,7 @@ from typing import Iterable, Union
 import numpy as np
 
 from tf_style.video.clips import read_frames, uint8_frame
-from tf_style.video.extra import opencv
+from tf_style.video.dependencies import opencv
 
 # Bhattacharyya distances (0: the same colours, 1: none in common). On the bundled photos at 64x48, cuts
 # between two of them measure 0.56 to 0.87 and a fast pan and zoom over one of them (3 px and 3% a frame)

@@ -8,7 +8,7 @@ The first frame of each shot is a whole coarse-to-fine stylization. Every later 
 2. starts from the last result carried along the flow onto it, with the pixels that were not visible before
    taken from its photo;
 3. runs `config.frame_steps` Adam steps at the output size on the library's objective plus the temporal term
-   (`objective.TemporalTerm`): the squared difference from the earlier results carried onto it, weighted.
+   (`terms.TemporalTerm`): the squared difference from the earlier results carried onto it, weighted.
 A shot cut (`shots.is_cut`) starts over, so no frame is held to the frame of another shot.
 
 Results go to a frame folder as they are made, one PNG per frame, written atomically; a run that stops (Ctrl-C,
@@ -31,8 +31,8 @@ from tf_style.api import Stylizer
 from tf_style.config import StyleConfig, scaled_size
 from tf_style.errors import UsageError
 from tf_style.files import require_writable_directory
-from tf_style.objective import TemporalTerm
-from tf_style.optimize import Callback
+from tf_style.objective.terms import TemporalTerm
+from tf_style.optimization.level import Callback
 from tf_style.video import clips, flow, shots
 
 # The earlier frames each frame is held to: the last, and two further back, which keep what a short occlusion

@@ -15,7 +15,7 @@ from typing import Iterator, Tuple
 import numpy as np
 
 from tf_style.video.clips import uint8_frame
-from tf_style.video.extra import opencv
+from tf_style.video.dependencies import opencv
 
 
 def pan_and_zoom(image: np.ndarray, num_frames: int, height: int, width: int, shift_per_frame: Tuple[float, float],

@@ -1,6 +1,6 @@
 """The tiles of an image and the network's features computed tile by tile: the geometry of exact tiling
 (after Galerne et al., *Scaling Painting Style Transfer*, EGSR 2024; no code copied). The tiled step itself, the
-loss and gradient of a step tile by tile, is `tf_style.tiled_objective`.
+loss and gradient of a step tile by tile, is `tf_style.tiling.tiled_objective`.
 
 A tile is an inner region and a margin of image around it: the margin is the network's reach (`margin_for`),
 so that no inner feature sees the tile's cut edge and the inner features are exactly the untiled ones. Tiles
@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import losses, vgg
 from tf_style.config import StyleConfig
+from tf_style.network import vgg
 
 # Tiles start and end on multiples of this: block5 works at 1/16 of the image's side.
 ALIGNMENT = 16
@@ -155,44 +155,3 @@ def tiled_features(extractor, images: np.ndarray, grid: TileGrid, layer_names: S
         for name in layer_names:
             rows[name].append(tf.concat(pieces[name], axis=2))
     return {name: tf.concat(rows[name], axis=1) for name in layer_names}
-
-
-@dataclasses.dataclass(frozen=True)
-class Moments:
-    """Sums over the positions of one layer, added up over tiles.
-
-    Attributes:
-        count: the number of positions.
-        gram_sum: float32 [B, C, C], the sum of f f^T.
-        feature_sum: float32 [B, C], the sum of f.
-    """
-
-    count: int
-    gram_sum: tf.Tensor
-    feature_sum: tf.Tensor
-
-    def gram(self) -> tf.Tensor:
-        return self.gram_sum / self.count
-
-    def mean(self) -> tf.Tensor:
-        return self.feature_sum / self.count
-
-    def covariance(self) -> tf.Tensor:
-        mean = self.mean()
-        return self.gram() - mean[:, :, None] * mean[:, None, :]
-
-
-def tiled_moments(extractor, images: np.ndarray, grid: TileGrid, layer_names: Sequence[str]) -> dict:
-    """{layer: Moments} of whole images, computed tile by tile (the style images of a tiled run)."""
-    sums = {}
-    for tile in grid.tiles:
-        features = extractor(padded_pixels(tile, images))
-        for name in layer_names:
-            inner = crop(features[name], tile.inner_at(name))
-            count = int(inner.shape[1] * inner.shape[2])
-            gram_sum, feature_sum = losses.gram_matrix(inner) * count, tf.reduce_sum(inner, axis=[1, 2])
-            if name in sums:
-                gram_sum, feature_sum = sums[name][0] + gram_sum, sums[name][1] + feature_sum
-                count += sums[name][2]
-            sums[name] = (gram_sum, feature_sum, count)
-    return {name: Moments(count, gram_sum, feature_sum) for name, (gram_sum, feature_sum, count) in sums.items()}

@@ -1,9 +1,9 @@
 """Exact tiled optimization: the loss and image gradient of a step computed tile by tile (on the grid of
-`tf_style.tiles`), so that only one tile's activations exist at a time and memory no longer limits the size of
+`tf_style.tiling.tiles`), so that only one tile's activations exist at a time and memory no longer limits the size of
 the result.
 
 After Galerne et al., *Scaling Painting Style Transfer* (EGSR 2024); no code copied. Every feature term of the
-objective (`tf_style.objective`: content, Gram and Wasserstein style) is a function of sums over the positions
+objective (`tf_style.objective.terms`: content, Gram and Wasserstein style) is a function of sums over the positions
 of each layer: a Gram matrix is the sum of f f^T over positions divided by their number, a Wasserstein fit needs
 the sum of f as well, and the content term is a sum of squared errors. So one step is:
 
@@ -25,8 +25,8 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from tf_style import vgg
-from tf_style.tiles import Tile, TileGrid, crop, padded_pixels
+from tf_style.network import vgg
+from tf_style.tiling.tiles import Tile, TileGrid, crop, padded_pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ class TiledObjective:
 
     Args:
         extractor: the VGG feature extractor.
-        objective: the terms (`tf_style.objective.Objective`); each must tile exactly (`Term.tiles_exactly`).
+        objective: the terms (`tf_style.objective.terms.Objective`); each must tile exactly (`Term.tiles_exactly`).
         grid: the tiles of the image.
     """
 

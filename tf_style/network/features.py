@@ -2,14 +2,13 @@
 
 The network is Keras' VGG19 or VGG16 (`include_top=False`) layer for layer, with the same layer names, built
 only up to the deepest layer in use so that no convolution runs whose output nobody reads. Which of the two,
-and its weights, the weight source decides (`tf_style.vgg`, `tf_style.weights`).
+and its weights, the weight source decides (`tf_style.network.vgg`, `tf_style.network.weights`).
 """
 
 import keras
 import tensorflow as tf
 
-from tf_style import convolution, vgg, weights
-from tf_style.config import StyleConfig
+from tf_style.network import convolution, vgg, weights
 
 
 def caffe_preprocess(images: tf.Tensor) -> tf.Tensor:
@@ -86,14 +85,14 @@ class EdgePadding(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def extractor_for(config: StyleConfig, dtype_policy: str,
+def extractor_for(config, dtype_policy: str,
                   conv_kernels: convolution.KernelPlan = convolution.KernelPlan()) -> FeatureExtractor:
     """The network a stylization with `config` runs: its content and style layers, weights, pooling, padding.
 
     `tf_style.stylize`, the SavedModel export and the tests all build it here, so that they cannot differ.
 
     Args:
-        config: the options; only the network's (layers, weights, pooling, padding) are read.
+        config: a `StyleConfig`; only the network's options (layers, weights, pooling, padding) are read.
         dtype_policy: Keras dtype policy ("float32", "mixed_bfloat16", "mixed_float16").
         conv_kernels: which of TensorFlow's kernels each convolution runs (the compute plan's choice). The
             activations and gradients are the same, to float rounding, whichever it is.

@@ -201,7 +201,7 @@ def guided_style_loss(features: dict, target_grams: dict, masks: dict, layer_wei
     Args:
         features: activations of the image being optimized, by layer name.
         target_grams: each region's style Gram matrices, {layer: [B, R, C, C]}.
-        masks: each region's mask at each layer, {layer: [B, R, h, w]} (`tf_style.masks.layer_masks`).
+        masks: each region's mask at each layer, {layer: [B, R, h, w]} (`tf_style.objective.masks.layer_masks`).
         layer_weights: weight of each layer, by layer name.
     """
     losses = []

@@ -1,4 +1,4 @@
-"""The coarse-to-fine run through the levels of `tf_style.pyramid`, and the caches that let many runs with one
+"""The coarse-to-fine run through the levels of `tf_style.optimization.pyramid`, and the caches that let many runs with one
 set of options share work.
 """
 
@@ -10,14 +10,16 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import masks, pyramid, tiles
-from tf_style.checkpoint import RunCheckpoints, run_fingerprint
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError, Interrupted, OutOfMemory
-from tf_style.features import FeatureExtractor
-from tf_style.optimize import Callback, Optimization, RunPlacement, interrupted_message
-from tf_style.objective import FaceTerm, Objective, Term, face_term, objective_for
-from tf_style.targets import StyleStatistics, batch_targets, face_targets, region_statistics, style_statistics
+from tf_style.network.features import FeatureExtractor
+from tf_style.objective import masks
+from tf_style.objective.targets import StyleStatistics, batch_targets, face_targets, region_statistics, style_statistics
+from tf_style.objective.terms import FaceTerm, Objective, Term, face_term, objective_for
+from tf_style.optimization import pyramid
+from tf_style.optimization.checkpoint import RunCheckpoints, run_fingerprint
+from tf_style.optimization.level import Callback, Optimization, RunPlacement, interrupted_message
+from tf_style.tiling import tiles
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,17 +35,17 @@ class Batch:
         indices: the `index` of each image in the reports.
         style_keys: a hashable name for each image's styles, under which their statistics at each level are kept
             for later runs (`CoarseToFine`).
-        tile_size: run the levels larger than this tile by tile (`tf_style.tiles`; one image only), and see the
+        tile_size: run the levels larger than this tile by tile (`tf_style.tiling.tiles`; one image only), and see the
             styles larger than it tile by tile; 0: no tiles.
         content_masks: float32 [R, H, W] in [0, 1] at the output size, the same for every image: each of an
-            image's R styles paints its own region (`tf_style.masks`; no tiles); None: the styles blend.
+            image's R styles paints its own region (`tf_style.objective.masks`; no tiles); None: the styles blend.
         style_masks: with `content_masks`, for each content image, a float32 [h, w] mask of each of its style
             images' size (or None), the part of the style its region takes; `style_keys` name the styles with
             these. None: all of each style.
         face_masks: float32 [B, H, W] in [0, 1] at the output size, where each image's faces are
-            (`tf_style.faces`): the run adds the faces' content term (`objective.FaceTerm`, `config.face_weight`);
+            (`tf_style.objective.faces`): the run adds the faces' content term (`terms.FaceTerm`, `config.face_weight`);
             None: no image has a face, or the term is off.
-        extra_terms: loss terms besides the config's (`tf_style.objective`; the video's temporal term), each
+        extra_terms: loss terms besides the config's (`tf_style.objective.terms`; the video's temporal term), each
             bringing its targets: `extra_targets` {term name: targets at the output size}, which the term resizes
             to each level (`Term.targets_at`).
     """
@@ -265,7 +267,7 @@ def noise_start(height, width, seed) -> tf.Tensor:
     """The start of `--init=noise`: float32 [height, width, 3], uniform in [0, 255), drawn from `seed`.
 
     By TensorFlow's stateless Philox generator, whose numbers depend only on the seed and the shape: the library
-    and the served graph (`tf_style.export_stylizer`) draw the same start from the same seed, on any machine.
+    and the served graph (`tf_style.serving.stylizer`) draw the same start from the same seed, on any machine.
     The sizes may be scalar tensors; the seed an integer from 0 to `config.MAX_SEED`.
     """
     seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])

@@ -5,7 +5,7 @@ Measured at 512x384 on 2-core CPUs (docs/performance.md has the numbers and the 
 bfloat16 units the bfloat16 step without XLA is faster than float32 (1.7x on AVX-512 BF16, more with AMX);
 XLA's CPU backend does not use the bfloat16 units and is slower in both precisions. On a GPU, mixed precision
 with XLA is the usual winner. Which of TensorFlow's two convolution kernels runs each convolution's forward
-pass and input gradient is measured (`tf_style.convolution`) once per machine, precision and TensorFlow
+pass and input gradient is measured (`tf_style.network.convolution`) once per machine, precision and TensorFlow
 version, and the choice is kept in a cache file, so that every run on the machine computes the same numbers
 (a checkpoint resumes to the same image).
 """
@@ -19,9 +19,9 @@ import platform
 import keras
 import tensorflow as tf
 
-from tf_style import convolution
 from tf_style.errors import WriteError
 from tf_style.files import write_atomically
+from tf_style.network import convolution
 
 # Another way of running the convolutions must take less than this fraction of TensorFlow's own way's time to
 # be taken: within it the ways are the same speed, and TensorFlow's own is the one it tests.

@@ -12,12 +12,12 @@ Signatures (tag `serve`):
   `loss_palette` (float32 scalars).
 - `stylize_pixels`: the same, with `content` and `style` as float32 [H, W, 3] RGB tensors in [0, 255].
 
-Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.schedule`): the levels of
+Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.optimization.coarse_to_fine`): the levels of
 `pyramid.pyramid_of(config)` and their steps, computed in the graph from the request's `size` and `steps`
 (`pyramid.served_levels`); the style seen at each scale's size; each scale started from the last result
 upsampled plus the photo's detail, with the optimizer's state carried up (`carried_up`: Adam's moments
 rescaled, L-BFGS afresh); each scale's steps are `core.run_steps`, a `tf.while_loop` around `core.step`, the very step the library's train step calls, and its
-result `core.result`. The loss is `objective.objective_for(config)`'s terms on targets from
+result `core.result`. The loss is `terms.objective_for(config)`'s terms on targets from
 `targets.style_statistics` and `targets.batch_targets`, with the network of `features.extractor_for`, in
 float32 and with TensorFlow's own convolution kernels. The image, the optimizer's state and the average are
 loop-carried tensors, not variables: concurrent requests share nothing but the network's weights.
@@ -29,7 +29,7 @@ What the export fixes: the network, `optimizer`, `learning_rate`, `tv_weight`, `
 The graph does not look for faces (OpenCV's detector is no TensorFlow op): a request brings them as `face_boxes`
 ([N, 4] x, y, width, height in the content's pixels, as `faces.find_faces` gives them; none by default), and the
 faces' term draws its mask from them with the library's `faces.face_mask`.
-The start is the content or, with `init` "noise", the noise that `schedule.noise_start` draws from `seed`, as
+The start is the content or, with `init` "noise", the noise that `coarse_to_fine.noise_start` draws from `seed`, as
 `stylize()` draws it. Where the library reads files with Pillow (EXIF rotation applied) and resizes them with
 Pillow's Lanczos filter (the content to `size`, the style to the size it is seen at), the graph decodes with
 TensorFlow and resizes with its antialiased Lanczos: inputs already at those sizes give the library's result
@@ -38,7 +38,7 @@ pixels and end elsewhere (measured on the bundled full-size JPEGs at 96 px: 5.7 
 
 Limits, fixed at export and checked before any decoding or optimizing, each refused with InvalidArgument:
 `max_size` (the long side a request may ask for), `max_steps` (its steps over all scales) and `max_pixels`
-(what an image's header may claim, `export_lib.decode_image_checked`); and, before the network sees it, the
+(what an image's header may claim, `feature_extractor.decode_image_checked`); and, before the network sees it, the
 style at the size it is seen at may have no more pixels than a style of a normal shape at `max_size` (a long,
 thin style is seen upscaled until its short side has 16 pixels).
 """
@@ -47,16 +47,18 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tf_style import core, export_lib, faces
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
-from tf_style.features import extractor_for
-from tf_style.pyramid import (pyramid_of, resized, served_level_style_size_of, served_levels, served_size_of,
+from tf_style.network.features import extractor_for
+from tf_style.network.vgg import MIN_INPUT_SIDE
+from tf_style.objective import faces
+from tf_style.objective.targets import batch_targets, face_targets, style_statistics
+from tf_style.objective.terms import FaceTerm, face_term, objective_for
+from tf_style.optimization import core
+from tf_style.optimization.coarse_to_fine import noise_start
+from tf_style.optimization.pyramid import (pyramid_of, resized, served_level_style_size_of, served_levels, served_size_of,
                               served_style_long_side, served_style_size_of, upsample_with_detail)
-from tf_style.schedule import noise_start
-from tf_style.objective import FaceTerm, face_term, objective_for
-from tf_style.targets import batch_targets, face_targets, style_statistics
-from tf_style.vgg import MIN_INPUT_SIDE
+from tf_style.serving import feature_extractor
 
 # A request may ask for a result of at most this long side. One float32 step at 1024x768 holds about 3 GB.
 DEFAULT_MAX_SIZE = 1024
@@ -99,7 +101,7 @@ class ExportedStylizer(tf.Module):
         # its loss and gradient exactly 0, the library's run of a photo without faces.
         self._faces = bool(config.face_weight)
         self._objective = objective_for(config).with_terms(*([face_term(config)] if self._faces else []))
-        # As export_lib.ExportedFeatureExtractor, for TF Serving's C++ loader (keras-team/keras#19274).
+        # As feature_extractor.ExportedFeatureExtractor, for TF Serving's C++ loader (keras-team/keras#19274).
         self.variables_read = [variable.value for variable in self._extractor.model.weights]
         self.max_pixels, self.max_size, self.max_steps = max_pixels, max_size, max_steps
         # A style of a normal shape is seen with its long side at `size` * `style_scale`.
@@ -114,7 +116,7 @@ class ExportedStylizer(tf.Module):
                     init=defaults["init"], seed=defaults["seed"], face_boxes=no_faces):
             """Encoded JPEG or PNG content and style -> {"image_png_bytes", "image", "loss_<term>"}."""
             def decode(data, input_name):
-                return export_lib.decode_image_checked(data, self.max_pixels, input_name)
+                return feature_extractor.decode_image_checked(data, self.max_pixels, input_name)
             return self._stylize(content, style, decode, size, steps, style_weight, content_weight, init, seed,
                                  face_boxes)
 
@@ -287,7 +289,7 @@ class ExportedStylizer(tf.Module):
 
 
 def export_stylizer(export_dir: str, version: Optional[int] = None, config: Optional[StyleConfig] = None,
-                    max_pixels: int = export_lib.DEFAULT_MAX_PIXELS, max_size: int = DEFAULT_MAX_SIZE,
+                    max_pixels: int = feature_extractor.DEFAULT_MAX_PIXELS, max_size: int = DEFAULT_MAX_SIZE,
                     max_steps: int = DEFAULT_MAX_STEPS, **options) -> str:
     """Writes the stylizer as the SavedModel `export_dir/<version>/`, atomically, as `export_feature_extractor`.
 
@@ -310,7 +312,7 @@ def export_stylizer(export_dir: str, version: Optional[int] = None, config: Opti
     """
     config = config.replace(**options) if config is not None else StyleConfig(**options)
     for name, value in (("max_pixels", max_pixels), ("max_size", max_size), ("max_steps", max_steps)):
-        export_lib.require_limit(name, value)
+        feature_extractor.require_limit(name, value)
     if config.init not in SERVED_INITS:
         raise UsageError(f"--init={config.init}: a served stylization starts from the content or from noise; give "
                          f"--init={' or --init='.join(SERVED_INITS)}")
@@ -324,9 +326,9 @@ def export_stylizer(export_dir: str, version: Optional[int] = None, config: Opti
     if default_steps > max_steps:
         raise UsageError(f"the default --steps make {default_steps} steps over all scales, over --max_steps="
                          f"{max_steps}: the requests' default would be refused; raise --max_steps")
-    version_dir = export_lib.new_version_dir(export_dir, version)
+    version_dir = feature_extractor.new_version_dir(export_dir, version)
     module = ExportedStylizer(config, max_pixels, max_size, max_steps)
-    return export_lib.write_version(module, module.signatures(), export_dir, version_dir)
+    return feature_extractor.write_version(module, module.signatures(), export_dir, version_dir)
 
 
 def request_defaults(config: StyleConfig) -> dict:

@@ -56,7 +56,7 @@ VGG16 = _network("vgg16", (2, 2, 3, 3, 3))
 VGG19 = _network("vgg19", (2, 2, 4, 4, 4))
 NETWORKS = (VGG16, VGG19)
 
-# The network of each named weight source (`tf_style.weights`).
+# The network of each named weight source (`tf_style.network.weights`).
 NETWORK_OF_SOURCE = {"imagenet": VGG19, "hed": VGG16}
 
 # How hard each layer's style term pulls on the pixels, relative to block1_conv1's: the median over the 16 bundled
@@ -82,7 +82,7 @@ def network_for(weights: str) -> Network:
 
 @functools.lru_cache(maxsize=8)
 def _network_of_file(path: str) -> Network:
-    """VGG19 for a file of at least 16 3x3 convolutions, else VGG16 (`tf_style.weights` checks the shapes)."""
+    """VGG19 for a file of at least 16 3x3 convolutions, else VGG16 (`tf_style.network.weights` checks the shapes)."""
     import h5py  # only for weights files; the named sources need no HDF5.
 
     try:

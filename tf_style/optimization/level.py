@@ -1,11 +1,11 @@
-"""The optimization of one batch of images at one size: `tf_style.core`'s step on `tf.Variable`s, traced once,
+"""The optimization of one batch of images at one size: `tf_style.optimization.core`'s step on `tf.Variable`s, traced once,
 with the loop in Python so that callbacks can report between steps.
 
 The loop runs in Python. Every `progress_every` steps (and at snapshots, checkpoints and the end) it reads the
 losses back from the device once and hands a `StepReport` to the callbacks, which print, save or log; the
 only file it writes itself is a checkpoint, when it is given a `RunCheckpoints`. Between reports the device is
-never waited on. What it optimizes against comes from `tf_style.targets`; the scales of a coarse-to-fine run
-are `tf_style.schedule`'s.
+never waited on. What it optimizes against comes from `tf_style.objective.targets`; the scales of a coarse-to-fine run
+are `tf_style.optimization.coarse_to_fine`'s.
 
 A KeyboardInterrupt (Ctrl-C, or one raised by the caller's signal handler) between or during steps becomes an
 `Interrupted` error that carries the current result; a non-finite loss or image becomes a `DivergedError`
@@ -19,14 +19,14 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_style import core
-from tf_style.checkpoint import RunCheckpoints
 from tf_style.config import StyleConfig
 from tf_style.errors import DivergedError, Interrupted
-from tf_style.features import FeatureExtractor
-from tf_style.objective import Objective, objective_for
-from tf_style.tiled_objective import TiledObjective, tile_progress_reporter
-from tf_style.tiles import TileGrid
+from tf_style.network.features import FeatureExtractor
+from tf_style.objective.terms import Objective, objective_for
+from tf_style.optimization import core
+from tf_style.optimization.checkpoint import RunCheckpoints
+from tf_style.tiling.tiled_objective import TiledObjective, tile_progress_reporter
+from tf_style.tiling.tiles import TileGrid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,10 +123,10 @@ class Optimization:
         config: the options (weights, learning rate, averaging, ...).
         jit_compile: compile the train step with XLA.
         indices: the `index` of each image in the reports; default 0 .. B-1.
-        tiles: compute each step's loss and gradient tile by tile on this grid (`tf_style.tiled_objective`): the same
+        tiles: compute each step's loss and gradient tile by tile on this grid (`tf_style.tiling.tiled_objective`): the same
             objective with only one tile's activations in memory; None: the whole image in one traced step.
             The targets' content features must then be the whole image's.
-        objective: the loss terms (`tf_style.objective`); None: the ones `config` asks for.
+        objective: the loss terms (`tf_style.objective.terms`); None: the ones `config` asks for.
     """
 
     def __init__(self, extractor: FeatureExtractor, targets: dict, initial_images: np.ndarray,
