@@ -28,7 +28,7 @@ from tf_style.api import SAMPLE_CONTENT, SAMPLE_STYLE, Stylizer
 from tf_style.config import StyleConfig
 from tf_style.objective.targets import compute_targets
 from tf_style.objective.terms import objective_for
-from tf_style.optimization.pyramid import style_long_side
+from tf_style.sizes import style_long_side
 from tf_style.video import flow, metrics, synthetic
 from tf_style.video.stylize import LONG_TERM_OFFSETS, EarlierFrame, VideoStylizer
 
@@ -93,7 +93,7 @@ def run(clip_name: str, num_frames: int, size: int, config: StyleConfig, strip: 
     extractor = independent.extractor
 
     # The painting at the size a run sees it.
-    painting = images.resize_long_side(images.load_image(style), style_long_side(size, config.style_scale))
+    painting = images.resize_long_side(images.load_image(style), int(style_long_side(size, config.style_scale)))
     style_targets = compute_targets(extractor, contents[0], [painting], config)["style"]
 
     def style_loss(result):

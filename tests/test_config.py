@@ -2,7 +2,7 @@
 
 import pytest
 
-from tf_style.config import STYLE_SCALE_OF_WEIGHTS, StyleConfig, style_seen_size
+from tf_style.config import STYLE_SCALE_OF_WEIGHTS, StyleConfig
 from tf_style.errors import UsageError
 from tf_style.network import vgg
 
@@ -79,10 +79,3 @@ def test_what_changes_the_result_is_recorded_with_each_option():
     assert {"content_weight", "style_layers", "padding", "pooling", "size", "steps", "init"} <= changing
     assert not changing & {"save_every", "progress_every", "checkpoint_dir", "checkpoint_every", "batch_size",
                            "precision", "xla", "seed", "original_colors"}
-
-
-def test_a_style_is_seen_at_least_as_large_as_the_network_needs():
-    assert style_seen_size(300, 400, 200) == (150, 200)
-    assert style_seen_size(16, 640, 64) == (16, 640)  # 40:1: its short side would be 2 px
-    assert style_seen_size(64, 64, 8) == (16, 16)
-    assert min(style_seen_size(9, 700, 100)) == 16

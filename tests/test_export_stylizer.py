@@ -29,11 +29,12 @@ import programs
 from bad_inputs import png_header_claiming
 from conftest import gradient_image, stripes_image
 from tf_style import api, images
-from tf_style.config import StyleConfig, scaled_size, style_seen_size
+from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.network.convolution import KernelPlan
 from tf_style.objective import faces
 from tf_style.serving import stylizer
+from tf_style.sizes import ints, scaled_size, style_seen_size
 
 # Adam: the bounds below are Adam's. L-BFGS's unit steps amplify the rounding further over many steps (measured at
 # these options: 6.6 grey levels apart at most, 0.64 on average, losses 1.7e-3 apart; from NOISE_REQUEST's noise
@@ -143,8 +144,8 @@ def bundled_pair(size: int) -> tuple:
     """
     photo = images.load_image(api.SAMPLE_CONTENT)
     painting = images.load_image(api.SAMPLE_STYLE)
-    content = images.resize(photo, *scaled_size(*photo.shape[:2], size))
-    style = images.resize(painting, *style_seen_size(*painting.shape[:2], size))
+    content = images.resize(photo, *ints(scaled_size(*photo.shape[:2], size)))
+    style = images.resize(painting, *ints(style_seen_size(*painting.shape[:2], size)))
     return np.rint(content).astype(np.uint8), np.rint(style).astype(np.uint8)
 
 
@@ -153,7 +154,7 @@ def astronaut_pair(size: int) -> tuple:
     takes them as they are), her face as `stylize()` finds it on the photo (in the resized photo's pixels), and
     the painting at the size it is seen at."""
     photo = images.load_image(ASTRONAUT)
-    content = images.resize(photo, *scaled_size(*photo.shape[:2], size))
+    content = images.resize(photo, *ints(scaled_size(*photo.shape[:2], size)))
     face_boxes = np.array(faces.find_faces(photo), np.float32) * (content.shape[0] / photo.shape[0])
     return content, face_boxes, bundled_pair(size)[1].astype(np.float32)
 

@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from tf_style import images
-from tf_style.config import scaled_size
 from tf_style.errors import UsageError, WriteError
 
 
@@ -170,7 +169,6 @@ def test_unreadable_file_is_a_usage_error(tmp_path):
 def test_resize_long_side_keeps_aspect_ratio():
     image = np.zeros((300, 200, 3), np.float32)
     assert images.resize_long_side(image, 150).shape == (150, 100, 3)
-    assert scaled_size(480, 640, 256) == (192, 256)
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):

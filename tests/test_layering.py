@@ -34,8 +34,8 @@ FOLDERS_BELOW = {
     "network": {"errors", "files"},
     "tiling": {"config", "errors", "network"},
     "objective": {"config", "errors", "network", "tiling"},
-    "optimization": {"config", "errors", "files", "network", "objective", "tiling"},
-    "serving": {"config", "errors", "files", "network", "objective", "optimization"},
+    "optimization": {"config", "errors", "files", "network", "objective", "sizes", "tiling"},
+    "serving": {"config", "errors", "files", "network", "objective", "optimization", "sizes"},
 }
 
 

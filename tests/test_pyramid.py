@@ -1,13 +1,16 @@
-"""The pyramid: each level's size and steps, the same in the library and in a served request's graph, and how
-images move up a level."""
+"""The pyramid: each level's size and steps, as Python's own arithmetic gives them, eagerly and in a traced graph
+(a served request's), and how images move up a level."""
+
+import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_style.config import StyleConfig, scaled_size, style_seen_size
+from tf_style.config import StyleConfig
 from tf_style.optimization import pyramid
 from tf_style.optimization.pyramid import pyramid_of
+from tf_style.sizes import ints, style_seen_size
 
 
 def test_steps_fall_geometrically_from_the_first_level_to_the_last():
@@ -28,11 +31,11 @@ def test_levels_grow_by_at_most_the_square_root_of_two():
 
 def test_a_level_scales_images_and_styles():
     first = pyramid_of(StyleConfig(size=512, initial_size=128)).first
-    assert first.size_of(384, 512) == (96, 128) and first.scale_factor == 0.25
+    assert first.size_of(384, 512) == (96, 128) and first.style_long_side_of(400) == 100
     # A style seen at 600x900 at the last level: a quarter of it, a short side of 150.
     assert first.style_size_of(600, 900) == (150, 225)
     # One seen at 40x400: a quarter would be 10 px high, under the network's minimum of 16: upscaled to 16.
-    assert first.style_size_of(40, 400) == style_seen_size(40, 400, 100) == (16, 160)
+    assert first.style_size_of(40, 400) == ints(style_seen_size(40, 400, 100)) == (16, 160)
 
 
 def test_a_level_starts_from_the_last_result_upsampled_plus_the_photos_detail():
@@ -47,25 +50,37 @@ def test_a_level_starts_from_the_last_result_upsampled_plus_the_photos_detail():
     assert np.abs(with_detail - photo).mean() < 0.5 * np.abs(without_detail - photo).mean()
 
 
+def _python_levels(size: int, steps: int, initial_size: int, initial_steps) -> tuple:
+    """The levels as plain Python computes them (float64, round half to even): (long sides, steps)."""
+    if not initial_size or initial_size >= size:
+        return [size], [steps]
+    num_levels = math.ceil(math.log(size / initial_size) / math.log(math.sqrt(2)) - 1e-9) + 1
+    ratio = (size / initial_size) ** (1 / (num_levels - 1))
+    sides = [round(initial_size * ratio ** index) for index in range(num_levels)]
+    if initial_steps is None:
+        return sides, [steps] * num_levels
+    return sides, [max(1, round(initial_steps * (steps / initial_steps) ** (index / (num_levels - 1))))
+                   for index in range(num_levels)]
+
+
 @pytest.mark.parametrize("initial_size, initial_steps", [(128, 150), (100, 7), (0, 150), (128, None)])
-def test_the_levels_in_a_served_graph_are_the_librarys(initial_size, initial_steps):
+def test_the_levels_are_pythons_arithmetic_eagerly_and_in_a_traced_graph(initial_size, initial_steps):
+    """A served request computes its levels from its `size` and `steps` tensors in a graph, `stylize()` eagerly
+    from Python ints: the one function must give both what Python's float64 and `round` give."""
+    traced = tf.function(lambda size, steps: pyramid.level_sides_and_steps(size, steps, initial_size, initial_steps))
     config = StyleConfig(initial_size=initial_size, initial_steps=initial_steps)
-    served = tf.function(lambda size, steps: pyramid.served_levels(size, steps, config))
     for size in [*range(16, 300, 7), 362, 512, 724, 1000, 1024]:
         for steps in (1, 13, 40, 500):
-            sizes, level_steps = served(tf.constant(size), tf.constant(steps))
-            expected = pyramid_of(config.replace(size=size, steps=steps))
-            assert sizes.numpy().tolist() == list(expected.long_sides), (size, steps)
-            assert level_steps.numpy().tolist() == [level.num_steps for level in expected]
+            expected = _python_levels(size, steps, initial_size, initial_steps)
+            sides, level_steps = traced(tf.constant(size), tf.constant(steps))
+            assert (sides.numpy().tolist(), level_steps.numpy().tolist()) == expected, (size, steps)
+            levels = pyramid_of(config.replace(size=size, steps=steps))
+            assert (list(levels.long_sides), [level.num_steps for level in levels]) == expected, (size, steps)
 
 
-def test_the_sizes_in_a_served_graph_are_the_librarys():
-    for height, width, long_side in [(384, 512, 181), (513, 17, 64), (1000, 999, 333), (40, 400, 100)]:
-        served = [int(value) for value in pyramid.served_size_of(height, width, long_side)]
-        assert served == list(scaled_size(height, width, long_side))
-        served = [int(value) for value in pyramid.served_style_size_of(height, width, long_side)]
-        assert served == list(style_seen_size(height, width, long_side))
+def test_a_levels_style_size_in_a_traced_graph_is_the_eager_one():
     level = pyramid_of(StyleConfig(size=512, initial_size=128)).levels[1]
-    served = pyramid.served_level_style_size_of(600, 900, level.long_side, level.final_long_side)
-    assert [int(value) for value in served] == list(level.style_size_of(600, 900))
-    assert int(pyramid.served_style_long_side(512, 1.3)) == pyramid.style_long_side(512, 1.3) == 666
+    traced = tf.function(pyramid.level_style_size)
+    for height, width in [(600, 900), (40, 400), (513, 17)]:
+        served = traced(tf.constant(height), tf.constant(width), tf.constant(level.long_side), tf.constant(512))
+        assert ints(served) == level.style_size_of(height, width)

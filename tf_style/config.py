@@ -13,7 +13,6 @@ from typing import Optional
 
 from tf_style.errors import UsageError
 from tf_style.network import vgg
-from tf_style.network.vgg import MIN_INPUT_SIDE
 
 DEFAULT_CONTENT_LAYERS = ("block4_conv2",)
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -351,25 +350,6 @@ class StyleConfig:
     def replace(self, **changes) -> "StyleConfig":
         """A copy with some options changed (validated again)."""
         return dataclasses.replace(self, **changes)
-
-
-def scaled_size(height: int, width: int, long_side: int) -> tuple:
-    """(height, width) scaled so that the longer side is `long_side`, keeping the aspect ratio."""
-    scale = long_side / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def style_seen_size(height: int, width: int, long_side: int) -> tuple:
-    """The size a style image is seen at: long side `long_side`, or larger where that would leave its short
-    side under what VGG needs (a small or very wide style, a coarse scale, a small --style_scale).
-
-    Upscaling keeps every style usable at every scale; its strokes then come out a little larger there.
-    """
-    seen = scaled_size(height, width, long_side)
-    if min(seen) >= MIN_INPUT_SIDE:
-        return seen
-    scale = MIN_INPUT_SIDE / min(height, width)
-    return max(MIN_INPUT_SIDE, round(height * scale)), max(MIN_INPUT_SIDE, round(width * scale))
 
 
 def _is_finite_number(value) -> bool:

@@ -13,10 +13,10 @@ from typing import Callable, TypeVar
 import numpy as np
 from PIL import Image, ImageOps
 
-from tf_style.config import scaled_size
 from tf_style.errors import UsageError
 from tf_style.files import require_writable_directory, write_atomically
 from tf_style.network.vgg import MIN_INPUT_SIDE
+from tf_style.sizes import ints, scaled_size
 
 T = TypeVar("T")
 
@@ -245,7 +245,7 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
     """Resize so that the longer side is `long_side` pixels."""
-    return resize(image, *scaled_size(image.shape[0], image.shape[1], long_side))
+    return resize(image, *ints(scaled_size(image.shape[0], image.shape[1], long_side)))
 
 
 def output_format(path: str) -> str:

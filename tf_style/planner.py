@@ -13,15 +13,15 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tf_style import color, images, memory
-from tf_style.config import MAX_SEED, StyleConfig, scaled_size, style_seen_size
+from tf_style import color, images, memory, sizes
+from tf_style.config import MAX_SEED, StyleConfig
 from tf_style.errors import UsageError
 from tf_style.network import vgg
 from tf_style.network.device import ComputePlan
 from tf_style.objective import faces, masks
 from tf_style.objective.terms import Term
 from tf_style.optimization import pyramid
-from tf_style.optimization.coarse_to_fine import Batch, noise_start
+from tf_style.optimization.coarse_to_fine import Batch
 from tf_style.tiling import tiles
 
 
@@ -91,7 +91,7 @@ class Planner:
         if config.style_blend_weights is not None and len(config.style_blend_weights) != len(styles):
             raise UsageError(f"--style_blend_weights has {len(config.style_blend_weights)} values for "
                              f"{len(styles)} style images; give one weight per style image")
-        height, width = scaled_size(*image_size(content, "content image"), config.size)
+        height, width = sizes.ints(sizes.scaled_size(*image_size(content, "content image"), config.size))
         if config.content_masks is not None:
             self._check_masks(len(styles), height, width)
         first_level = self._first_level
@@ -100,9 +100,9 @@ class Planner:
             raise UsageError(f"--size={config.size} (first scale {first_level.long_side}) makes the result "
                              f"{smallest_side} pixels on its short side; the network needs at least "
                              f"{vgg.MIN_INPUT_SIDE}: use a larger --size or --initial_size")
-        style_long_side = pyramid.style_long_side(config.size, config.style_scale)
+        style_long_side = int(sizes.style_long_side(config.size, config.style_scale))
         style_sizes = [image_size(style, "style image") for style in styles]
-        style_shapes = [style_seen_size(*size, style_long_side) for size in style_sizes]
+        style_shapes = [sizes.ints(sizes.style_seen_size(*size, style_long_side)) for size in style_sizes]
         self._say_where_styles_are_upscaled(styles, style_sizes, style_long_side)
         if config.content_masks is not None:
             self._check_style_masks(style_shapes)
@@ -216,14 +216,14 @@ class Planner:
 
     def _say_where_styles_are_upscaled(self, styles: list, style_sizes: list, style_long_side: int) -> None:
         """Logs, once per style, that a style is seen larger than asked at the first level(s): the network needs
-        `vgg.MIN_INPUT_SIDE` pixels (see `config.style_seen_size`).
+        `vgg.MIN_INPUT_SIDE` pixels (see `sizes.style_seen_size`).
 
         Args:
             style_sizes: each style's (height, width) as given.
             style_long_side: the long side the styles are asked to be seen at, at the last level.
         """
         for style, size in zip(styles, style_sizes):
-            asked = scaled_size(*size, self._first_level.style_long_side_of(style_long_side))
+            asked = sizes.ints(sizes.scaled_size(*size, self._first_level.style_long_side_of(style_long_side)))
             name = describe(style)
             if min(asked) < vgg.MIN_INPUT_SIDE and name not in self._upscaled_styles:
                 self._upscaled_styles.add(name)
@@ -300,7 +300,7 @@ def start_image(config: StyleConfig, content_image: np.ndarray, style_images: li
         return content_image.copy()
     if config.init == "noise":
         seed = config.seed if config.seed is not None else int(rng.integers(MAX_SEED, endpoint=True))
-        return noise_start(*content_image.shape[:2], seed).numpy()
+        return pyramid.noise_start(*content_image.shape[:2], seed).numpy()
     if config.init == "style_noise":
         return color.colored_noise(content_image.shape, main_style, rng).astype(np.float32)
     if config.init == "style_colors":

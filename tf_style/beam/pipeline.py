@@ -37,10 +37,10 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from tf_style import api, images
-from tf_style.config import StyleConfig, scaled_size
+from tf_style.config import StyleConfig
 from tf_style.errors import UsageError, WriteError
-from tf_style.pairs import GLOB_CHARACTERS, Pair, output_name
-from tf_style.pairs import is_video_path
+from tf_style.pairs import GLOB_CHARACTERS, Pair, is_video_path, output_name
+from tf_style.sizes import ints, scaled_size
 from tf_style.video import clips, shots
 from tf_style.video.stylize import VideoStylizer, encode_frames, frames_dir_for
 
@@ -309,7 +309,7 @@ class StylizeBatches(beam.DoFn):
                 continue
             # Resized now rather than when its batch runs: a batch of 12-megapixel photos would hold 150 MB
             # of float32 pixels each. The Stylizer resizes to the same size, so it then leaves them alone.
-            contents.append(images.resize(content, *scaled_size(*content.shape[:2], self._config.size)))
+            contents.append(images.resize(content, *ints(scaled_size(*content.shape[:2], self._config.size))))
             todo.append(pair)
         written = 0
         for outcome in self._stylizer.iter_stylize_batch(

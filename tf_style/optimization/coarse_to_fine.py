@@ -263,16 +263,5 @@ class CoarseToFine:
         return self._style_statistics[key, level.long_side]
 
 
-def noise_start(height, width, seed) -> tf.Tensor:
-    """The start of `--init=noise`: float32 [height, width, 3], uniform in [0, 255), drawn from `seed`.
-
-    By TensorFlow's stateless Philox generator, whose numbers depend only on the seed and the shape: the library
-    and the served graph (`tf_style.serving.stylizer`) draw the same start from the same seed, on any machine.
-    The sizes may be scalar tensors; the seed an integer from 0 to `config.MAX_SEED`.
-    """
-    seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-    return tf.random.stateless_uniform(tf.stack([height, width, 3]), seed, minval=0.0, maxval=255.0, alg="philox")
-
-
 def _at_size(images: Optional[np.ndarray], height: int, width: int):
     return None if images is None else pyramid.resize_image(images, height, width)

@@ -14,7 +14,7 @@ Signatures (tag `serve`):
 
 Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.optimization.coarse_to_fine`): the levels of
 `pyramid.pyramid_of(config)` and their steps, computed in the graph from the request's `size` and `steps`
-(`pyramid.served_levels`); the style seen at each scale's size; each scale started from the last result
+(`pyramid.level_sides_and_steps`, the function `pyramid_of` evaluates); the style seen at each scale's size; each scale started from the last result
 upsampled plus the photo's detail, with the optimizer's state carried up (`carried_up`: Adam's moments
 rescaled, L-BFGS afresh); each scale's steps are `core.run_steps`, a `tf.while_loop` around `core.step`, the very step the library's train step calls, and its
 result `core.result`. The loss is `terms.objective_for(config)`'s terms on targets from
@@ -29,7 +29,7 @@ What the export fixes: the network, `optimizer`, `learning_rate`, `tv_weight`, `
 The graph does not look for faces (OpenCV's detector is no TensorFlow op): a request brings them as `face_boxes`
 ([N, 4] x, y, width, height in the content's pixels, as `faces.find_faces` gives them; none by default), and the
 faces' term draws its mask from them with the library's `faces.face_mask`.
-The start is the content or, with `init` "noise", the noise that `coarse_to_fine.noise_start` draws from `seed`, as
+The start is the content or, with `init` "noise", the noise that `pyramid.noise_start` draws from `seed`, as
 `stylize()` draws it. Where the library reads files with Pillow (EXIF rotation applied) and resizes them with
 Pillow's Lanczos filter (the content to `size`, the style to the size it is seen at), the graph decodes with
 TensorFlow and resizes with its antialiased Lanczos: inputs already at those sizes give the library's result
@@ -55,10 +55,10 @@ from tf_style.objective import faces
 from tf_style.objective.targets import batch_targets, face_targets, style_statistics
 from tf_style.objective.terms import FaceTerm, face_term, objective_for
 from tf_style.optimization import core
-from tf_style.optimization.coarse_to_fine import noise_start
-from tf_style.optimization.pyramid import (pyramid_of, resized, served_level_style_size_of, served_levels, served_size_of,
-                              served_style_long_side, served_style_size_of, upsample_with_detail)
+from tf_style.optimization.pyramid import (level_sides_and_steps, level_start, level_style_size, noise_start,
+                                             pyramid_of, resized)
 from tf_style.serving import feature_extractor
+from tf_style.sizes import scaled_size, style_long_side, style_seen_size
 
 # A request may ask for a result of at most this long side. One float32 step at 1024x768 holds about 3 GB.
 DEFAULT_MAX_SIZE = 1024
@@ -180,7 +180,8 @@ class ExportedStylizer(tf.Module):
                                  "width and height"]),
         ]
         with tf.control_dependencies(option_checks):
-            scale_sizes, scale_steps = served_levels(size, steps, self._config)
+            scale_sizes, scale_steps = level_sides_and_steps(size, steps, self._config.initial_size,
+                                                             self._config.initial_steps)
         total_steps = tf.reduce_sum(scale_steps)
         steps_check = tf.debugging.Assert(
             total_steps <= self.max_steps,
@@ -203,8 +204,8 @@ class ExportedStylizer(tf.Module):
         """`CoarseToFine.run` for one [H, W, 3] content and style, and the content's faces [N, 4] in its own
         pixels: (result [H, W, 3], {term: [1]} final losses)."""
         config = self._config
-        height, width = served_size_of(tf.shape(content)[0], tf.shape(content)[1], size)
-        first_height, first_width = served_size_of(height, width, scale_sizes[0])
+        height, width = scaled_size(tf.shape(content)[0], tf.shape(content)[1], size)
+        first_height, first_width = scaled_size(height, width, scale_sizes[0])
         side_check = tf.debugging.Assert(
             tf.minimum(first_height, first_width) >= MIN_INPUT_SIDE,
             ["stylize: size", size, "makes the result", tf.minimum(first_height, first_width),
@@ -212,8 +213,8 @@ class ExportedStylizer(tf.Module):
              "larger size"])
         with tf.control_dependencies([side_check]):
             content_images = resized(content[tf.newaxis], height, width)
-        style_long_side = served_style_long_side(size, config.style_scale)
-        style_height, style_width = served_style_size_of(tf.shape(style)[0], tf.shape(style)[1], style_long_side)
+        style_height, style_width = style_seen_size(tf.shape(style)[0], tf.shape(style)[1],
+                                                    style_long_side(size, config.style_scale))
         style_check = tf.debugging.Assert(
             tf.cast(style_height, tf.int64) * tf.cast(style_width, tf.int64) <= self.max_style_pixels,
             ["style: an image of", tf.shape(style)[1], "x", tf.shape(style)[0], "pixels is seen at", style_width,
@@ -232,21 +233,15 @@ class ExportedStylizer(tf.Module):
 
         def scale(index, images, optimizer_state, losses):
             long_side = scale_sizes[index]
-            scale_height, scale_width = served_size_of(height, width, long_side)
+            scale_height, scale_width = scaled_size(height, width, long_side)
             statistics = style_statistics(
-                self._extractor, [resized(style_images, *served_level_style_size_of(style_height, style_width,
-                                                                                    long_side, size))[0]], config)
+                self._extractor, [resized(style_images, *level_style_size(style_height, style_width, long_side,
+                                                                          size))[0]], config)
             targets = batch_targets(self._extractor, resized(content_images, scale_height, scale_width),
                                     [statistics], config)
             if self._faces:
                 targets[FaceTerm.name] = face_targets(targets["content"], face_masks)
-            if config.scale_detail:
-                start = tf.cond(tf.shape(images)[1] < scale_height,
-                                lambda: upsample_with_detail(images, start_images, scale_height, scale_width,
-                                                             config.scale_detail),
-                                lambda: resized(images, scale_height, scale_width))
-            else:
-                start = resized(images, scale_height, scale_width)
+            start = level_start(images, start_images, scale_height, scale_width, config.scale_detail)
             if config.warm_start_optimizer:
                 optimizer_state = tf.cond(index > 0, lambda: optimizer.carried_up(optimizer_state, scale_height,
                                                                                   scale_width),

@@ -28,11 +28,12 @@ import numpy as np
 
 from tf_style import images, pairs
 from tf_style.api import Stylizer
-from tf_style.config import StyleConfig, scaled_size
+from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.files import require_writable_directory
 from tf_style.objective.terms import TemporalTerm
 from tf_style.optimization.level import Callback
+from tf_style.sizes import ints, scaled_size
 from tf_style.video import clips, flow, shots
 
 # The earlier frames each frame is held to: the last, and two further back, which keep what a short occlusion
@@ -91,7 +92,7 @@ class VideoStylizer:
 
     def frame_size(self, height: int, width: int) -> tuple:
         """The results' (height, width) for frames of height x width."""
-        return scaled_size(height, width, self.config.size)
+        return ints(scaled_size(height, width, self.config.size))
 
     def stylize_frames(self, frames: Iterable[np.ndarray], style, frames_dir: str, num_frames: int = 0,
                        on_frame: Optional[Callable[[FrameReport], None]] = None,
