@@ -16,6 +16,7 @@ from tf_style.optimization.pyramid import pyramid_of
 FAST = dict(size=64, steps=3, progress_every=1, log=None)
 
 
+@pytest.mark.slow
 def test_accepts_paths_pil_images_and_arrays(content_path, style_path):
     from_paths = tf_style.stylize(content_path, style_path, seed=0, **FAST)
     from_objects = tf_style.stylize(Image.open(content_path), np.asarray(Image.open(style_path)), seed=0, **FAST)
@@ -24,6 +25,7 @@ def test_accepts_paths_pil_images_and_arrays(content_path, style_path):
 
 
 # Two scales each (the second at most sqrt(2) times the first): every scale is a trace of its own.
+@pytest.mark.slow
 @pytest.mark.parametrize("content_shape, size, initial_size", [((31, 50), 46, 33), ((50, 31), 39, 28)])
 def test_coarse_to_fine_returns_the_asked_size(content_shape, size, initial_size):
     reports = []
@@ -38,6 +40,7 @@ def test_coarse_to_fine_returns_the_asked_size(content_shape, size, initial_size
     assert [report.step for report in reports] == list(range(1, reports[-1].num_steps + 1))
 
 
+@pytest.mark.slow
 def test_steps_per_scale_fall_from_initial_steps_to_steps():
     reports = []
     tf_style.stylize(gradient_image(48, 64), stripes_image(40, 40), size=64, initial_size=32, steps=2,
@@ -117,6 +120,7 @@ def test_no_averaging_outputs_the_last_iterate(extractor):
     np.testing.assert_array_equal(final, optimization.image.numpy())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style_loss, padding", [("wasserstein", "reflect"), ("gram", "zero")])
 def test_other_losses_and_paddings_run(style_loss, padding):
     result = tf_style.stylize(gradient_image(48, 64), stripes_image(64, 64), style_loss=style_loss,
@@ -124,6 +128,7 @@ def test_other_losses_and_paddings_run(style_loss, padding):
     assert result.shape == (48, 64, 3) and np.isfinite(result).all()
 
 
+@pytest.mark.slow
 def test_style_scale_changes_the_result():
     content, style = gradient_image(48, 64), stripes_image(96, 96)
     small = tf_style.stylize(content, style, style_scale=0.5, seed=0, **FAST)
@@ -144,6 +149,7 @@ def test_a_size_beyond_memory_is_refused_before_any_resizing(monkeypatch):
 
 
 # 40:1 is too thin at every scale; at --style_scale=0.1 the style is 16 px at the last scale, 8 at the first.
+@pytest.mark.slow
 @pytest.mark.parametrize("style_shape, options", [((16, 640), {"initial_size": 0}),
                                                   ((64, 64), {"style_scale": 0.1, "initial_size": 32})])
 def test_very_wide_and_very_small_styles_are_seen_upscaled(style_shape, options):

@@ -23,6 +23,7 @@ from tf_style.tiling.tiled_objective import TileProgress
 FAST = dict(size=64, steps=3, initial_size=0, precision="float32", progress_every=1)
 
 
+@pytest.mark.slow
 def test_batch_results_come_in_input_order_and_a_bad_pair_fails_alone():
     wide, tall, style = gradient_image(48, 64), gradient_image(64, 48, seed=1), stripes_image(64, 64)
     tiny = np.zeros((4, 4, 3), np.float32)
@@ -38,6 +39,7 @@ def test_batch_results_come_in_input_order_and_a_bad_pair_fails_alone():
         "stylizing 2 images at 64x48", "stylizing 1 image at 48x64"]
 
 
+@pytest.mark.slow
 def test_a_diverging_image_fails_alone_and_the_others_of_its_batch_finish(monkeypatch):
     original = Objective.losses
 
@@ -57,6 +59,7 @@ def test_a_diverging_image_fails_alone_and_the_others_of_its_batch_finish(monkey
     assert any("running the 3 images of its batch one at a time" in line for line in logged)
 
 
+@pytest.mark.slow
 def test_the_command_line_reports_the_diverged_pair_and_writes_the_others(monkeypatch, tmp_path):
     original = Objective.losses
     monkeypatch.setattr(Objective, "losses", lambda self, extractor, images, targets, weights=None: {
@@ -88,6 +91,7 @@ def _out_of_memory_above(batch_size: int):
     return losses
 
 
+@pytest.mark.slow
 def test_a_batch_that_runs_out_of_memory_runs_one_image_at_a_time(monkeypatch):
     monkeypatch.setattr(Objective, "losses", _out_of_memory_above(1))
     contents, style = [gradient_image(48, 64, seed=seed) for seed in range(3)], stripes_image(64, 64)
@@ -112,6 +116,7 @@ def test_the_command_line_says_a_run_that_does_not_fit_in_memory_in_one_line(mon
     assert not output.exists()
 
 
+@pytest.mark.slow
 def test_a_batched_result_is_the_result_alone():
     contents = [gradient_image(48, 64, seed=seed) for seed in range(3)]
     styles = [stripes_image(64, 64), gradient_image(64, 64, seed=7), stripes_image(64, 64)[::-1]]
@@ -122,6 +127,7 @@ def test_a_batched_result_is_the_result_alone():
     assert not np.allclose(batched[0].image, batched[2].image, atol=5)
 
 
+@pytest.mark.slow
 def test_reports_name_their_pair_and_batches_respect_batch_size():
     content, style = gradient_image(48, 64), stripes_image(64, 64)
     reports, logged = [], []
@@ -132,6 +138,7 @@ def test_reports_name_their_pair_and_batches_respect_batch_size():
     assert len([line for line in logged if line.startswith("stylizing")]) == 2
 
 
+@pytest.mark.slow
 def test_batches_of_one_shape_share_one_trace_and_start_afresh():
     contents = [gradient_image(48, 64, seed=seed) for seed in range(3)]
     style = stripes_image(64, 64)
@@ -143,6 +150,7 @@ def test_batches_of_one_shape_share_one_trace_and_start_afresh():
     np.testing.assert_allclose(results[2].image, tf_style.stylize(contents[2], style, log=None, **FAST), atol=0.5)
 
 
+@pytest.mark.slow
 def test_style_statistics_are_computed_once_per_style_and_scale(monkeypatch, tmp_path):
     paths = []
     for name, image in (("a.png", stripes_image(64, 64)), ("b.png", gradient_image(64, 64))):
@@ -206,6 +214,7 @@ def _save(path, image) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_the_command_line_runs_a_folder_reports_a_bad_file_and_skips_finished_pairs(tmp_path):
     photos, styles, out = tmp_path / "photos", tmp_path / "styles", tmp_path / "out"
     photos.mkdir()

@@ -66,6 +66,7 @@ def first_run(tmp_path_factory):
     return directory, pattern, style, output_dir, summary
 
 
+@pytest.mark.slow
 def test_every_good_input_gets_its_result(first_run):
     _, _, _, output_dir, summary = first_run
     expected = {f"{os.path.splitext(name)[0]}__style.png" for name in GOOD_CONTENTS}
@@ -96,6 +97,7 @@ def test_a_rerun_does_no_work(first_run):
     assert len(_failures(output_dir)) == 3  # the list is rewritten, not appended to
 
 
+@pytest.mark.slow
 def test_two_worker_processes_give_the_same_results_through_the_command_line(first_run, tmp_path):
     _, pattern, style, first_output_dir, _ = first_run
     output_dir = tmp_path / "out"
@@ -116,6 +118,7 @@ def test_two_worker_processes_give_the_same_results_through_the_command_line(fir
     assert len(_failures(output_dir)) == 3
 
 
+@pytest.mark.slow
 def test_overwrite_redoes_existing_results(tmp_path):
     pattern, style = _inputs(tmp_path)
     os.remove(tmp_path / "contents" / "corrupt.jpg")
@@ -186,6 +189,7 @@ def test_command_line_usage_errors_are_one_line_and_exit_2(args, message):
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_a_video_is_split_at_its_cuts_and_its_shots_stylized_apart(tmp_path):
     from tf_style.images import load_image
     from tf_style.video import clips

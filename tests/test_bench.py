@@ -37,6 +37,7 @@ def test_peak_dtype_of_policies():
     assert peaks.peak_dtype("float32") == "float32"
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_writes_every_number(tmp_path):
     results = bench.run_benchmark([64], num_steps=1, warmup_steps=1, preset=None, batch_size=2, peer_size=64,
                                   peer_rounds=1, progress=lambda message: None)
@@ -85,6 +86,7 @@ def test_tiny_benchmark_writes_every_number(tmp_path):
     assert written["plan"]["reason"] in table and "of peak" in table and "peak memory" in table
 
 
+@pytest.mark.slow
 def test_preset_is_timed_through_the_cli(tmp_path):
     preset = tmp_path / "tiny.cfg"
     preset.write_text("# a two-step preset\n--steps=2\n")
@@ -94,6 +96,7 @@ def test_preset_is_timed_through_the_cli(tmp_path):
     assert timing["command"].startswith("python -m tf_style.main --flagfile=")
 
 
+@pytest.mark.slow
 def test_time_by_size_plots_the_preset_beside_the_tutorials_1000_steps(tmp_path):
     preset = tmp_path / "tiny.cfg"
     preset.write_text("--steps=2\n--initial_size=0\n")
@@ -108,6 +111,7 @@ def test_time_by_size_plots_the_preset_beside_the_tutorials_1000_steps(tmp_path)
     assert plot.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_preview_benchmark_compares_the_preview_with_each_print_at_the_previews_size(tmp_path):
     from tf_style.api import SAMPLE_CONTENT, SAMPLE_STYLE
 
@@ -126,6 +130,7 @@ def test_preview_benchmark_compares_the_preview_with_each_print_at_the_previews_
     assert sheet.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_phases_splits_a_run_into_scales_and_their_set_up(capsys):
     assert phases.parse_options(["--size=64", "--learning_rate=2.5", "--optimizer=adam"]) == {
         "size": 64, "learning_rate": 2.5, "optimizer": "adam"}
@@ -198,6 +203,7 @@ def test_the_pytorch_step_runs_and_keeps_its_image_in_range():
     assert step.image.shape == (1, 3, 48, 64) and 0 <= float(step.image.min()) <= float(step.image.max()) <= 1
 
 
+@pytest.mark.slow
 def test_tiny_tiling_benchmark_measures_untiled_and_tiled_in_child_processes(tmp_path):
     from benchmarks import tiling
     results = tiling.run_tiling_benchmark([128], 64, "float32", num_steps=1, warmup_steps=0,
@@ -213,6 +219,7 @@ def test_tiny_tiling_benchmark_measures_untiled_and_tiled_in_child_processes(tmp
     assert tiling.untiled_fits(1024, 24 << 30) and not tiling.untiled_fits(8192, 24 << 30)
 
 
+@pytest.mark.slow
 def test_served_row_at_a_tiny_size_records_every_number():
     results = served.measure_served([64], extra_flags=["--initial_size=0", "--steps=2"], progress=lambda message: None)
     [entry] = results["sizes"]

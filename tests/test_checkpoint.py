@@ -40,6 +40,7 @@ def _interrupt_at(step: int):
 _UNINTERRUPTED = {}  # results of uninterrupted runs, by options
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options, stop_at", [
     (dict(steps=6), 2),
     (dict(steps=3, initial_size=32, initial_steps=3), 5),  # scales 32, 45, 64 px: in the middle of the second
@@ -81,6 +82,7 @@ def test_interrupt_before_the_first_step_carries_no_image(monkeypatch, tmp_path)
     assert checkpoint.read_latest(str(tmp_path / "checkpoints")) is None
 
 
+@pytest.mark.slow
 def test_interrupt_after_a_finished_scale_carries_that_scale_resized(monkeypatch):
     original = coarse_to_fine.batch_targets
     calls = []
@@ -99,6 +101,7 @@ def test_interrupt_after_a_finished_scale_carries_that_scale_resized(monkeypatch
     assert raised.value.image.shape == (48, 64, 3)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_run_is_refused_with_what_differs(tmp_path):
     content, style = gradient_image(48, 64), stripes_image(64, 64)
     first = dict(steps=2, style_weight=1.0, init="content", checkpoint_dir=str(tmp_path / "checkpoints"), **FAST)
@@ -158,6 +161,7 @@ def test_divergence_keeps_the_last_finite_image_out_of_the_checkpoints(extractor
     assert np.isfinite(image).all()
 
 
+@pytest.mark.slow
 def test_an_interrupt_in_a_diverged_state_is_a_divergence_without_checkpoint(extractor, tmp_path):
     directory = str(tmp_path / "checkpoints")
     optimization, checkpoints = _optimization_with_checkpoints(extractor, directory)
@@ -173,6 +177,7 @@ def test_an_interrupt_in_a_diverged_state_is_a_divergence_without_checkpoint(ext
     assert checkpoint.read_latest(directory).step == 1
 
 
+@pytest.mark.slow
 def test_resuming_a_checkpoint_that_then_diverges_gives_the_checkpointed_image(extractor, tmp_path):
     """With Adam, whose output (the average) is not the iterate that the poison reaches; L-BFGS's output is its
     iterate, and a poisoned iterate leaves no finite image (`test_a_poisoned_resumed_iterate_is_not_reported`)."""
@@ -188,6 +193,7 @@ def test_resuming_a_checkpoint_that_then_diverges_gives_the_checkpointed_image(e
     np.testing.assert_array_equal(raised.value.image, first.result())
 
 
+@pytest.mark.slow
 def test_a_poisoned_resumed_iterate_is_not_reported_as_finite(extractor, tmp_path):
     directory = str(tmp_path / "checkpoints")
     first, checkpoints = _optimization_with_checkpoints(extractor, directory)
@@ -227,6 +233,7 @@ _SAVE_FOREVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_kill_while_writing_a_checkpoint_leaves_one_that_restores(tmp_path):
     # Two writers of 128 MB checkpoints at once, killed with SIGKILL at different moments of writing the third.
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -255,6 +262,7 @@ def test_a_kill_while_writing_a_checkpoint_leaves_one_that_restores(tmp_path):
     assert killed_mid_write >= 1
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_is_refused_in_one_line_and_the_output_is_kept(tmp_path):
     content, style = tmp_path / "content.png", tmp_path / "style.png"
     Image.fromarray(gradient_image(48, 64).astype(np.uint8)).save(content)

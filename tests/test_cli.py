@@ -21,6 +21,7 @@ from tf_style.serving import stylizer
 PRESETS = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg")))
 
 
+@pytest.mark.slow
 def test_writes_an_image_of_the_asked_size_with_snapshots(tmp_path, content_path, style_path):
     output = tmp_path / "out" / "result.png"
     result = run_cli(f"--content={content_path}", f"--style={style_path}", f"--output={output}", "--size=64",
@@ -34,6 +35,7 @@ def test_writes_an_image_of_the_asked_size_with_snapshots(tmp_path, content_path
     assert Image.open(tmp_path / "out" / "result_sheet.png").size == (64 + 8 + 48 + 8 + 64 + 8 + 64, 48)
 
 
+@pytest.mark.slow
 def test_without_output_the_result_goes_under_out(tmp_path, content_path, style_path):
     # out/ is in .gitignore, so that trying the program in a clone of the repository leaves the clone clean.
     result = run_cli(f"--content={content_path}", f"--style={style_path}", "--size=64", "--steps=2", cwd=tmp_path)
@@ -181,6 +183,7 @@ def test_number_lists_must_be_numbers():
                              "got 1,x,1,1,1\n")
 
 
+@pytest.mark.slow
 def test_helpfull_documents_the_flags_and_the_start_up_is_quiet(tmp_path):
     result = in_subprocess("tf_style.main", "--helpfull")
     for flag in ("--content", "--style", "--output", "--size", "--steps", "--learning_rate", "--content_weight",
@@ -251,6 +254,7 @@ def cli_results(tmp_path_factory):
     return cases, results, before, output, directory
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [*REFUSED, "size beyond memory", "checkpoint dir not writable", "non-finite image"])
 def test_cli_refuses_in_one_line_and_leaves_the_output_alone(cli_results, case):
     cases, results, before, output, _ = cli_results

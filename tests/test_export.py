@@ -131,6 +131,7 @@ def test_writes_one_version_directory_and_nothing_else(export_dir):
     assert {"saved_model.pb", "variables"} <= set(os.listdir(export_dir / "1"))
 
 
+@pytest.mark.slow
 def test_a_fresh_process_gets_the_in_process_extractors_outputs(model_dir, tmp_path):
     images = np.stack([gradient_image(48, 64, seed=1), stripes_image(48, 64)])
     png = encode(gradient_image(32, 48, seed=2), "PNG")
@@ -172,6 +173,7 @@ def parse_signature_defs(text: str) -> dict:
     return signatures
 
 
+@pytest.mark.slow
 def test_saved_model_cli_shows_the_signatures_with_their_shapes(model_dir):
     result = saved_model_cli("show", "--all", "--dir", model_dir)
     assert result.returncode == 0, result.stderr
@@ -191,6 +193,7 @@ def test_saved_model_cli_shows_the_signatures_with_their_shapes(model_dir):
     assert result.stdout.count("Method name is: tensorflow/serving/predict") == 4
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_loads_it_as_tf_serving_does(model_dir, tmp_path):
     # saved_model_cli run restores the variables through a TF1 session, as TF Serving's C++ loader does; a
     # Keras 3 model tracked naively loads in Python but fails here with "Could not find variable".
@@ -407,6 +410,7 @@ def test_decoding_waits_for_the_header_checks(model_dir):
         assert len(checks) == 3, list(node.input)
 
 
+@pytest.mark.slow
 def test_the_served_gram_is_the_style_losss_gram_bit_for_bit(tmp_path, extractor):
     # Default options on both sides: the export builds the network `stylize()` builds (padding, pooling,
     # weights), and its `gram` is the statistic the style loss matches, to the last bit in float32.

@@ -306,6 +306,7 @@ def assert_close_to_the_library(answer, expected: tuple) -> None:
     np.testing.assert_allclose(answer["loss_total"], loss, rtol=LOSS_RTOL)
 
 
+@pytest.mark.slow
 def test_a_process_with_only_tensorflow_paints_what_stylize_paints(served, expected):
     answer = served["bundled pair"]
     assert_close_to_the_library(answer, expected["bundled pair"])
@@ -359,6 +360,7 @@ def saved_model_cli(*args):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
 
+@pytest.mark.slow
 def test_saved_model_cli_shows_the_signatures(model_dir):
     result = saved_model_cli("show", "--all", "--dir", model_dir)
     assert result.returncode == 0, result.stderr
@@ -382,6 +384,7 @@ def test_saved_model_cli_shows_the_signatures(model_dir):
                                             "outputs": outputs}
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_stylizes_a_small_image(model_dir, tmp_path):
     # saved_model_cli run restores the model through TensorFlow's session-based loader, as TF Serving does.
     def literal(data):  # every byte as an escape: --input_exprs splits on ";"
@@ -485,6 +488,7 @@ with open(sys.argv[3], "wb") as answers_file:
 CONCURRENT_HEADROOM = 512 << 20
 
 
+@pytest.mark.slow
 def test_requests_at_once_at_the_limits_are_each_answered_or_refused_and_the_next_is_served(model_dir, tmp_path):
     # 128 px (max_size) in four scales of 10, 13, 16 and 21 steps: 60, max_steps.
     at_the_limits = small_request(content=encode_png(gradient_image(96, 128)), size=MAX_SIZE, steps=21)

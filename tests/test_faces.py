@@ -68,6 +68,7 @@ def test_the_masked_content_loss_is_the_content_loss_under_a_mask_of_ones_and_ig
                                losses.masked_content_loss({"a": value}, {"a": target}, {"a": left}), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_tiled_faces_term_is_the_untiled_one(extractor):
     config = StyleConfig()
     height, width = 96, 128
@@ -92,6 +93,7 @@ def test_the_tiled_faces_term_is_the_untiled_one(extractor):
     assert float(tf.norm(tiled_gradient - gradient) / tf.norm(gradient)) < 1e-4
 
 
+@pytest.mark.slow
 def test_a_photo_with_a_face_gets_the_faces_term_and_one_without_does_not():
     reported = []
     tf_style.stylize(ASTRONAUT, stripes_image(64, 64), size=96, steps=2, initial_size=0, log=None,
@@ -107,6 +109,7 @@ def test_a_photo_with_a_face_gets_the_faces_term_and_one_without_does_not():
     assert "faces" not in reported[-1].losses
 
 
+@pytest.mark.slow
 def test_the_faces_term_keeps_more_of_the_face_than_none(extractor):
     # At 128 px her face is under the cascade's 24 px window: it is found on the photo as given, and held.
     [box] = faces.find_faces(images.load_image(ASTRONAUT))

@@ -82,6 +82,7 @@ def test_a_bug_in_the_writer_stays_itself(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_the_cli_reports_a_full_disk_in_one_line_with_exit_4(full_disk, inputs):
     content, style = inputs
     output = full_disk / "result.png"
@@ -93,6 +94,7 @@ def test_the_cli_reports_a_full_disk_in_one_line_with_exit_4(full_disk, inputs):
     assert _names(full_disk) == []
 
 
+@pytest.mark.slow
 def test_a_batch_on_a_full_disk_stops_with_its_count(full_disk, inputs, tmp_path):
     content, style = inputs
     photos = tmp_path / "photos"
@@ -134,6 +136,7 @@ def test_tensorboard_events_on_a_full_disk_are_a_write_error(full_disk, inputs, 
     assert result.stderr.count("\n") == 1 and "No space left on device" in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_a_beam_job_on_a_full_disk_stops_in_one_line_with_its_count(full_disk, inputs, tmp_path):
     pytest.importorskip("apache_beam")
     content, style = inputs

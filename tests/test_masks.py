@@ -150,6 +150,7 @@ def _coloured_noise(colour, seed: int) -> np.ndarray:
     return np.clip(np.array(colour, np.float32) + noise, 0, 255).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_two_regions_move_towards_their_own_styles_colours():
     photo = (128.0 + np.random.default_rng(0).uniform(-20, 20, (48, 64, 3))).astype(np.float32)
     red = stripes_image(64, 64) * np.array([1.0, 0.3, 0.2], np.float32)
@@ -170,6 +171,7 @@ def test_two_regions_move_towards_their_own_styles_colours():
     assert towards_red(result[28:]) < -0.15
 
 
+@pytest.mark.slow
 def test_a_batch_with_masks_gives_each_image_its_result_alone():
     contents = [gradient_image(48, 64, seed=seed) for seed in range(2)]
     styles = [_coloured_noise((210, 60, 50), 1), _coloured_noise((40, 70, 210), 2)]
@@ -179,6 +181,7 @@ def test_a_batch_with_masks_gives_each_image_its_result_alone():
         np.testing.assert_allclose(result.image, tf_style.stylize(content, styles, **options), atol=0.5)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_with_masks_ends_as_an_uninterrupted_one_and_other_masks_are_refused(tmp_path):
     content, styles = gradient_image(48, 64), [stripes_image(64, 64), gradient_image(64, 64, seed=3)]
     top = _top_rows(48, 64, 24)

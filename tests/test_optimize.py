@@ -60,6 +60,7 @@ def test_the_palette_term_is_left_out_at_weight_0_and_with_regions():
     assert "palette" not in objective_for(CONFIG.replace(content_masks=masks)).names
 
 
+@pytest.mark.slow
 def test_the_palette_term_takes_the_paintings_colours_where_the_style_term_alone_does_not(extractor):
     """A grey photo under red stripes: ImageNet's network keeps the grey (docs/network.md); the palette term
     turns it towards the stripes' red."""
@@ -97,6 +98,7 @@ def test_divergence_raises_with_the_last_finite_image(extractor, targets):
     np.testing.assert_array_equal(raised.value.image[0], seen[0])
 
 
+@pytest.mark.slow
 def test_warm_start_carries_adams_moments_rescaled_to_the_larger_scale(extractor, targets):
     small_targets = compute_targets(extractor, gradient_image(24, 32), stripes_image(32, 32), CONFIG)
     small = Optimization(extractor, small_targets, gradient_image(24, 32)[None], CONFIG)
@@ -144,6 +146,7 @@ def test_onednn_held_below_bfloat16_is_a_cpu_without_it(tmp_path, monkeypatch):
     assert device.cpu_has_fast_bfloat16(str(cpuinfo))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_both_precisions_lower_the_loss(precision):
     extractor = extractor_for(CONFIG, precision)

@@ -33,6 +33,7 @@ def test_a_batch_holds_one_size():
         planner.prepared_pairs([(gradient_image(48, 64), style), (gradient_image(64, 64), style)])
 
 
+@pytest.mark.slow
 def test_the_batch_of_prepared_pairs_runs_to_the_result_of_stylize():
     content, style = gradient_image(48, 64), stripes_image(64, 64)
     stylizer = api.Stylizer(log=None, seed=0, **FAST)

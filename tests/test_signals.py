@@ -39,6 +39,7 @@ def inputs(tmp_path):
     return [f"--content={content}", f"--style={style}", "--size=64"]
 
 
+@pytest.mark.slow
 def test_sigint_writes_the_current_image_and_a_checkpoint_that_resumes_to_the_same_result(tmp_path, inputs):
     output, checkpoints = tmp_path / "out" / "result.png", tmp_path / "checkpoints"
     command = [*inputs, "--steps=60", "--save_every=2", "--checkpoint_every=5", f"--output={output}",
@@ -64,6 +65,7 @@ def test_sigint_writes_the_current_image_and_a_checkpoint_that_resumes_to_the_sa
     np.testing.assert_array_equal(np.asarray(Image.open(output)), np.asarray(Image.open(uninterrupted)))
 
 
+@pytest.mark.slow
 def test_sigterm_writes_the_current_image_over_the_old_output(tmp_path, inputs):
     output = existing_output(tmp_path)
     process = programs.start("tf_style.main", *inputs, "--steps=100000", "--save_every=2", f"--output={output}")
@@ -77,6 +79,7 @@ def test_sigterm_writes_the_current_image_over_the_old_output(tmp_path, inputs):
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_an_interrupt_before_the_first_step_writes_nothing(tmp_path, inputs):
     output = existing_output(tmp_path)
     before = open(output, "rb").read()
@@ -89,6 +92,7 @@ def test_an_interrupt_before_the_first_step_writes_nothing(tmp_path, inputs):
     assert open(output, "rb").read() == before
 
 
+@pytest.mark.slow
 def test_an_interrupted_batch_keeps_finished_results_and_writes_no_half_done_one(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

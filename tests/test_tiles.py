@@ -50,6 +50,7 @@ def test_the_margin_is_the_reach_of_the_deepest_layer():
     assert tiles.margin_of(StyleConfig(tile_margin=32)) == 32
 
 
+@pytest.mark.slow
 def test_tiled_features_at_the_margin_are_the_untiled_ones_and_a_smaller_margin_is_not(extractor):
     """The reach computed in `margin_for` is measured here: 80 px gives VGG19's untiled features, 64 px does not."""
     image = gradient_image(HEIGHT, WIDTH)[None]
@@ -78,6 +79,7 @@ def _problem(extractor, config: StyleConfig):
             batch_targets(extractor, content[None], [statistics], config, grid), grid, start.astype(np.float32))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style_loss, tile_size", [("gram", 64), ("wasserstein", 64), ("gram", WIDTH)])
 def test_the_tiled_loss_and_gradient_are_the_untiled_ones(extractor, style_loss, tile_size):
     """4 x 3 tiles, and one tile (whose single pass both completes the sums and differentiates)."""
@@ -98,6 +100,7 @@ def test_the_tiled_loss_and_gradient_are_the_untiled_ones(extractor, style_loss,
     assert float(tf.reduce_max(tf.abs(tiled_gradient - gradient)) / tf.reduce_max(tf.abs(gradient))) < 1e-4
 
 
+@pytest.mark.slow
 def test_ten_tiled_adam_steps_stay_within_a_level_and_a_half_of_the_untiled_ones(extractor):
     """At a learning rate of 1 (measured: 1.23 levels with ImageNet's VGG19, 0.73 with hed's VGG16). At the default
     5 the dynamics amplify rounding, tiled or not: measured, a change of 1e-5 (about one float32 step at 255) in
@@ -125,6 +128,7 @@ def test_ten_tiled_adam_steps_stay_within_a_level_and_a_half_of_the_untiled_ones
     assert progress[:23] == [(1, done, 23) for done in range(1, 24)] and progress[-1] == (10, 23, 23)
 
 
+@pytest.mark.slow
 def test_the_tiled_gradient_of_a_scaled_loss_is_the_scaled_untiled_gradient(extractor):
     """Loss scaling (mixed_float16's optimizer) multiplies the tiles' terms and TV alike, or the image would follow
     the unscaled term's pull (Adam's steps do not depend on the gradient's overall scale, only on its mix). TV
@@ -140,6 +144,7 @@ def test_the_tiled_gradient_of_a_scaled_loss_is_the_scaled_untiled_gradient(extr
     assert float(tf.norm(scaled_gradient - 1024.0 * gradient) / tf.norm(1024.0 * gradient)) < 1e-4
 
 
+@pytest.mark.slow
 def test_a_tiled_mixed_float16_run_follows_the_untiled_one():
     """float16 rounds the features and gradients of the two runs differently (the tiles' sums are added in another
     order). No single pixel has a bound smaller than what Adam allows any pixel: its first steps move each pixel by
@@ -161,7 +166,7 @@ def test_a_tiled_mixed_float16_run_follows_the_untiled_one():
     assert difference.mean() <= 0.05 * np.abs(untiled - content.astype(np.float32)).mean()
 
 
-@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
+@pytest.mark.parametrize("precision", ["float32", pytest.param("mixed_float16", marks=pytest.mark.slow)])
 def test_tiled_steps_trace_their_functions_once(precision):
     """Loss scaling (mixed_float16) changes its scale as it goes; the tiled step takes it as a tensor, since the
     optimizer's `scale_loss` method passed to a traced function made it trace again at every step."""
@@ -189,6 +194,7 @@ def test_the_progress_of_a_step_names_the_pass_and_the_tile():
 # ---------------------------------------------------------------------------------------------------------
 # Runs.
 
+@pytest.mark.slow
 def test_a_tiled_run_says_so_and_tiles_only_the_scales_larger_than_a_tile():
     lines = []
     content, style = gradient_image(96, 128), stripes_image(96, 96)

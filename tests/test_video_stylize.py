@@ -63,6 +63,7 @@ def test_the_temporal_term_is_the_weighted_squared_difference_from_the_earlier_r
     assert resized["previous"].shape == (1, 2, 8, 10, 3) and resized["weights"].shape == (1, 2, 8, 10)
 
 
+@pytest.mark.slow
 def test_video_frames_are_held_to_the_earlier_ones():
     """The same clip with and without the temporal term: consecutive results differ less, along the flow."""
     contents = [frame.astype(np.float32) for frame in _pan(4)]
@@ -85,6 +86,7 @@ def test_video_frames_are_held_to_the_earlier_ones():
     assert held < 0.7 * free, (held, free)
 
 
+@pytest.mark.slow
 def test_a_video_is_written_with_its_frame_rate_and_sound(clip_with_sound, tmp_path):
     output = tmp_path / "styled.mp4"
     reports = []
@@ -97,6 +99,7 @@ def test_a_video_is_written_with_its_frame_rate_and_sound(clip_with_sound, tmp_p
     assert sorted(os.listdir(tmp_path)) == ["styled.mp4"]  # the frame folder is gone, nothing half-written
 
 
+@pytest.mark.slow
 def test_a_folder_of_frames_is_an_output_too(clip_with_sound, tmp_path):
     output = tmp_path / "frames"
     assert stylize_video(clip_with_sound, STYLE, str(output), log=None, **FAST) == 5
@@ -104,6 +107,7 @@ def test_a_folder_of_frames_is_an_output_too(clip_with_sound, tmp_path):
     assert load_image(clips.frame_path(output, 4)).shape == (48, 64, 3)
 
 
+@pytest.mark.slow
 def test_an_interrupted_video_resumes_from_the_first_missing_frame(clip_with_sound, tmp_path):
     output = tmp_path / "styled.mp4"
 
@@ -123,6 +127,7 @@ def test_an_interrupted_video_resumes_from_the_first_missing_frame(clip_with_sou
     assert np.abs(second - kept[1]).mean() < 0.5 * np.abs(second - kept[0]).mean()
 
 
+@pytest.mark.slow
 def test_a_cut_starts_a_new_shot(tmp_path):
     clip = _write(tmp_path / "cut.mp4", _pan(3) + _pan(3, OTHER_PHOTO))
     reports = []
@@ -130,6 +135,7 @@ def test_a_cut_starts_a_new_shot(tmp_path):
     assert [report.shot_start for report in reports] == [True, False, False, True, False, False]
 
 
+@pytest.mark.slow
 def test_the_command_line_stylizes_a_video(clip_with_sound, tmp_path):
     output = tmp_path / "out.mp4"
     result = programs.stylize(f"--content={clip_with_sound}", f"--style={STYLE}", f"--output={output}", "--size=64",
@@ -154,6 +160,7 @@ def test_a_broken_video_is_one_line_and_writes_nothing(tmp_path, contents, messa
     assert sorted(os.listdir(tmp_path)) == ["broken.mp4"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_frames_done_and_the_same_command_resumes(clip_with_sound, tmp_path):
     output = tmp_path / "out.mp4"
     command = [f"--content={clip_with_sound}", f"--style={STYLE}", f"--output={output}", "--size=64",
@@ -181,6 +188,7 @@ def test_video_options_are_checked():
         VideoStylizer(StyleConfig(checkpoint_dir="/tmp/checkpoints"), log=None)
 
 
+@pytest.mark.slow
 def test_a_batch_run_takes_videos_beside_images(clip_with_sound, tmp_path):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
