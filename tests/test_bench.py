@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import programs
-from benchmarks import (bench, cli_runs, peaks, phases, preview, pytorch_peer, report, served, steps, throughput, time_by_size,
-                        timing)
+from benchmarks import (bench, cli_runs, peaks, phases, preview, pytorch_peer, report, served, steps, throughput,
+                        time_by_size, timing)
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.network.device import cpu_has_fast_bfloat16

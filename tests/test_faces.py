@@ -1,5 +1,5 @@
-"""tf_style.objective.faces and the faces' content term: faces found where there are some and nowhere else, the mask, the
-term's loss and its tiled form, and a run that holds a small face."""
+"""tf_style.objective.faces and the faces' content term: faces found where there are some and nowhere else, the
+mask, the term's loss and its tiled form, and a run that holds a small face."""
 
 import numpy as np
 import pytest

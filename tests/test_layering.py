@@ -10,7 +10,8 @@
   (`tf_style.main`, ...) import only the command-line layer.
 - The folders stand on one another (`FOLDERS_BELOW`): the network on nothing of the library, tiling on the
   network, the objective on both, the optimization on all three, serving on the optimization; none of them
-  imports the facade (`api`), the planner, callbacks, images or video.
+  imports the facade (`api`), the planner, callbacks, images or video; video stands on the `Stylizer`, below
+  the API.
 """
 
 import ast
@@ -36,6 +37,8 @@ FOLDERS_BELOW = {
     "objective": {"config", "errors", "network", "tiling"},
     "optimization": {"config", "errors", "files", "network", "objective", "sizes", "tiling"},
     "serving": {"config", "errors", "files", "network", "objective", "optimization", "sizes"},
+    # Below the API, which stylizes a batch's videos with the images (`api.stylize_files`).
+    "video": {"config", "errors", "files", "images", "objective", "optimization", "pairs", "sizes", "stylizer"},
 }
 
 

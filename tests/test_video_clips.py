@@ -20,8 +20,8 @@ PHOTOS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 
 def _ffmpeg(*arguments):
-    subprocess.run([dependencies.ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *arguments],
-                   check=True)
+    subprocess.run([dependencies.ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                    *arguments], check=True)
 
 
 def _duration(path) -> float:

@@ -135,7 +135,8 @@ def test_consistency_weights_from_estimated_flows():
 
 def _texture(random, height, width):
     """Blurred noise: detail at every scale DIS looks at, uint8 RGB [height, width, 3]."""
-    texture = dependencies.opencv().GaussianBlur(random.uniform(0, 255, (height, width, 3)).astype(np.float32), (0, 0), 1.5)
+    texture = dependencies.opencv().GaussianBlur(random.uniform(0, 255, (height, width, 3)).astype(np.float32),
+                                                 (0, 0), 1.5)
     return np.rint(255 * (texture - texture.min()) / (texture.max() - texture.min())).astype(np.uint8)
 
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 import programs
+import tf_style
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.images import load_image
@@ -204,3 +205,22 @@ def test_a_batch_run_takes_videos_beside_images(clip_with_sound, tmp_path):
     assert "wrote 2 results" in result.stdout
     again = programs.stylize(*command)
     assert again.returncode == 0 and "wrote 0 results" in again.stdout
+
+
+@pytest.mark.slow
+def test_one_api_call_writes_the_videos_and_the_images_of_a_batch(clip_with_sound, tmp_path):
+    """`stylize_to_files` takes a video as it takes an image: the command line's batch run is this call."""
+    photo = tmp_path / "photo.png"
+    Image.open(PHOTO).resize((64, 48)).save(photo)
+    frames = []
+    done = tf_style.stylize_to_files([(clip_with_sound, STYLE), (photo, STYLE), (tmp_path / "missing.mp4", STYLE)],
+                                     tmp_path / "out", log=None, on_frame=frames.append, size=64, initial_size=0,
+                                     steps=2, frame_steps=2)
+    assert sorted((os.path.basename(result.pair.output), result.written) for result in done) == [
+        ("missing__starry_night.mp4", False), ("pan__starry_night.mp4", True), ("photo__starry_night.png", True)]
+    assert "missing.mp4" in str(next(result.error for result in done if not result.written))
+    assert [report.index for report in frames] == [0, 1, 2, 3, 4]
+    assert len(list(clips.read_frames(str(tmp_path / "out" / "pan__starry_night.mp4")))) == 5
+    again = tf_style.stylize_to_files([(clip_with_sound, STYLE), (photo, STYLE)], tmp_path / "out", log=None,
+                                      size=64, initial_size=0, steps=2, frame_steps=2)
+    assert again == []

@@ -36,11 +36,12 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from tf_style import api, images
+from tf_style import images
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError, WriteError
 from tf_style.pairs import GLOB_CHARACTERS, Pair, is_video_path, output_name
 from tf_style.sizes import ints, scaled_size
+from tf_style.stylizer import Stylizer, unfinished
 from tf_style.video import clips, shots
 from tf_style.video.stylize import VideoStylizer, encode_frames, frames_dir_for
 
@@ -290,7 +291,7 @@ class StylizeBatches(beam.DoFn):
         self._styles = None
 
     def setup(self):
-        self._stylizer = api.Stylizer(self._config, log=_LOG.info)
+        self._stylizer = Stylizer(self._config, log=_LOG.info)
         _ = self._stylizer.extractor  # built now, once, rather than inside the first bundle
         # The same array objects for every batch: the Stylizer caches a style's statistics under its identity.
         self._styles = {path: read_image(path, "style image") for path in self._style_paths}
@@ -299,7 +300,7 @@ class StylizeBatches(beam.DoFn):
         start = time.perf_counter()
         todo, contents = [], []
         # Checked here, just before the work: a retried bundle skips what its first attempt finished.
-        not_written = api.unfinished(batch, self._overwrite, FileSystems.exists)
+        not_written = unfinished(batch, self._overwrite, FileSystems.exists)
         self._skipped.inc(len(batch) - len(not_written))
         for pair in not_written:
             try:

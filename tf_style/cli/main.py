@@ -1,7 +1,7 @@
 """The stylize program, `tf_style.main` (its docstring is the program's usage).
 
 Turns the flags into a StyleConfig once (`tf_style.cli.flags.config_from`), calls `tf_style.stylize` (or, for a
-batch, `Stylizer.stylize_to_files`) and maps what happened to the exit statuses `tf_style.main` lists.
+batch of images and videos, `api.stylize_files`) and maps what happened to the exit statuses `tf_style.main` lists.
 
 Signals are handled here, not in the library: the first SIGINT or SIGTERM raises KeyboardInterrupt, which the
 optimization loop turns into an `Interrupted` error carrying the current image; later ones are only noted, so
@@ -26,6 +26,7 @@ with native_stderr_silenced():
     from tf_style.errors import DivergedError, Interrupted, UsageError, WriteError
     from tf_style.files import require_writable_directory
     from tf_style.video import clips
+    from tf_style.stylizer import ResultFiles
     from tf_style.video.stylize import FrameReport, frames_dir_for, stylize_video
 
 NAME = "tf_style"
@@ -110,7 +111,7 @@ def _main_single(flag_values, config: StyleConfig, stop_signals: _StopSignals) -
         saved = checkpoint.read_latest(config.checkpoint_dir)
         if saved is not None:
             print(f"found a checkpoint at step {saved.step} in {config.checkpoint_dir}", flush=True)
-    files = api.ResultFiles(output, content, style, config, flag_values.logdir, flag_values.contact_sheet)
+    files = ResultFiles(output, content, style, config, flag_values.logdir, flag_values.contact_sheet)
     final_losses = {}
     callbacks = [ProgressBar(), *files.callbacks, lambda report: final_losses.update(report.losses)]
     start = time.perf_counter()
@@ -196,6 +197,12 @@ class _FrameProgress:
         if sys.stdout.isatty() and self.frames_done:
             print()
 
+    def next_video(self) -> None:
+        """Ends the line of the video done (if any) and starts counting afresh for the next."""
+        self.end_line()
+        self.frames_done = 0
+        self._stylized_seconds = []
+
 
 def _main_batch(flag_values, config: StyleConfig, stop_signals: _StopSignals) -> int:
     """Stylizes every pair whose result is missing (`Stylizer.stylize_to_files`); see the module docstring."""
@@ -213,38 +220,21 @@ def _main_batch(flag_values, config: StyleConfig, stop_signals: _StopSignals) ->
     to_do = len(api.unfinished(listed, flag_values.overwrite))
     written, failed = 0, 0
     reasons = set()  # a bad image fails every pair it is in: its reason is printed once
-    log = lambda message: print(message, flush=True)  # noqa: E731
-    videos = [pair for pair in listed if batch_pairs.is_video_path(pair.content)]
-    stills = [pair for pair in listed if not batch_pairs.is_video_path(pair.content)]
-
-    def skipped(pair, error, kept=""):
-        reason = str(error) if str(error) not in reasons else "as above"
-        reasons.add(str(error))
-        print(f"{NAME}: skipped {pair.content} × {pair.style}: {reason}{kept}", file=sys.stderr, flush=True)
-
+    frame_progress = _FrameProgress()
     try:
-        if stills:
-            stylizer = api.Stylizer(config, log=log)
-            for outcome in stylizer.stylize_to_files(stills, flag_values.overwrite, flag_values.contact_sheet,
-                                                     flag_values.logdir, callbacks=[ProgressBar()]):
-                pair = outcome.pair
-                if outcome.error is not None:
-                    failed += 1
-                    skipped(pair, outcome.error, f"; wrote its last finite image to {pair.output} (--overwrite "
-                                                 "redoes it)" if outcome.written else "")
-                    continue
-                written += 1
-                print(f"wrote {pair.output}", flush=True)
-        for pair in api.unfinished(videos, flag_values.overwrite):
-            progress = _FrameProgress()
-            try:
-                stylize_video(pair.content, pair.style, pair.output, config, log=log, on_frame=progress)
-            except (UsageError, DivergedError) as error:
-                progress.end_line()
+        for outcome in api.stylize_files(listed, config, flag_values.overwrite, flag_values.contact_sheet,
+                                         flag_values.logdir, callbacks=[ProgressBar()], on_frame=frame_progress,
+                                         log=lambda message: print(message, flush=True)):
+            pair = outcome.pair
+            frame_progress.next_video()
+            if outcome.error is not None:
                 failed += 1
-                skipped(pair, error)
+                reason = str(outcome.error) if str(outcome.error) not in reasons else "as above"
+                reasons.add(str(outcome.error))
+                kept = (f"; wrote its last finite image to {pair.output} (--overwrite redoes it)" if outcome.written
+                        else "")
+                print(f"{NAME}: skipped {pair.content} × {pair.style}: {reason}{kept}", file=sys.stderr, flush=True)
                 continue
-            progress.end_line()
             written += 1
             print(f"wrote {pair.output}", flush=True)
     except KeyboardInterrupt:  # Interrupted during a step, or a bare one while loading images

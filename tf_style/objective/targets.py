@@ -6,8 +6,8 @@ are kept apart (`region_statistics`), and the loss compares each region's guided
 (`losses.guided_style_loss`). The content loss covers the whole image, so a pixel in no region keeps the photo's
 look: it is pulled by the content and total-variation losses only.
 
-Computed once per scale, before the loop (`tf_style.optimization.coarse_to_fine`); the traced train step (`tf_style.optimization.level`)
-compares the image with them at every step.
+Computed once per scale, before the loop (`tf_style.optimization.coarse_to_fine`); the traced train step
+(`tf_style.optimization.level`) compares the image with them at every step.
 """
 
 import dataclasses

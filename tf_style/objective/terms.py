@@ -99,9 +99,9 @@ class ContentTerm(Term):
 
 
 class FaceTerm(Term):
-    """The photo's features inside its faces (`tf_style.objective.faces`): the content loss again, each position weighted
-    by the faces' mask and normalized by the faces' own features (`losses.masked_content_loss`), so that a small
-    face pulls as hard as a large one.
+    """The photo's features inside its faces (`tf_style.objective.faces`): the content loss again, each position
+    weighted by the faces' mask and normalized by the faces' own features (`losses.masked_content_loss`), so that a
+    small face pulls as hard as a large one.
 
     Targets: {"features": {layer: float32 [B, h, w, C]}, the content images' features; "masks": {layer: float32
     [B, h, w, 1]}, each image's faces at that layer's size (0 everywhere for an image without faces)}.

@@ -1,5 +1,5 @@
-"""The coarse-to-fine run through the levels of `tf_style.optimization.pyramid`, and the caches that let many runs with one
-set of options share work.
+"""The coarse-to-fine run through the levels of `tf_style.optimization.pyramid`, and the caches that let many runs
+with one set of options share work.
 """
 
 import dataclasses

@@ -1,5 +1,5 @@
-"""The optimization of one batch of images at one size: `tf_style.optimization.core`'s step on `tf.Variable`s, traced once,
-with the loop in Python so that callbacks can report between steps.
+"""The optimization of one batch of images at one size: `tf_style.optimization.core`'s step on `tf.Variable`s,
+traced once, with the loop in Python so that callbacks can report between steps.
 
 The loop runs in Python. Every `progress_every` steps (and at snapshots, checkpoints and the end) it reads the
 losses back from the device once and hands a `StepReport` to the callbacks, which print, save or log; the
@@ -123,8 +123,8 @@ class Optimization:
         config: the options (weights, learning rate, averaging, ...).
         jit_compile: compile the train step with XLA.
         indices: the `index` of each image in the reports; default 0 .. B-1.
-        tiles: compute each step's loss and gradient tile by tile on this grid (`tf_style.tiling.tiled_objective`): the same
-            objective with only one tile's activations in memory; None: the whole image in one traced step.
+        tiles: compute each step's loss and gradient tile by tile on this grid (`tf_style.tiling.tiled_objective`):
+            the same objective with only one tile's activations in memory; None: the whole image in one traced step.
             The targets' content features must then be the whole image's.
         objective: the loss terms (`tf_style.objective.terms`); None: the ones `config` asks for.
     """

@@ -12,29 +12,29 @@ Signatures (tag `serve`):
   `loss_palette` (float32 scalars).
 - `stylize_pixels`: the same, with `content` and `style` as float32 [H, W, 3] RGB tensors in [0, 255].
 
-Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.optimization.coarse_to_fine`): the levels of
-`pyramid.pyramid_of(config)` and their steps, computed in the graph from the request's `size` and `steps`
-(`pyramid.level_sides_and_steps`, the function `pyramid_of` evaluates); the style seen at each scale's size; each scale started from the last result
-upsampled plus the photo's detail, with the optimizer's state carried up (`carried_up`: Adam's moments
-rescaled, L-BFGS afresh); each scale's steps are `core.run_steps`, a `tf.while_loop` around `core.step`, the very step the library's train step calls, and its
-result `core.result`. The loss is `terms.objective_for(config)`'s terms on targets from
-`targets.style_statistics` and `targets.batch_targets`, with the network of `features.extractor_for`, in
-float32 and with TensorFlow's own convolution kernels. The image, the optimizer's state and the average are
-loop-carried tensors, not variables: concurrent requests share nothing but the network's weights.
+Inside, one request runs what `CoarseToFine.run` runs for one image (`tf_style.optimization.coarse_to_fine`): the
+levels of `pyramid.pyramid_of(config)` and their steps, computed in the graph from the request's `size` and `steps`
+(`pyramid.level_sides_and_steps`, the function `pyramid_of` evaluates); the style seen at each scale's size; each
+scale started from the last result upsampled plus the photo's detail, with the optimizer's state carried up
+(`carried_up`: Adam's moments rescaled, L-BFGS afresh); each scale's steps are `core.run_steps`, a `tf.while_loop`
+around `core.step`, the very step the library's train step calls, and its result `core.result`. The loss is
+`terms.objective_for(config)`'s terms on targets from `targets.style_statistics` and `targets.batch_targets`, with
+the network of `features.extractor_for`, in float32 and with TensorFlow's own convolution kernels. The image, the
+optimizer's state and the average are loop-carried tensors, not variables: concurrent requests share nothing but the
+network's weights.
 
-What the export fixes: the network, `optimizer`, `learning_rate`, `tv_weight`, `palette_weight`, the style layers' weights,
-`style_loss`, `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and
-`average_decay` (a preset that sets any of these is an export of its own; the bundled presets differ only in
-`size` and `steps`).
-The graph does not look for faces (OpenCV's detector is no TensorFlow op): a request brings them as `face_boxes`
-([N, 4] x, y, width, height in the content's pixels, as `faces.find_faces` gives them; none by default), and the
-faces' term draws its mask from them with the library's `faces.face_mask`.
-The start is the content or, with `init` "noise", the noise that `pyramid.noise_start` draws from `seed`, as
-`stylize()` draws it. Where the library reads files with Pillow (EXIF rotation applied) and resizes them with
-Pillow's Lanczos filter (the content to `size`, the style to the size it is seen at), the graph decodes with
-TensorFlow and resizes with its antialiased Lanczos: inputs already at those sizes give the library's result
-to float rounding, amplified by Adam (tests/test_export_stylizer.py); larger ones start from slightly other
-pixels and end elsewhere (measured on the bundled full-size JPEGs at 96 px: 5.7 grey levels apart on average).
+What the export fixes: the network, `optimizer`, `learning_rate`, `tv_weight`, `palette_weight`, the style layers'
+weights, `style_loss`, `style_scale`, `initial_size`, `initial_steps`, `warm_start_optimizer`, `scale_detail` and
+`average_decay` (a preset that sets any of these is an export of its own; the bundled presets differ only in `size`
+and `steps`). The graph does not look for faces (OpenCV's detector is no TensorFlow op): a request brings them as
+`face_boxes` ([N, 4] x, y, width, height in the content's pixels, as `faces.find_faces` gives them; none by
+default), and the faces' term draws its mask from them with the library's `faces.face_mask`. The start is the
+content or, with `init` "noise", the noise that `pyramid.noise_start` draws from `seed`, as `stylize()` draws it.
+Where the library reads files with Pillow (EXIF rotation applied) and resizes them with Pillow's Lanczos filter (the
+content to `size`, the style to the size it is seen at), the graph decodes with TensorFlow and resizes with its
+antialiased Lanczos: inputs already at those sizes give the library's result to float rounding, amplified by Adam
+(tests/test_export_stylizer.py); larger ones start from slightly other pixels and end elsewhere (measured on the
+bundled full-size JPEGs at 96 px: 5.7 grey levels apart on average).
 
 Limits, fixed at export and checked before any decoding or optimizing, each refused with InvalidArgument:
 `max_size` (the long side a request may ask for), `max_steps` (its steps over all scales) and `max_pixels`

@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from tf_style import images, pairs
-from tf_style.api import Stylizer
+from tf_style.stylizer import Stylizer
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
 from tf_style.files import require_writable_directory
