@@ -134,9 +134,7 @@ class CoarseToFine:
             DivergedError, Interrupted: as `Optimization.run`, with `error.image` the batch at the output size.
             OutOfMemory: TensorFlow could not allocate a step's tensors.
         """
-        config = self.config
-        content_images = batch.content_images
-        height, width = content_images.shape[1:3]
+        height, width = batch.content_images.shape[1:3]
         levels = self.pyramid
         objective = self.objective_of(batch)
         images = batch.start_images
@@ -144,37 +142,17 @@ class CoarseToFine:
         first_step = 1
         start_time = time.perf_counter()
         try:
-            checkpoints, resume, optimizer_state = None, None, None
-            if config.checkpoint_dir:
-                if len(content_images) != 1:
-                    raise ValueError(f"checkpoints hold one image's run; got a batch of {len(content_images)}")
-                checkpoints = RunCheckpoints(config.checkpoint_dir, run_fingerprint(
-                    config, content_images[0], batch.style_images[0], batch.start_images[0],
-                    self.extractor.compute_dtype, self.jit_compile, batch.content_masks,
-                    batch.style_masks[0] if batch.style_masks else None),
-                    config.checkpoint_every)
-                resume = checkpoints.latest()
+            checkpoints = self._checkpoints_of(batch)
+            resume = checkpoints.latest() if checkpoints is not None else None
+            optimizer_state = None
             for level in levels:
                 # Resuming skips the levels finished before the checkpoint; its own level starts from it.
                 if resume is None or level.index >= resume.scale_index:
-                    optimization = self.optimization_at(level, batch, images, objective, keep_optimizations)
-                    if optimizer_state is not None:
-                        optimization.warm_start(optimization.optimizer.carried_up(
-                            optimizer_state, *optimization.image.shape[1:3]))
-                    if checkpoints is not None:
-                        checkpoints.track(optimization.state(), level.index)
-                        if resume is not None and level.index == resume.scale_index:
-                            checkpoints.restore(resume)
-                    done = optimization.completed_steps()
-                    placement = RunPlacement(first_step + done, levels.total_steps, level.index, len(levels),
-                                             start_time)
-                    images = optimization.run(level.num_steps - done, callbacks, placement, checkpoints)
+                    placement = RunPlacement(first_step, levels.total_steps, level.index, len(levels), start_time)
+                    images, optimizer_state = self._run_level(level, batch, images, objective, optimizer_state,
+                                                              placement, callbacks, keep_optimizations,
+                                                              checkpoints, resume)
                     finished_images = images
-                    optimizer_state = optimization.optimizer_state() if config.warm_start_optimizer else None
-                    # The traced step keeps the optimization in a reference cycle: free its tensors now, not
-                    # while the next, larger scale is using memory.
-                    del optimization
-                    gc.collect()
                 first_step += level.num_steps
         except (DivergedError, Interrupted) as error:
             # The caller gets images of the output size: this scale's, or the last finished scale's.
@@ -184,11 +162,48 @@ class CoarseToFine:
             raise Interrupted(interrupted_message(first_step - 1, levels.total_steps), first_step - 1,
                               _at_size(finished_images, height, width)) from None
         except tf.errors.ResourceExhaustedError:
-            count = len(content_images)
+            count = len(batch.content_images)
             raise OutOfMemory(f"the device ran out of memory for {count} image{'s' * (count > 1)} of {width}x{height} "
                               f"at once (step {first_step} or after): use a smaller --size, or free the memory "
                               "that other processes hold") from None
         return images
+
+    def _checkpoints_of(self, batch: Batch) -> Optional[RunCheckpoints]:
+        """The checkpoints of a one-image batch's run, under a fingerprint of everything that shapes its result;
+        None without `config.checkpoint_dir`."""
+        if not self.config.checkpoint_dir:
+            return None
+        if len(batch.content_images) != 1:
+            raise ValueError(f"checkpoints hold one image's run; got a batch of {len(batch.content_images)}")
+        return RunCheckpoints(self.config.checkpoint_dir, run_fingerprint(
+            self.config, batch.content_images[0], batch.style_images[0], batch.start_images[0],
+            self.extractor.compute_dtype, self.jit_compile, batch.content_masks,
+            batch.style_masks[0] if batch.style_masks else None),
+            self.config.checkpoint_every)
+
+    def _run_level(self, level: pyramid.Level, batch: Batch, images: np.ndarray, objective: Objective,
+                   optimizer_state, placement: RunPlacement, callbacks: Sequence[Callback], keep: bool,
+                   checkpoints: Optional[RunCheckpoints], resume) -> tuple:
+        """Runs one level from the last level's results `images` (its first step at `placement`), the optimizer
+        warm-started from the last level's state (None: afresh), or from `resume`, a checkpoint taken at this
+        level: (the level's results, its optimizer's state to carry up, or None)."""
+        optimization = self.optimization_at(level, batch, images, objective, keep)
+        if optimizer_state is not None:
+            optimization.warm_start(optimization.optimizer.carried_up(optimizer_state,
+                                                                      *optimization.image.shape[1:3]))
+        if checkpoints is not None:
+            checkpoints.track(optimization.state(), level.index)
+            if resume is not None and level.index == resume.scale_index:
+                checkpoints.restore(resume)
+        done = optimization.completed_steps()
+        placement = dataclasses.replace(placement, first_step=placement.first_step + done)
+        images = optimization.run(level.num_steps - done, callbacks, placement, checkpoints)
+        optimizer_state = optimization.optimizer_state() if self.config.warm_start_optimizer else None
+        # The traced step keeps the optimization in a reference cycle: free its tensors now, not while the next,
+        # larger scale is using memory.
+        del optimization
+        gc.collect()
+        return images, optimizer_state
 
     def objective_of(self, batch: Batch) -> Objective:
         """The objective of a batch's run: the config's terms, the faces' if it has faces, and the batch's own
