@@ -41,9 +41,10 @@ with native_stderr_silenced():
     from benchmarks.pytorch_comparison import compare_with_pytorch
     from benchmarks.report import format_report, processor_name, write_json
     from benchmarks.served import format_served, measure_served
-    from benchmarks.steps import FLOP_COUNTING, NaiveEagerStep, TfStyleStep, TutorialStep, parse_sizes
+    from benchmarks.steps import (FLOP_COUNTING, NaiveEagerStep, TfStyleStep, TutorialStep, parse_sizes,
+                                  timed_against_tutorial)
     from benchmarks.throughput import format_throughput, measure_throughput
-    from benchmarks.timing import measure_step, time_steps
+    from benchmarks.timing import measure_step
     from tf_style.cli.flags import FlagSpec
     from tf_style.cli.support import Program, require_no_arguments
     from tf_style.network.device import cpu_has_fast_bfloat16, plan_compute
@@ -134,16 +135,9 @@ def run_benchmark(sizes: Sequence[int], num_steps: int = 10, warmup_steps: int =
             results["memory"]["sizes"].append(measure_memory(size))
     results["preset"] = None
     if preset is not None:
-        # The machine's speed drifts from minute to minute, so the tutorial's step that the preset is compared
-        # with is timed just before and just after the preset's run, and the estimate takes their mean.
-        progress(f"{preset_size} px: tutorial recipe, before the preset")
-        before = time_steps(TutorialStep(preset_size), num_steps, warmup_steps)["seconds_per_step"]
         progress(f"timing {preset} at {preset_size} px through the CLI")
-        results["preset"] = time_preset(preset, preset_size, preset_extra_args)
-        progress(f"{preset_size} px: tutorial recipe, after the preset")
-        after = time_steps(TutorialStep(preset_size), num_steps, warmup_steps)["seconds_per_step"]
-        results["preset"]["tutorial_seconds_per_step_around"] = [before, after]
-        results["preset"]["tutorial_1000_steps_seconds"] = 1000 * (before + after) / 2
+        results["preset"] = timed_against_tutorial(lambda: time_preset(preset, preset_size, preset_extra_args),
+                                                   preset_size, num_steps, warmup_steps, progress)
     results["machine"]["load_average_at_end"] = os.getloadavg()[0]
     return results
 

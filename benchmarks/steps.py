@@ -5,13 +5,15 @@ the library's factories), a naive eager loop (`NaiveEagerStep`) and the TensorFl
 """
 
 import dataclasses
+import gc
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.timing import time_steps
 from tf_style import api, images, planner
 from tf_style.config import StyleConfig
 from tf_style.errors import UsageError
@@ -198,6 +200,31 @@ class TutorialStep:
 
     def flops(self) -> int:
         return step_flops(self.model, self.height, self.width)
+
+
+def tutorial_seconds_per_step(size: int, num_steps: int, warmup_steps: int) -> float:
+    """The median seconds of the tutorial recipe's step at `size`, its model freed afterwards."""
+    step = TutorialStep(size)
+    seconds = time_steps(step, num_steps, warmup_steps, budget_seconds=60.0)["seconds_per_step"]
+    del step
+    keras.backend.clear_session()
+    gc.collect()
+    return seconds
+
+
+def timed_against_tutorial(run: Callable[[], dict], size: int, num_steps: int, warmup_steps: int,
+                           progress: Callable[[str], None]) -> dict:
+    """`run()`'s result (a dict with its `wall_seconds`: a preset timed through the CLI, say) beside the tutorial
+    recipe's 1000 steps at `size`. The machine's speed drifts from minute to minute, so the tutorial's step is
+    timed just before and just after the run and its 1000 steps estimated from the mean of the two."""
+    progress(f"{size} px: tutorial recipe, before")
+    before = tutorial_seconds_per_step(size, num_steps, warmup_steps)
+    result = run()
+    progress(f"{size} px: tutorial recipe, after")
+    after = tutorial_seconds_per_step(size, num_steps, warmup_steps)
+    tutorial = 1000 * (before + after) / 2
+    return {**result, "tutorial_seconds_per_step_around": [before, after], "tutorial_1000_steps_seconds": tutorial,
+            "ratio": result["wall_seconds"] / tutorial}
 
 
 def tutorial_gram_matrix(features: tf.Tensor) -> tf.Tensor:

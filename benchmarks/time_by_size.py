@@ -8,7 +8,6 @@ from minute to minute, so its 1000 steps are estimated from the mean of the two,
 """
 
 import argparse
-import gc
 import json
 import os
 import sys
@@ -16,7 +15,6 @@ import sys
 from tf_style.cli.startup import native_stderr_silenced
 
 with native_stderr_silenced():
-    import keras
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,39 +22,23 @@ with native_stderr_silenced():
 
     from benchmarks.cli_runs import time_preset
     from benchmarks.report import processor_name
-    from benchmarks.steps import TutorialStep, parse_sizes
-    from benchmarks.timing import time_steps
+    from benchmarks.steps import parse_sizes, timed_against_tutorial
 
 TUTORIAL_STEPS = 1000
-
-
-def tutorial_seconds_per_step(size: int, num_steps: int, warmup_steps: int) -> float:
-    """The median seconds of the tutorial recipe's step at `size`, its model freed afterwards."""
-    step = TutorialStep(size)
-    seconds = time_steps(step, num_steps, warmup_steps, budget_seconds=60.0)["seconds_per_step"]
-    del step
-    keras.backend.clear_session()
-    gc.collect()
-    return seconds
 
 
 def measure(sizes, preset: str, num_steps: int, warmup_steps: int) -> list:
     rows = []
     for size in sizes:
-        print(f"{size} px: tutorial recipe, before", file=sys.stderr, flush=True)
-        before = tutorial_seconds_per_step(size, num_steps, warmup_steps)
-        print(f"{size} px: {preset} through the CLI", file=sys.stderr, flush=True)
-        run = time_preset(preset, size)
+        run = timed_against_tutorial(lambda: time_preset(preset, size), size, num_steps, warmup_steps,
+                                     lambda message: print(message, file=sys.stderr, flush=True))
         if run["returncode"] != 0:
             raise SystemExit(f"{preset} at {size} px failed: {run['error']}")
-        print(f"{size} px: tutorial recipe, after", file=sys.stderr, flush=True)
-        after = tutorial_seconds_per_step(size, num_steps, warmup_steps)
-        tutorial = TUTORIAL_STEPS * (before + after) / 2
         rows.append({"size": size, "preset_seconds": run["wall_seconds"],
-                     "tutorial_seconds_per_step_around": [before, after],
-                     "tutorial_1000_steps_seconds": tutorial, "ratio": run["wall_seconds"] / tutorial})
-        print(f"{size} px: {run['wall_seconds']:.1f} s, tutorial's 1000 steps {tutorial:.0f} s, "
-              f"{run['wall_seconds'] / tutorial:.3f}x", flush=True)
+                     "tutorial_seconds_per_step_around": run["tutorial_seconds_per_step_around"],
+                     "tutorial_1000_steps_seconds": run["tutorial_1000_steps_seconds"], "ratio": run["ratio"]})
+        print(f"{size} px: {run['wall_seconds']:.1f} s, tutorial's 1000 steps {run['tutorial_1000_steps_seconds']:.0f} "
+              f"s, {run['ratio']:.3f}x", flush=True)
     return rows
 
 
